@@ -1,0 +1,328 @@
+"""How each Keras layer type moves unit indices, and how to slice its weights.
+
+A *rule* per layer type (Torch-Pruning's per-layer pruning functions):
+- ``trace(ctx, call)`` returns the channel map of each output (see core.units);
+- ``prune(layer, weights, in_keeps, out_keeps)`` returns (config changes, new weights);
+- ``macs(call)`` counts multiply-accumulates;
+- ``mix`` says how the masked model treats the layer's inputs: ``"linear"`` mixes
+  channels linearly, so zeroing removed input channels is exact; ``"renorm"``
+  normalises over channels, so it is evaluated on the kept channels only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+_CHANNELS_FIRST = "channels_first"
+
+
+def _last(shape) -> int:
+    return int(shape[-1]) if len(shape) > 1 else 1
+
+
+def _by_name(layer, weights, slicers: dict) -> list[np.ndarray]:
+    """Slice weights by variable name; names without a slicer are copied unchanged."""
+    out = []
+    for var, w in zip(layer.weights, weights):
+        name = var.name.rsplit("/", 1)[-1]
+        fn = slicers.get(name)
+        out.append(np.ascontiguousarray(fn(w)) if fn is not None else w)
+    return out
+
+
+class Rule:
+    mix: str | None = None
+    has_units = False
+
+    def trace(self, ctx, call) -> list[np.ndarray]:
+        return [ctx.map(call.inputs[0]) for _ in call.output_shapes]
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        return {}, weights
+
+    def macs(self, call) -> int:
+        return 0
+
+
+class PassThrough(Rule):
+    """Channel-wise layers: activations, dropout, pooling, padding, ... Indices unchanged."""
+
+
+class Renorm(PassThrough):
+    """Channel-wise in its map, but normalises over the channel axis (softmax)."""
+
+    mix = "renorm"
+
+
+class PerChannel(PassThrough):
+    """Channel-wise with per-channel weights on the last axis (BatchNorm, PReLU)."""
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        keep = in_keeps[0]
+        out = [w[..., keep] if w.ndim and w.shape[-1] == len(keep) and len(keep) > 1 else w for w in weights]
+        return {}, out
+
+
+class LayerNorm(PerChannel):
+    mix = "renorm"
+
+
+class UnitNorm(PassThrough):
+    """L2-normalises over channels: zeroed channels add nothing to the norm."""
+
+    mix = "linear"
+
+
+class Opaque(Rule):
+    """A layer neuronviz cannot map indices through: its inputs' units are pinned."""
+
+    def __init__(self, why: str = ""):
+        self.why = why
+
+    def trace(self, ctx, call):
+        layer = call.layer
+        reason = f"they flow into layer '{call.path}' ({type(layer).__name__}), which neuronviz cannot map unit indices through"
+        if self.why:
+            reason += f" ({self.why})"
+        for k in call.inputs:
+            ctx.pin(ctx.map(k), reason)
+        return [np.full(_last(s), -1, dtype=np.int64) for s in call.output_shapes]
+
+
+class Merge(Rule):
+    """Element-wise merges: every input joins one group (broadcast inputs excepted)."""
+
+    def trace(self, ctx, call):
+        maps = [ctx.map(k) for k in call.inputs]
+        width = _last(call.output_shapes[0])
+        full = [m for m in maps if len(m) == width]
+        for m in full[1:]:
+            ctx.union(full[0], m, call.path)
+        return [full[0].copy()]
+
+
+class Concat(Rule):
+    def trace(self, ctx, call):
+        rank = len(call.output_shapes[0])
+        axis = call.layer.axis
+        if axis in (-1, rank - 1):
+            return [np.concatenate([ctx.map(k) for k in call.inputs])]
+        return Merge().trace(ctx, call)
+
+
+class Probe(Rule):
+    """Pure data movement (Flatten, Reshape, Permute, RepeatVector): run the layer on
+    channel codes to see where every channel lands."""
+
+    def trace(self, ctx, call):
+        import keras
+
+        in_map = ctx.map(call.inputs[0])
+        shape = (1,) + tuple(int(d) for d in call.input_shapes[0][1:])
+        codes = np.broadcast_to(np.arange(1, shape[-1] + 1, dtype=np.float32), shape)
+        out = keras.ops.convert_to_numpy(call.layer(codes)).reshape(-1, _last(call.output_shapes[0]))
+        lo, hi = out.min(axis=0), out.max(axis=0)
+        if (lo != hi).any() or (lo < 1).any():
+            return Opaque("it mixes the channel axis").trace(ctx, call)
+        return [in_map[lo.astype(np.int64) - 1]]
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        cfg = {}
+        if type(layer).__name__ == "Reshape":
+            target = list(layer.target_shape)
+            if target[-1] != -1:
+                target[-1] = int(out_keeps[0].sum())
+            cfg["target_shape"] = tuple(target)
+        return cfg, weights
+
+
+class Source(Rule):
+    """Layers that create units: Dense, Conv, SeparableConv, ConvTranspose, Embedding."""
+
+    has_units = True
+    mix = "linear"
+    width_key = "units"
+
+    def trace(self, ctx, call):
+        ids = ctx.units_of(call)
+        if getattr(call.layer, "activation", None) is not None and _is_softmax(call.layer.activation):
+            ctx.renorm_sources.add(call.path)
+        return [ids]
+
+    def config(self, out_keep):
+        return {self.width_key: int(out_keep.sum())}
+
+
+class DenseRule(Source):
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        i, o = in_keeps[0], out_keeps[0]
+        return self.config(o), _by_name(layer, weights, {"kernel": lambda w: w[i][:, o], "bias": lambda w: w[o]})
+
+    def macs(self, call):
+        return int(np.prod(call.input_shapes[0][1:])) * int(call.layer.units)
+
+
+class ConvRule(Source):
+    width_key = "filters"
+
+    def trace(self, ctx, call):
+        ids = super().trace(ctx, call)
+        groups = getattr(call.layer, "groups", 1)
+        if groups != 1:
+            reason = f"layer '{call.path}' is a grouped convolution (groups={groups})"
+            ctx.pin(ctx.map(call.inputs[0]), reason)
+            ctx.pin(ids[0], reason)
+        return ids
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        i, o = in_keeps[0], out_keeps[0]
+        if getattr(layer, "groups", 1) != 1:
+            i = np.ones(weights[0].shape[-2], bool)
+        return self.config(o), _by_name(layer, weights, {"kernel": lambda w: w[..., i, :][..., o], "bias": lambda w: w[o]})
+
+    def macs(self, call):
+        layer = call.layer
+        k = int(np.prod(layer.kernel_size))
+        return int(np.prod(call.output_shapes[0][1:-1])) * k * (_last(call.input_shapes[0]) // layer.groups) * int(layer.filters)
+
+
+class ConvTransposeRule(Source):
+    width_key = "filters"
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        i, o = in_keeps[0], out_keeps[0]
+        return self.config(o), _by_name(layer, weights, {"kernel": lambda w: w[..., o, :][..., i], "bias": lambda w: w[o]})
+
+    def macs(self, call):
+        k = int(np.prod(call.layer.kernel_size))
+        return int(np.prod(call.input_shapes[0][1:-1])) * k * _last(call.input_shapes[0]) * int(call.layer.filters)
+
+
+class SeparableRule(Source):
+    width_key = "filters"
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        i, o = in_keeps[0], out_keeps[0]
+        mi = np.repeat(i, layer.depth_multiplier)
+        return self.config(o), _by_name(layer, weights, {
+            "depthwise_kernel": lambda w: w[..., i, :],
+            "pointwise_kernel": lambda w: w[..., mi, :][..., o],
+            "bias": lambda w: w[o],
+        })
+
+    def macs(self, call):
+        layer = call.layer
+        pos = int(np.prod(call.output_shapes[0][1:-1]))
+        cin = _last(call.input_shapes[0]) * layer.depth_multiplier
+        return pos * int(np.prod(layer.kernel_size)) * cin + pos * cin * int(layer.filters)
+
+
+class DepthwiseRule(Rule):
+    """Channel-wise convolution: input channel c becomes outputs c*m .. c*m+m-1."""
+
+    def trace(self, ctx, call):
+        return [np.repeat(ctx.map(call.inputs[0]), call.layer.depth_multiplier)]
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        i = in_keeps[0]
+        mi = np.repeat(i, layer.depth_multiplier)
+        return {}, _by_name(layer, weights, {"kernel": lambda w: w[..., i, :], "bias": lambda w: w[mi]})
+
+    def macs(self, call):
+        layer = call.layer
+        return int(np.prod(call.output_shapes[0][1:-1])) * int(np.prod(layer.kernel_size)) * _last(call.input_shapes[0]) * layer.depth_multiplier
+
+
+class EmbeddingRule(Source):
+    width_key = "output_dim"
+    mix = None
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        o = out_keeps[0]
+        return self.config(o), _by_name(layer, weights, {"embeddings": lambda w: w[:, o]})
+
+
+class RecurrentRule(Source):
+    """SimpleRNN/GRU/LSTM: consumers of their inputs; their own units are pinned."""
+
+    def trace(self, ctx, call):
+        ids = ctx.units_of(call)
+        ctx.pin(ids, f"layer '{call.path}' ({type(call.layer).__name__}) is recurrent, and removing its own units is not supported yet")
+        return [ids if len(s) > 1 and _last(s) == len(ids) else np.full(_last(s), -1, np.int64) for s in call.output_shapes]
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        i = in_keeps[0]
+        return {}, _by_name(layer, weights, {"kernel": lambda w: w[i]})
+
+    def macs(self, call):
+        gates = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}[type(call.layer).__name__]
+        shape = call.input_shapes[0]
+        u = int(call.layer.units)
+        return int(shape[1]) * gates * u * (_last(shape) + u)
+
+
+def _is_softmax(fn) -> bool:
+    return getattr(fn, "__name__", "") in ("softmax", "log_softmax")
+
+
+_PASS = """Activation ReLU LeakyReLU ELU ThresholdedReLU Dropout SpatialDropout1D SpatialDropout2D
+SpatialDropout3D GaussianNoise GaussianDropout AlphaDropout ActivityRegularization Identity
+MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D AveragePooling3D
+GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D GlobalAveragePooling1D
+GlobalAveragePooling2D GlobalAveragePooling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D
+Cropping1D Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D Rescaling""".split()
+
+RULES: dict[str, Rule] = {name: PassThrough() for name in _PASS}
+RULES.update({
+    "Softmax": Renorm(),
+    "BatchNormalization": PerChannel(),
+    "PReLU": PerChannel(),
+    "LayerNormalization": LayerNorm(),
+    "UnitNormalization": UnitNorm(),
+    "Add": Merge(), "Subtract": Merge(), "Multiply": Merge(), "Average": Merge(),
+    "Maximum": Merge(), "Minimum": Merge(),
+    "Concatenate": Concat(),
+    "Flatten": Probe(), "Reshape": Probe(), "Permute": Probe(), "RepeatVector": Probe(),
+    "Dense": DenseRule(),
+    "Conv1D": ConvRule(), "Conv2D": ConvRule(), "Conv3D": ConvRule(),
+    "Conv1DTranspose": ConvTransposeRule(), "Conv2DTranspose": ConvTransposeRule(),
+    "Conv3DTranspose": ConvTransposeRule(),
+    "SeparableConv1D": SeparableRule(), "SeparableConv2D": SeparableRule(),
+    "DepthwiseConv1D": DepthwiseRule(), "DepthwiseConv2D": DepthwiseRule(),
+    "Embedding": EmbeddingRule(),
+    "SimpleRNN": RecurrentRule(), "GRU": RecurrentRule(), "LSTM": RecurrentRule(),
+})
+
+
+def rule_for(layer, input_rank: int) -> Rule:
+    """The rule for `layer`, or an Opaque rule saying why it is unsupported."""
+    name = type(layer).__name__
+    rule = RULES.get(name)
+    if rule is None or type(layer).__module__.split(".")[0] != "keras":
+        return Opaque("custom or unsupported layer type" if rule is None else "custom subclass")
+    if getattr(layer, "data_format", None) == _CHANNELS_FIRST and not isinstance(rule, Probe):
+        return Opaque("channels_first data format")
+    last = {-1, input_rank - 1}
+    if name == "BatchNormalization" and layer.axis not in last:
+        return Opaque(f"normalises axis {layer.axis}, not the channel axis")
+    if name == "LayerNormalization" and (len(layer.axis) != 1 or layer.axis[0] not in last or getattr(layer, "rms_scaling", False)):
+        return Opaque(f"normalises axes {layer.axis}")
+    if name in ("Softmax", "UnitNormalization"):
+        axes = {layer.axis} if isinstance(layer.axis, int) else set(layer.axis)
+        if not axes <= last:
+            return PassThrough() if name == "Softmax" and not axes & last else Opaque(f"normalises axes {sorted(axes)}")
+    if name == "Activation" and _is_softmax(layer.activation):
+        return Renorm()
+    if name == "Rescaling" and (np.size(layer.scale) > 1 or np.size(layer.offset) > 1):
+        return Opaque("per-channel scale")
+    if name == "Dense" and (getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None)):
+        return Opaque("LoRA or quantized kernel")
+    if isinstance(rule, RecurrentRule) and (getattr(layer, "return_state", False) or layer.go_backwards):
+        return Opaque("return_state or go_backwards")
+    return rule
+
+
+def count_params(layer) -> int:
+    return int(sum(math.prod(v.shape) for v in layer.weights))

@@ -1,0 +1,138 @@
+"""The masked model: the same graph, with removed units' outputs multiplied by 0.
+
+Channels of a removed unit may still be computed inside its group (BatchNorm, ReLU,
+Add, ...), but every layer that mixes channels sees them as zero, and so do the model's
+outputs. Layers that normalise over channels (softmax, LayerNormalization) are
+evaluated on the kept channels only. Together this makes masked(x) == pruned(x).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from neuronviz.backend.graph import Call, FlatGraph, flatten
+from neuronviz.backend.trace import Trace, trace
+from neuronviz.core.plan import Plan
+from neuronviz.core.units import Selection
+
+
+def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes):
+    """A stand-alone copy of `layer` with the rule's slicing applied (local surgery)."""
+    changes, weights = rule.prune(layer, layer.get_weights(), in_keeps, out_keeps)
+    clone = type(layer).from_config({**layer.get_config(), **changes})
+    shapes = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(input_shapes, in_keeps)]
+    clone.build(shapes[0] if len(shapes) == 1 else shapes)
+    clone.set_weights(weights)
+    return clone
+
+
+class Masker:
+    """Applies a selection while a FlatGraph runs (pass `hook` to FlatGraph.run)."""
+
+    def __init__(self, tr: Trace, selection: Selection):
+        self.trace = tr
+        self.selection = selection
+        self.input_masks: dict[int, dict] = {}  # call index -> {key: float mask}
+        self.local: dict[int, tuple] = {}  # call index -> (clone, in_idx, out_scatter)
+        if not selection:
+            self.output_masks = [None] * len(tr.graph.outputs)
+            return
+        for call in tr.graph.calls:
+            rule = tr.rule(call.path)
+            keeps = {k: selection.keep(tr.map(k)) for k in call.inputs}
+            out_keep = selection.keep(tr.map(call.outputs[0]))
+            renorm = rule.mix == "renorm" or call.path in tr.renorm_sources
+            if renorm and (not out_keep.all() or not all(k.all() for k in keeps.values())):
+                in_keeps = [keeps[k] for k in call.inputs]
+                clone = pruned_layer(rule, call.layer, in_keeps, [out_keep], call.input_shapes)
+                in_idx = [np.flatnonzero(k) for k in in_keeps]
+                self.local[call.index] = (clone, in_idx, _scatter_index(out_keep))
+            elif rule.mix == "linear":
+                masks = {k: m.astype(np.float32) for k, m in keeps.items() if not m.all()}
+                if masks:
+                    self.input_masks[call.index] = masks
+        self.output_masks = [
+            None if keep.all() else keep.astype(np.float32)
+            for keep in (selection.keep(tr.map(k)) for k in tr.graph.outputs)
+        ]
+
+    def first_affected(self) -> int:
+        """Index of the first call whose result changes; len(calls) if only outputs change."""
+        touched = list(self.input_masks) + list(self.local)
+        return min(touched) if touched else len(self.trace.graph.calls)
+
+    def hook(self, call: Call, values: dict) -> bool:
+        masks = self.input_masks.get(call.index)
+        if masks is not None:
+            call.run(values, override={k: values[k] * m for k, m in masks.items()})
+            return True
+        local = self.local.get(call.index)
+        if local is not None:
+            clone, in_idx, scatter = local
+            override = {k: ops.take(values[k], idx, axis=-1) for k, idx in zip(call.inputs, in_idx)}
+            call.run(values, layer=clone, override=override)
+            y = values[call.outputs[0]]
+            zeros = ops.zeros_like(y[..., :1])
+            values[call.outputs[0]] = ops.take(ops.concatenate([y, zeros], axis=-1), scatter, axis=-1)
+            return True
+        return False
+
+    def outputs(self, values: dict) -> list:
+        outs = []
+        for k, m in zip(self.trace.graph.outputs, self.output_masks):
+            outs.append(values[k] if m is None else values[k] * m)
+        return outs
+
+
+def _scatter_index(keep: np.ndarray) -> np.ndarray:
+    """Positions into [kept..., zero]: kept channel i -> its rank, removed -> the zero column."""
+    idx = np.full(len(keep), int(keep.sum()), dtype=np.int64)
+    idx[keep] = np.arange(int(keep.sum()))
+    return idx
+
+
+def run_masked(tr: Trace, masker: Masker, inputs, start: int = 0, values: dict | None = None) -> list:
+    values = tr.graph.run(inputs, start=start, values=values, hook=masker.hook)
+    return masker.outputs(values)
+
+
+def masked_predict(model: keras.Model, plan: Plan, x, batch_size: int = 256, tr: Trace | None = None) -> np.ndarray | list:
+    """Outputs of `model` with the plan's units zeroed (the model itself is untouched)."""
+    tr = tr or trace(flatten(model))
+    masker = Masker(tr, tr.select(plan))
+    xs = x if isinstance(x, (list, tuple)) else [x]
+    n = len(xs[0])
+    chunks = []
+    for s in range(0, n, batch_size):
+        outs = run_masked(tr, masker, [ops.convert_to_tensor(a[s : s + batch_size]) for a in xs])
+        chunks.append([ops.convert_to_numpy(o) for o in outs])
+    outs = [np.concatenate(parts) for parts in zip(*chunks)]
+    return outs[0] if len(outs) == 1 else outs
+
+
+class MaskedModel(keras.Model):
+    """A Keras model computing masked(x). It runs on its own copy of the weights."""
+
+    def __init__(self, model: keras.Model, plan: Plan, **kwargs):
+        super().__init__(name=f"{model.name}_masked", **kwargs)
+        self.source = keras.models.clone_model(model)
+        self.source.set_weights(model.get_weights())
+        self._trace = trace(flatten(self.source))
+        self.selection = self._trace.select(plan)
+        self._masker = Masker(self._trace, self.selection)
+        self._single = len(self._trace.graph.outputs) == 1
+
+    def call(self, inputs):
+        xs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+        outs = run_masked(self._trace, self._masker, list(xs))
+        return outs[0] if self._single else outs
+
+
+def masked_model(model: keras.Model, plan: Plan) -> MaskedModel:
+    """The masked model as a Keras model (predict/evaluate work on it)."""
+    m = MaskedModel(model, plan)
+    x = [np.zeros((1,) + tuple(s[1:]), dtype="float32") for s in m._trace.graph.input_shapes]
+    m(x if len(x) > 1 else x[0])
+    return m

@@ -1,0 +1,130 @@
+"""Physical removal of units: a new, smaller model with no mask left in it.
+
+The new model is rebuilt from the original's config with the widths changed, then
+every layer gets its weights, sliced where units went and copied bit for bit
+elsewhere. Nested models and shared layers keep their structure.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from neuronviz.backend.counting import Counts, count
+from neuronviz.backend.graph import flatten
+from neuronviz.backend.trace import Trace, trace
+from neuronviz.core.plan import Plan
+from neuronviz.core.units import Selection
+from neuronviz.errors import NeuronvizError
+
+
+@dataclass
+class PruneResult:
+    model: keras.Model
+    selection: Selection
+    before: Counts
+    after: Counts
+
+    @property
+    def removed(self) -> dict[str, list[int]]:
+        return self.selection.removed_by_layer()
+
+    def widths(self) -> dict[str, tuple[int, int]]:
+        """Layer -> (units before, units after), for layers that lost units."""
+        lu = self.selection.layer_units
+        return {k: (len(lu[k]), len(lu[k]) - len(v)) for k, v in self.removed.items()}
+
+
+def _layer_configs(cfg: dict, prefix: str = "", out: dict | None = None) -> dict:
+    """Map nested layer paths to their config dicts inside a model config."""
+    out = {} if out is None else out
+    for entry in cfg.get("layers", []):
+        entry.pop("build_config", None)
+        lc = entry["config"]
+        name = lc.get("name", entry.get("name"))
+        if isinstance(lc.get("layers"), list):
+            out[prefix + name + "/"] = lc
+            _layer_configs(lc, prefix + name + "/", out)
+        else:
+            out[prefix + name] = lc
+    return out
+
+
+def _set_input_width(model_cfg: dict, position: int, width: int) -> None:
+    """Change the channel width of a nested model's `position`-th Input."""
+    layers = model_cfg["layers"]
+    if "input_layers" in model_cfg:  # Functional
+        names = model_cfg["input_layers"]
+        names = [names] if names and isinstance(names[0], str) else names
+        name = names[position][0]
+        entry = next(e for e in layers if e["config"].get("name") == name)
+    else:  # Sequential
+        entry = layers[0] if layers and layers[0]["class_name"] == "InputLayer" else None
+        if "build_input_shape" in model_cfg and model_cfg["build_input_shape"]:
+            model_cfg["build_input_shape"] = list(model_cfg["build_input_shape"][:-1]) + [width]
+    if entry is not None:
+        shape = entry["config"]["batch_shape"]
+        entry["config"]["batch_shape"] = list(shape[:-1]) + [width]
+
+
+def prune(model: keras.Model, plan: Plan, tr: Trace | None = None, *, safe_mode: bool = True) -> PruneResult:
+    """A new model without the plan's units (over whole groups). `model` is not changed."""
+    tr = tr or trace(flatten(model))
+    sel = tr.select(plan)
+    if sel.touches_output():
+        warnings.warn("The selection removes output units: the pruned model's outputs change shape.", stacklevel=2)
+    fg = tr.graph
+    cfg = copy.deepcopy(model.get_config())
+    configs = _layer_configs(cfg)
+    weights: dict[str, list] = {}
+    for path, layer in fg.layers.items():
+        call = fg.first_call(path)
+        in_keeps = [sel.keep(tr.map(k)) for k in call.inputs]
+        out_keeps = [sel.keep(tr.map(k)) for k in call.outputs]
+        w = layer.get_weights()
+        if all(k.all() for k in in_keeps + out_keeps):
+            weights[path] = w
+            continue
+        changes, weights[path] = tr.rule(path).prune(layer, w, in_keeps, out_keeps)
+        configs[path].update(changes)
+    for ni in fg.nested_inputs:
+        _set_input_width(configs[ni.model_path + "/"], ni.position, int(sel.keep(tr.map(ni.key)).sum()))
+    try:
+        with keras.saving.custom_object_scope({}), _safe(safe_mode):
+            new = type(model).from_config(cfg)
+    except Exception as e:  # pragma: no cover - reported, never silent
+        raise NeuronvizError(f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+    new_layers = flatten(new).layers
+    for path, w in weights.items():
+        new_layers[path].set_weights(w)
+    compile_cfg = model.get_compile_config() if getattr(model, "compiled", False) else None
+    if compile_cfg:
+        new.compile_from_config(compile_cfg)
+    before = count(tr.graph)
+    after = count(flatten(new))
+    return PruneResult(new, sel, before, after)
+
+
+class _safe:
+    """Keras safe mode for deserialisation, unless the user opted out."""
+
+    def __init__(self, safe: bool):
+        self.safe = safe
+
+    def __enter__(self):
+        from keras.src.saving import serialization_lib
+
+        self._scope = serialization_lib.SafeModeScope(self.safe)
+        self._scope.__enter__()
+
+    def __exit__(self, *exc):
+        self._scope.__exit__(*exc)
+
+
+def keep_outputs(result: PruneResult, tr: Trace) -> list[np.ndarray]:
+    """For each model output, the positions the pruned model still has."""
+    return [result.selection.keep(tr.map(k)) for k in tr.graph.outputs]

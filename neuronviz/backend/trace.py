@@ -1,0 +1,96 @@
+"""Trace a flat graph into channel maps and unit groups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuronviz.backend.graph import Call, FlatGraph, Key
+from neuronviz.backend.layers import Opaque, Rule, _last, rule_for
+from neuronviz.core.plan import Plan
+from neuronviz.core.units import Selection, UnitGraph
+
+
+@dataclass(eq=False)
+class Trace:
+    """Everything known about where units live in one model."""
+
+    graph: FlatGraph
+    units: UnitGraph
+    maps: dict  # tensor key -> channel map
+    rules: dict  # layer path -> Rule
+    layer_units: dict  # layer path -> map of its output units (layers with units only)
+    renorm_sources: set = field(default_factory=set)
+
+    def map(self, key: Key) -> np.ndarray:
+        return self.maps[key]
+
+    def rule(self, path: str) -> Rule:
+        return self.rules[path]
+
+    def select(self, plan: Plan) -> Selection:
+        """Resolve a plan against this model (raises NeuronvizError on bad input)."""
+        return self.units.resolve(plan, self.layer_units, self.graph.aliases())
+
+    def group_of(self, path: str):
+        """The group(s) of a layer with units: an index, a list of indices, or None."""
+        if path not in self.layer_units:
+            return None
+        gs = self.units.groups_of(self.layer_units[path])
+        return gs[0] if len(gs) == 1 else gs
+
+
+class _Context:
+    def __init__(self, fg: FlatGraph):
+        self.units = UnitGraph()
+        self.maps: dict = {}
+        self.spaces: dict[str, np.ndarray] = {}
+        self.renorm_sources: set = set()
+
+    def map(self, key):
+        return self.maps[key]
+
+    def units_of(self, call: Call) -> np.ndarray:
+        if call.path not in self.spaces:
+            self.spaces[call.path] = self.units.new_space(call.path, _last(call.output_shapes[0]))
+        return self.spaces[call.path]
+
+    def pin(self, ids, reason):
+        self.units.pin(np.asarray(ids).tolist(), reason)
+
+    def union(self, a, b, where):
+        self.units.union_maps(a, b, where)
+
+
+def trace(fg: FlatGraph) -> Trace:
+    ctx = _Context(fg)
+    for k, shape in zip(fg.inputs, fg.input_shapes):
+        ctx.maps[k] = np.full(_last(shape), -1, dtype=np.int64)
+    rules: dict[str, Rule] = {}
+    first_maps: dict[str, list] = {}
+    for call in fg.calls:
+        rank = len(call.input_shapes[0]) if call.input_shapes else 0
+        rule = rules.setdefault(call.path, rule_for(call.layer, rank))
+        outs = rule.trace(ctx, call)
+        if len(outs) != len(call.outputs) or any(len(m) != _last(s) for m, s in zip(outs, call.output_shapes)):
+            outs = Opaque("unexpected output shape").trace(ctx, call)
+            rules[call.path] = Opaque("unexpected output shape")
+        for k, m in zip(call.outputs, outs):
+            ctx.maps[k] = np.asarray(m, dtype=np.int64)
+        # a shared layer with weights must see the same channels in every call
+        in_maps = [ctx.maps[k] for k in call.inputs]
+        if call.path in first_maps and call.layer.weights:
+            for a, b in zip(first_maps[call.path], in_maps):
+                ctx.union(a, b, call.path)
+        first_maps.setdefault(call.path, in_maps)
+    for k in fg.outputs:
+        ctx.units.mark_output(ctx.maps[k].tolist())
+    layer_units = {}
+    for path in fg.layers:
+        call = fg.first_call(path)
+        m = ctx.maps[call.outputs[0]]
+        if (m >= 0).any() and len(np.unique(m)) == len(m) and not isinstance(rules[path], Opaque):
+            layer_units[path] = m
+    ctx.units.finalize(layer_units)
+    return Trace(fg, ctx.units, ctx.maps, rules, layer_units, ctx.renorm_sources)

@@ -1,0 +1,256 @@
+"""Units and groups (the DepGraph idea), independent of any framework.
+
+Every unit-producing layer owns a block of global unit ids. Each tensor's channel axis
+is described by a *map*: an int array with, per channel position, the unit id that
+lives there (-1 for channels no layer owns, such as the model's input). Layers that
+must lose the same units (an Add's inputs, a shared layer's calls) are joined with
+`union_maps`, at the granularity of single units. A *class* is a set of joined units
+that can only be removed together; a *group* is a set of layers tied by classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from neuronviz.core.plan import Plan
+from neuronviz.errors import NeuronvizError, close_matches
+
+
+@dataclass
+class Space:
+    """The units one layer creates: global ids start .. start+size-1."""
+
+    layer: str
+    start: int
+    size: int
+
+    @property
+    def ids(self) -> np.ndarray:
+        return np.arange(self.start, self.start + self.size)
+
+
+@dataclass
+class Group:
+    """Layers that lose the same units together."""
+
+    index: int
+    classes: np.ndarray  # root unit ids, in the order of the first member's units
+    sources: list[str]  # unit-creating layers in the group
+    members: list[str] = field(default_factory=list)  # every layer whose units lie in it
+    blocked: list[str] = field(default_factory=list)  # why its units cannot be removed
+    reaches_output: bool = False
+
+    @property
+    def name(self) -> str:
+        return self.sources[0] if self.sources else f"group {self.index}"
+
+    @property
+    def size(self) -> int:
+        return len(self.classes)
+
+
+class UnitGraph:
+    """Union-find over unit ids, plus the reasons some units cannot be removed."""
+
+    def __init__(self):
+        self.spaces: list[Space] = []
+        self._parent: list[int] = []
+        self._pins: dict[int, list[str]] = {}
+        self._outputs: set[int] = set()
+        self._root: np.ndarray | None = None
+        self.groups: list[Group] = []
+        self._group_of_root: dict[int, int] = {}
+
+    # ---- building -------------------------------------------------------------------
+    def new_space(self, layer: str, size: int) -> np.ndarray:
+        start = len(self._parent)
+        self._parent.extend(range(start, start + size))
+        self.spaces.append(Space(layer, start, size))
+        return np.arange(start, start + size, dtype=np.int64)
+
+    def _find(self, u: int) -> int:
+        parent = self._parent
+        while parent[u] != u:
+            parent[u] = parent[parent[u]]
+            u = parent[u]
+        return u
+
+    def union_maps(self, a: np.ndarray, b: np.ndarray, where: str) -> None:
+        """Join a and b position by position; units meeting a fixed channel get pinned."""
+        if len(a) != len(b):
+            return  # broadcasting: a single channel against many constrains nothing
+        for u, v in zip(a.tolist(), b.tolist()):
+            if u == v:
+                continue
+            if u < 0 or v < 0:
+                self.pin([max(u, v)], f"its units are tied to fixed channels (such as the model input) at '{where}'")
+                continue
+            ru, rv = self._find(u), self._find(v)
+            if ru != rv:
+                self._parent[max(ru, rv)] = min(ru, rv)
+
+    def pin(self, ids: Iterable[int], reason: str) -> None:
+        for u in ids:
+            if u >= 0:
+                reasons = self._pins.setdefault(int(u), [])
+                if reason not in reasons:
+                    reasons.append(reason)
+
+    def mark_output(self, ids: Iterable[int]) -> None:
+        self._outputs.update(int(u) for u in ids if u >= 0)
+
+    # ---- after building -------------------------------------------------------------
+    def finalize(self, layer_units: Mapping[str, np.ndarray]) -> None:
+        """Compute classes and groups. `layer_units` maps each layer with units to its map."""
+        n = len(self._parent)
+        self._root = np.array([self._find(u) for u in range(n)], dtype=np.int64)
+        # groups: spaces joined through shared roots
+        space_of_root: dict[int, int] = {}
+        parent = list(range(len(self.spaces)))
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        for si, sp in enumerate(self.spaces):
+            for r in np.unique(self._root[sp.start : sp.start + sp.size]).tolist():
+                sj = space_of_root.setdefault(r, si)
+                a, b = find(si), find(sj)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+        by_comp: dict[int, Group] = {}
+        for si, sp in enumerate(self.spaces):
+            comp = find(si)
+            if comp not in by_comp:
+                by_comp[comp] = Group(len(by_comp), np.zeros(0, np.int64), [])
+            g = by_comp[comp]
+            g.sources.append(sp.layer)
+            roots = self._root[sp.start : sp.start + sp.size]
+            new = roots[~np.isin(roots, g.classes)]
+            _, first = np.unique(new, return_index=True)
+            g.classes = np.concatenate([g.classes, new[np.sort(first)]])
+        self.groups = list(by_comp.values())
+        self._group_of_root = {int(r): g.index for g in self.groups for r in g.classes.tolist()}
+        pinned_roots: dict[int, list[str]] = {}
+        for u, reasons in self._pins.items():
+            for r in reasons:
+                lst = pinned_roots.setdefault(int(self._root[u]), [])
+                if r not in lst:
+                    lst.append(r)
+        self._pinned_roots = pinned_roots
+        output_roots = {int(self._root[u]) for u in self._outputs}
+        for g in self.groups:
+            for r in g.classes.tolist():
+                for reason in pinned_roots.get(r, []):
+                    if reason not in g.blocked:
+                        g.blocked.append(reason)
+                if r in output_roots:
+                    g.reaches_output = True
+        for layer, m in layer_units.items():
+            for gi in self.groups_of(m):
+                self.groups[gi].members.append(layer)
+
+    def roots(self, ids: np.ndarray) -> np.ndarray:
+        """Class (root unit id) of every entry; -1 stays -1."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.full(ids.shape, -1, dtype=np.int64)
+        ok = ids >= 0
+        out[ok] = self._root[ids[ok]]
+        return out
+
+    def groups_of(self, ids: np.ndarray) -> list[int]:
+        """Indices of the groups the given unit ids belong to, in order of appearance."""
+        seen: list[int] = []
+        for r in np.unique(self.roots(ids)).tolist():
+            if r >= 0:
+                gi = self._group_of_root[r]
+                if gi not in seen:
+                    seen.append(gi)
+        return sorted(seen)
+
+    def keep(self, ids: np.ndarray, removed: np.ndarray) -> np.ndarray:
+        """Boolean mask over a map's positions: True where the channel stays."""
+        return ~np.isin(self.roots(ids), removed)
+
+    # ---- selections -----------------------------------------------------------------
+    def resolve(self, plan: Plan, layer_units: Mapping[str, np.ndarray], aliases: Mapping[str, str] | None = None) -> Selection:
+        """Turn a plan into the set of removed classes, refusing anything unsafe."""
+        aliases = aliases or {}
+        removed: set[int] = set()
+        for name, indices in plan.remove.items():
+            layer = aliases.get(name, name)
+            if layer not in layer_units:
+                raise NeuronvizError(
+                    f"Expected a layer with units. Received: unknown layer '{name}'."
+                    + close_matches(name, list(layer_units) + list(aliases))
+                )
+            m = layer_units[layer]
+            idx = np.asarray(indices, dtype=np.int64)
+            bad = idx[(idx < 0) | (idx >= len(m))]
+            if len(bad):
+                shown = ", ".join(str(i) for i in bad[:5].tolist()) + (", ..." if len(bad) > 5 else "")
+                raise NeuronvizError(
+                    f"Expected `indices` in [0, {len(m)}) for layer '{layer}'. Received: indices=[{shown}]"
+                )
+            roots = self.roots(m[idx])
+            if (roots < 0).any():
+                raise NeuronvizError(
+                    f"Units of layer '{layer}' at indices {idx[roots < 0][:5].tolist()} are fixed "
+                    "channels (such as the model input) and cannot be removed."
+                )
+            for r in np.unique(roots).tolist():
+                reasons = self._pinned_roots.get(r)
+                if reasons:
+                    raise NeuronvizError(f"Cannot remove units of layer '{layer}': {reasons[0]}.")
+            removed.update(roots.tolist())
+        removed_arr = np.array(sorted(removed), dtype=np.int64)
+        for g in self.groups:
+            if g.size and np.isin(g.classes, removed_arr).all():
+                raise NeuronvizError(
+                    f"Expected at least one unit to remain in group '{g.name}' "
+                    f"({g.size} units, layers {', '.join(g.members[:4])}{', ...' if len(g.members) > 4 else ''}). "
+                    "Received: a selection that removes all of them."
+                )
+        for layer, m in layer_units.items():
+            if len(m) and not self.keep(m, removed_arr).any():
+                raise NeuronvizError(
+                    f"Expected at least one unit to remain in layer '{layer}'. Received: a selection that removes all {len(m)}."
+                )
+        return Selection(removed_arr, self, layer_units)
+
+
+@dataclass
+class Selection:
+    """A resolved plan: the removed classes, checked against the graph."""
+
+    removed: np.ndarray
+    graph: UnitGraph
+    layer_units: Mapping[str, np.ndarray]
+
+    def __bool__(self) -> bool:
+        return bool(len(self.removed))
+
+    def keep(self, ids: np.ndarray) -> np.ndarray:
+        return self.graph.keep(ids, self.removed)
+
+    def removed_by_layer(self) -> dict[str, list[int]]:
+        """Every layer with units -> the indices it loses (over whole groups)."""
+        out = {}
+        for layer, m in self.layer_units.items():
+            lost = np.flatnonzero(~self.keep(m))
+            if len(lost):
+                out[layer] = lost.tolist()
+        return out
+
+    def touches_output(self) -> bool:
+        return bool(self.graph._outputs) and bool(
+            np.isin(self.graph.roots(np.array(sorted(self.graph._outputs))), self.removed).any()
+        )
+
+    def as_plan(self) -> Plan:
+        return Plan(self.removed_by_layer())
