@@ -1,0 +1,42 @@
+"""Shared fixtures. Qt runs offscreen; TensorFlow stays quiet and single-process."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_model_path():
+    from neuronviz.resources import demo_model
+
+    return demo_model()
+
+
+@pytest.fixture(scope="session")
+def demo_model(demo_model_path):
+    """The bundled trained demo CNN. Treat as read-only: tests must not modify it."""
+    import keras
+
+    return keras.saving.load_model(demo_model_path, safe_mode=True)
+
+
+@pytest.fixture(scope="session")
+def demo_val():
+    """The bundled validation split: (x float32 (N,28,28,1), y int64 (N,))."""
+    from neuronviz.resources import demo_val
+
+    d = np.load(demo_val())
+    return d["x"], d["y"]
+
+
+def assert_same_outputs(a, b, atol=1e-4):
+    """Masked and pruned outputs agree within float tolerance (relative to their scale)."""
+    a, b = np.asarray(a), np.asarray(b)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    scale = max(1.0, float(np.abs(a).max()))
+    np.testing.assert_allclose(a, b, atol=atol * scale, rtol=1e-4)
