@@ -1,0 +1,103 @@
+"""Loading in safe mode, one-line load errors, atomic saving with a reload check."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+from engine_models import BUILDERS, randomize
+
+import neuronviz.api as nv
+from neuronviz.errors import NeuronvizError
+
+
+def test_loads_keras_and_h5(tmp_path):
+    model = randomize(BUILDERS["conv_bn"]())
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    for name in ("m.keras", "m.h5"):
+        loaded = nv.load_model(tmp_path / name)
+        x = np.ones((2, 8, 8, 3), "float32")
+        np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_lambda_code_never_runs_without_opt_in(tmp_path):
+    marker = tmp_path / "ran"
+    x = keras.Input((3,))
+    y = keras.layers.Lambda(lambda t: t + 1.0, name="lam")(x)
+    keras.Model(x, y).save(tmp_path / "lam.keras")
+    with pytest.raises(NeuronvizError, match="Lambda.*--unsafe"):
+        nv.load_model(tmp_path / "lam.keras")
+    assert not marker.exists()
+    model = nv.load_model(tmp_path / "lam.keras", unsafe=True)
+    np.testing.assert_allclose(model.predict(np.zeros((1, 3)), verbose=0), 1.0)
+
+
+def test_saved_model_directory_explains_conversion(tmp_path):
+    (tmp_path / "sm").mkdir()
+    (tmp_path / "sm" / "saved_model.pb").write_bytes(b"x")
+    with pytest.raises(NeuronvizError, match="SavedModel directory.*save\\('model.keras'\\)"):
+        nv.load_model(tmp_path / "sm")
+
+
+def test_corrupt_file(tmp_path):
+    (tmp_path / "bad.keras").write_bytes(os.urandom(300))
+    with pytest.raises(NeuronvizError, match="corrupt or not a model"):
+        nv.load_model(tmp_path / "bad.keras")
+    (tmp_path / "bad.h5").write_text("not hdf5")
+    with pytest.raises(NeuronvizError, match="bad.h5"):
+        nv.load_model(tmp_path / "bad.h5")
+
+
+def test_wrong_suffix_and_missing(tmp_path):
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(NeuronvizError, match="Expected a .keras or .h5"):
+        nv.load_model(tmp_path / "x.txt")
+    with pytest.raises(NeuronvizError, match="not found"):
+        nv.load_model(tmp_path / "nope.keras")
+
+
+def test_missing_custom_object_names_the_class(tmp_path):
+    @keras.saving.register_keras_serializable(package="nvtest")
+    class Doubler(keras.layers.Layer):
+        def call(self, x):
+            return x * 2
+
+    x = keras.Input((3,))
+    keras.Model(x, Doubler(name="dbl")(x)).save(tmp_path / "c.keras")
+    del keras.saving.get_custom_objects()["nvtest>Doubler"]
+    with pytest.raises(NeuronvizError, match="custom class 'Doubler'"):
+        nv.load_model(tmp_path / "c.keras")
+
+
+def test_undefined_input_shape(tmp_path):
+    x = keras.Input((None, 3))
+    keras.Model(x, keras.layers.Dense(2)(x)).save(tmp_path / "u.keras")
+    with pytest.raises(NeuronvizError, match="undefined input shape"):
+        nv.load_model(tmp_path / "u.keras")
+
+
+def test_save_is_atomic_and_never_overwrites_the_input(tmp_path, demo_model):
+    src = tmp_path / "in.keras"
+    demo_model.save(src)
+    stamp = src.read_bytes()
+    plan = nv.Plan({"dense": range(10)})
+    result = nv.prune(demo_model, plan)
+    with pytest.raises(NeuronvizError, match="Refusing to overwrite"):
+        nv.save_pruned(result, src, demo_model, plan, source=src)
+    assert src.read_bytes() == stamp
+    out = nv.save_pruned(result, tmp_path / "out.keras", demo_model, plan, source=src)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp file left
+    assert nv.load_model(out).get_layer("dense").units == 502
+    out_h5 = nv.save_pruned(result, tmp_path / "out.h5", demo_model, plan)
+    assert out_h5.suffix == ".h5" and nv.load_model(out_h5).get_layer("dense").units == 502
+
+
+def test_reload_check_catches_a_wrong_model(tmp_path, demo_model):
+    plan = nv.Plan({"dense": range(10)})
+    result = nv.prune(demo_model, plan)
+    w = result.model.get_layer("dense_1").get_weights()
+    result.model.get_layer("dense_1").set_weights([w[0] * 1.5, w[1]])  # sabotage
+    with pytest.raises(NeuronvizError, match="does not match the masked model"):
+        nv.save_pruned(result, tmp_path / "bad.keras", demo_model, plan)
+    assert not (tmp_path / "bad.keras").exists()
