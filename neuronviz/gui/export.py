@@ -1,0 +1,145 @@
+"""Export: prune the model and save it (atomic, reload-checked) in a worker with
+progress; optionally also the plan JSON and a Markdown report; then offer to reopen the
+pruned model or fine-tune it."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+)
+
+from neuronviz.gui.files import MODEL_FILTER
+
+
+def default_output(session) -> Path:
+    stem = session.model_path.stem if session.model_path else session.model.name
+    base = Path.cwd()
+    if session.model_path and session.model_path.parent.exists() and "resources" not in session.model_path.parts:
+        base = session.model_path.parent
+    return base / f"{stem}-pruned.keras"
+
+
+class ExportDialog(QDialog):
+    def __init__(self, win):
+        super().__init__(win)
+        self.win = win
+        s = win.state.session
+        self.setWindowTitle("Export the pruned model")
+        self.path = QLineEdit(str(default_output(s)))
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        total, n = s.unit_totals()
+        after = s.counts_after()
+        summary = QLabel(f"Removes {n} of {total} units: {s.before.params:,} → {after.params:,} parameters.")
+        summary.setWordWrap(True)
+        self.save_plan = QCheckBox("Also save the selection as a plan (.plan.json)")
+        self.save_plan.setChecked(True)
+        self.report = QCheckBox("Also write a Markdown report with plots")
+        self.report.setChecked(True)
+        self.reopen = QCheckBox("Open the pruned model afterwards")
+        self.finetune = QCheckBox("Fine-tune the pruned model afterwards…")
+        from neuronviz.gui.integrations import has_finetune
+
+        self.finetune.setVisible(has_finetune())
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        lay = QVBoxLayout(self)
+        lay.addWidget(QLabel("Save the pruned model as (.keras or .h5):"))
+        lay.addLayout(row)
+        lay.addWidget(summary)
+        for w in (self.save_plan, self.report, self.reopen, self.finetune):
+            lay.addWidget(w)
+        lay.addWidget(buttons)
+        self.resize(560, self.sizeHint().height())
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save the pruned model", self.path.text(), MODEL_FILTER)
+        if path:
+            self.path.setText(path)
+
+    def options(self) -> dict:
+        return {"path": Path(self.path.text()).expanduser(), "plan": self.save_plan.isChecked(),
+                "report": self.report.isChecked(), "reopen": self.reopen.isChecked(),
+                "finetune": self.finetune.isChecked() and self.finetune.isVisible()}
+
+
+def start_export(win, options: dict) -> None:
+    """Run the export in the "export" task; results are reported in the window."""
+    from neuronviz import api
+
+    s, st = win.state.session, win.state
+    plan = s.plan
+    if not plan:
+        st.error("Select units to remove before exporting.")
+        return
+    model, trace, source, previewer = s.model, s.trace, s.model_path, s.previewer
+    out = Path(options["path"])
+
+    def job():
+        yield 0.05, "Pruning the model…"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = api.prune(model, plan, trace)
+        yield 0.4, "Saving and checking the saved model…"
+        path = api.save_pruned(result, out, model, plan, source=source)
+        scores = None
+        if previewer is not None:
+            yield 0.9, "Scoring…"
+            scores = (previewer.baseline(), previewer.score(plan))
+        return result, path, scores
+
+    def done(payload):
+        result, path, scores = payload
+        written = [path.name]
+        plan_path = None
+        try:
+            if options.get("plan"):
+                plan_path = path.with_name(path.stem + ".plan.json")
+                plan.save(plan_path)
+                written.append(plan_path.name)
+            if options.get("report"):
+                from neuronviz.gui.report import write_report
+
+                md = write_report(s, path, result, *(scores or (None, None)), plan_path=plan_path)
+                written.append(f"{md.parent.name}/{md.name}")
+        except Exception as e:  # noqa: BLE001 - the model is saved; say what else failed
+            from neuronviz.gui.workers import error_text
+
+            st.error(f"Saved {path.name}, but writing the extras failed: {error_text(e)}")
+        win.last_export = (path, result)
+        st.message.emit("info", f"Saved {', '.join(written)} — {result.before.params:,} → {result.after.params:,} parameters "
+                                f"(reload check passed).")
+        if options.get("finetune"):
+            from neuronviz.gui.integrations import open_finetune
+
+            open_finetune(win, path)
+        elif options.get("reopen"):
+            win.open_model(path, data=s.data_source)
+
+    win.tasks.submit("export", job, done, lambda msg: st.error(f"Export failed: {msg}"))
+
+
+def run_export_dialog(win) -> ExportDialog | None:
+    s = win.state.session
+    if not s.plan:
+        win.state.error("Select units to remove before exporting.")
+        return None
+    dlg = ExportDialog(win)
+    dlg.accepted.connect(lambda: start_export(win, dlg.options()))
+    dlg.open()
+    return dlg

@@ -1,0 +1,249 @@
+"""The main window: start screen or workspace (navigator | per-layer views | preview and
+unit detail), menus, status bar, drag and drop, remembered layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QMainWindow,
+    QStackedWidget,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from neuronviz.gui import files
+from neuronviz.gui.menus import build_menus
+from neuronviz.gui.navigator import Navigator
+from neuronviz.gui.pipeline import Pipeline
+from neuronviz.gui.preview_panel import PreviewPanel
+from neuronviz.gui.selection import Selection
+from neuronviz.gui.state import State
+from neuronviz.gui.views.heatmap import HeatmapView
+from neuronviz.gui.views.norms import NormView
+from neuronviz.gui.views.sensitivity_view import SensitivityView
+from neuronviz.gui.views.stats_view import StatsView
+from neuronviz.gui.views.unit_view import UnitView
+from neuronviz.gui.widgets import Banner, StartScreen, TaskProgress
+from neuronviz.gui.workers import Tasks
+from neuronviz.session import Session
+
+TASK_LABELS = {"open": "Opening…", "analysis": "Analysing…", "sensitivity": "Sensitivity sweep…",
+               "export": "Exporting…", "taylor": "Taylor importance…"}
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None, session: Session | None = None, unsafe: bool = False):
+        super().__init__()
+        self.setWindowTitle("neuronviz")
+        self.setObjectName("neuronviz-main")
+        self.setAcceptDrops(True)
+        self.settings = settings if settings is not None else QSettings("neuronviz", "neuronviz")
+        self.unsafe = unsafe
+        self.state = State(session)
+        self.tasks = Tasks(self)
+        self.selection = Selection(self.state, self)
+        self.pipeline = Pipeline(self.state, self.tasks, self)
+        self._build()
+        self.menus = build_menus(self)
+        self._connect()
+        self.resize(1280, 800)
+        self._restore_layout()
+        self.refresh_recent()
+        self._on_model()
+
+    # ---- layout -----------------------------------------------------------------------
+    def _build(self) -> None:
+        st, sel = self.state, self.selection
+        self.start = StartScreen()
+        self.navigator = Navigator(st)
+        self.norms = NormView(st, sel)
+        self.heatmap = HeatmapView(st, sel)
+        self.stats = StatsView(st, sel)
+        self.sensitivity = SensitivityView(st, sel, self.tasks)
+        self.unit = UnitView(st, sel, self.tasks)
+        self.preview = PreviewPanel(st)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        for view, name in ((self.norms, "Norms"), (self.heatmap, "Activations"), (self.stats, "Statistics"),
+                           (self.sensitivity, "Sensitivity")):
+            self.tabs.addTab(view, name)
+        self.banner = Banner()
+        work = QWidget()
+        col = QVBoxLayout(work)
+        col.setContentsMargins(4, 4, 4, 0)
+        col.addWidget(self.banner)
+        col.addWidget(self.tabs, 1)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.start)
+        self.stack.addWidget(work)
+        self.workspace = work
+        self.setCentralWidget(self.stack)
+        self.nav_dock = self._dock("Layers", "layers", self.navigator, Qt.DockWidgetArea.LeftDockWidgetArea)
+        right = QWidget()
+        rc = QVBoxLayout(right)
+        rc.setContentsMargins(0, 0, 0, 0)
+        rc.addWidget(self.preview)
+        rc.addWidget(self.unit, 1)
+        self.side_dock = self._dock("Preview and unit", "preview", right, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.progress = TaskProgress()
+        self.statusBar().addPermanentWidget(self.progress)
+        self.views = [self.norms, self.heatmap, self.stats, self.sensitivity, self.unit]
+
+    def _dock(self, title, name, widget, area) -> QDockWidget:
+        d = QDockWidget(title, self)
+        d.setObjectName(name)
+        d.setWidget(widget)
+        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        self.addDockWidget(area, d)
+        return d
+
+    def _connect(self) -> None:
+        st = self.state
+        st.modelChanged.connect(self._on_model)
+        st.message.connect(self.show_message)
+        st.layerChanged.connect(self._update_title)
+        st.planChanged.connect(self._update_title)
+        self.start.openDemo.connect(self.open_demo)
+        self.start.openModel.connect(lambda: files.ask_open_model(self))
+        self.start.openRecent.connect(lambda p: self.open_model(p))
+        self.pipeline.failed.connect(self._on_failed)
+        self.pipeline.opened.connect(self._on_opened)
+        self.tasks.progress.connect(lambda name, f, text: self.progress.update_task(name, f, text or TASK_LABELS.get(name, name)))
+        self.tasks.started.connect(self._on_task_started)
+        self.tasks.finished.connect(self._on_task_finished)
+        self.progress.cancel.connect(self.cancel_task)
+        self.selection.stack.indexChanged.connect(lambda *_: self._update_title())
+
+    # ---- opening ----------------------------------------------------------------------
+    def open_model(self, path, data=None, layer: str | None = None) -> None:
+        """Open a model (in a worker); then optional data and a layer to show."""
+        self.banner.hide()
+        self.start.set_busy(f"Opening {Path(str(path)).name}…")
+        self.statusBar().showMessage(f"Opening {path}…")
+
+        def then():
+            files.remember(self, "models", str(path))
+            if layer and layer in self.state.session.trace.layer_units:
+                self.state.session.set_layer(layer)
+            if data is not None:
+                self.open_data(data)
+
+        self.pipeline.open_model(path, unsafe=self.unsafe, then=then)
+
+    def open_data(self, source) -> None:
+        self.banner.hide()
+        self.statusBar().showMessage(f"Opening data {source}…")
+        self.pipeline.open_data(source, then=lambda: files.remember(self, "data", str(source)) if source != "demo" else None)
+
+    def open_demo(self) -> None:
+        from neuronviz.resources import demo_model
+
+        self.open_model(demo_model(), data="demo", layer="dense")
+
+    def _on_opened(self, what: str) -> None:
+        s = self.state.session
+        if what == "model":
+            self.statusBar().showMessage(f"Opened {s.model_path.name if s.model_path else s.model.name}: "
+                                         f"{len(s.trace.graph.layers)} layers, {len(s.trace.units.groups)} unit groups", 8000)
+        else:
+            self.statusBar().showMessage(f"Opened {s.dataset.n:,} validation samples", 8000)
+        self.refresh_recent()
+
+    def _on_failed(self, what: str, msg: str) -> None:
+        self.start.set_busy(None)
+        self.statusBar().clearMessage()
+        prefix = "Could not open the model" if what == "model" else "Could not open the data"
+        self.show_message("error", f"{prefix}: {msg}")
+
+    def show_message(self, level: str, text: str) -> None:
+        if self.stack.currentWidget() is self.start:
+            self.start.status.setText(f"<span style='color:#c0392b'>{text}</span>" if level == "error" else text)
+        self.banner.show_message(level, text)
+        self.statusBar().showMessage(text, 10000)
+
+    def _on_model(self) -> None:
+        has = self.state.session.model is not None
+        self.stack.setCurrentWidget(self.workspace if has else self.start)
+        self.nav_dock.setVisible(has)
+        self.side_dock.setVisible(has)
+        self.start.set_busy(None)
+        for a in self.menus.needs_model:
+            a.setEnabled(has)
+        self._update_title()
+
+    def _update_title(self) -> None:
+        if getattr(self, "_cleaned", False):
+            return
+        s = self.state.session
+        if s.model is None:
+            self.setWindowTitle("neuronviz")
+            return
+        name = s.model_path.name if s.model_path else s.model.name
+        dirty = "*" if not self.selection.stack.isClean() else ""
+        self.setWindowTitle(f"{name}{dirty} — {s.layer or ''} — neuronviz")
+
+    # ---- tasks ------------------------------------------------------------------------
+    def _on_task_started(self, name: str) -> None:
+        if name in TASK_LABELS:
+            self.progress.update_task(name, 0.0, TASK_LABELS[name])
+
+    def _on_task_finished(self, name: str, outcome: str) -> None:
+        self.progress.done(name)
+        if outcome == "cancelled" and name in TASK_LABELS:
+            self.statusBar().showMessage(f"{TASK_LABELS[name].rstrip('…')} cancelled.", 6000)
+            if name == "open":
+                self.start.set_busy(None)
+
+    def cancel_task(self, name: str | None = None) -> None:
+        names = [name] if name else [n for n in ("analysis", "sensitivity", "export", "taylor", "open") if self.tasks.is_running(n)]
+        for n in names:
+            self.tasks.cancel(n)
+
+    # ---- drag and drop ----------------------------------------------------------------
+    def dragEnterEvent(self, ev) -> None:
+        if ev.mimeData().hasUrls():
+            ev.acceptProposedAction()
+
+    def dropEvent(self, ev) -> None:
+        paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            files.open_any(self, paths)
+            ev.acceptProposedAction()
+
+    # ---- settings ---------------------------------------------------------------------
+    def refresh_recent(self) -> None:
+        self.start.set_recent(files.recent(self, "models"))
+
+    def _restore_layout(self) -> None:
+        geo = self.settings.value("window/geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        state = self.settings.value("window/state")
+        if state is None or not self.restoreState(state):
+            self.resizeDocks([self.nav_dock, self.side_dock], [330, 330], Qt.Orientation.Horizontal)
+
+    def save_layout(self) -> None:
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        self.settings.sync()
+
+    def closeEvent(self, ev) -> None:
+        self.save_layout()
+        self.cleanup()
+        super().closeEvent(ev)
+
+    def cleanup(self) -> None:
+        """Stop workers and disconnect every view (idempotent)."""
+        if getattr(self, "_cleaned", False):
+            return
+        self._cleaned = True
+        self.tasks.cleanup()
+        for v in self.views:
+            v.cleanup()
+        self.navigator.cleanup()
+        self.preview.cleanup()
+        self.state.cleanup()

@@ -1,0 +1,62 @@
+"""The common shape of a view: subscribe to state signals, redraw lazily, clean up."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QWidget
+
+from neuronviz.gui.selection import Selection
+from neuronviz.gui.state import State
+
+
+class View(QWidget):
+    """A view redraws from the State when shown and when a signal it listens to fires.
+
+    Subclasses list the signals in `listens` (names of State signals) and implement
+    `redraw()`. Hidden views only mark themselves dirty, so switching stays instant and
+    work is not done for views nobody looks at."""
+
+    listens: tuple[str, ...] = ("modelChanged", "layerChanged", "planChanged")
+
+    def __init__(self, state: State, selection: Selection, parent=None):
+        super().__init__(parent)
+        self.state, self.selection = state, selection
+        self._dirty = True
+        self._connected = []
+        for name in self.listens:
+            sig = getattr(state, name)
+            sig.connect(self.changed)
+            self._connected.append(sig)
+
+    @property
+    def session(self):
+        return self.state.session
+
+    def changed(self, *args) -> None:
+        self._dirty = True
+        if self.isVisible():
+            self._redraw_now()
+
+    def showEvent(self, ev) -> None:
+        super().showEvent(ev)
+        if self._dirty:
+            self._redraw_now()
+
+    def _redraw_now(self) -> None:
+        self._dirty = False
+        self.redraw()
+
+    def ensure_drawn(self) -> None:
+        """Redraw now if anything changed (for tests and exports of hidden views)."""
+        if self._dirty:
+            self._redraw_now()
+
+    def redraw(self) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def cleanup(self) -> None:
+        for sig in self._connected:
+            try:
+                sig.disconnect(self.changed)
+            except (RuntimeError, TypeError):
+                pass
+        self._connected.clear()

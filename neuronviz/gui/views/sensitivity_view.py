@@ -1,0 +1,129 @@
+"""Sensitivity: accuracy against the fraction of units removed, one curve per layer
+(group). Clicking a point selects that many of that layer's units by the criterion."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+
+from neuronviz.gui import theme
+from neuronviz.gui.views.base import View
+from neuronviz.gui.workers import error_text
+
+CRITERIA = [("l2", "L2 norm"), ("l1", "L1 norm"), ("taylor", "Taylor importance")]
+STEPS = {"10 steps": np.round(np.arange(0, 1.0, 0.1), 2), "20 steps": np.round(np.arange(0, 1.0, 0.05), 3)}
+
+
+class SensitivityView(View):
+    listens = ("modelChanged", "sweepChanged", "previewerChanged", "planChanged")
+
+    def __init__(self, state, selection, tasks=None, parent=None):
+        super().__init__(state, selection, parent)
+        self.tasks = tasks
+        self.criterion = QComboBox()
+        for key, text in CRITERIA:
+            self.criterion.addItem(f"Remove smallest {text}", key)
+        self.steps = QComboBox()
+        self.steps.addItems(list(STEPS))
+        self.run_button = QPushButton("Run sweep")
+        self.run_button.setToolTip("Score the model with 0–90% of each layer's units removed (Ctrl+Shift+R)")
+        self.run_button.clicked.connect(self.run)
+        self.info = QLabel()
+        self.info.setWordWrap(True)
+        top = QHBoxLayout()
+        for w in (self.criterion, self.steps, self.run_button):
+            top.addWidget(w)
+        top.addStretch(1)
+        self.plot = pg.PlotWidget()
+        theme.style_plot(self.plot)
+        self.plot.setMenuEnabled(False)
+        pi = self.plot.getPlotItem()
+        pi.setLabel("bottom", "fraction of the layer's units removed")
+        pi.setLabel("left", "accuracy")
+        pi.showGrid(x=True, y=True, alpha=0.2)
+        self.legend = pi.addLegend(offset=(-10, 10))
+        self.items: list = []
+        self.points: dict[str, pg.ScatterPlotItem] = {}
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addLayout(top)
+        lay.addWidget(self.plot, 1)
+        lay.addWidget(self.info)
+
+    def run(self) -> None:
+        s = self.session
+        if s.previewer is None:
+            self.state.error("The sensitivity sweep needs validation data and a ready preview.")
+            return
+        crit = self.criterion.currentData()
+        try:
+            job = s.sweep_job(crit, list(STEPS[self.steps.currentText()]))
+        except Exception as e:  # noqa: BLE001
+            self.state.error(error_text(e))
+            return
+        self.info.setText("Running the sweep…")
+        self.tasks.submit("sensitivity", job, lambda r: s.set_sweep(r[0], crit, r[1]),
+                          lambda msg: self.state.error(f"Sensitivity sweep failed: {msg}"))
+
+    def redraw(self) -> None:
+        s = self.session
+        self.run_button.setEnabled(s.previewer is not None)
+        for it in self.items:
+            self.plot.removeItem(it)
+        self.items, self.points = [], {}
+        self.legend.clear()
+        res = s.sweep
+        if res is None:
+            self.info.setText("Run the sweep to see how fast each layer's accuracy falls as units are removed. "
+                              "Then click a point to select that many units of that layer."
+                              if s.previewer is not None else "The sweep needs validation data.")
+            return
+        base = pg.InfiniteLine(pos=res.baseline.accuracy, angle=0, pen=pg.mkPen((128, 128, 128), style=pg.QtCore.Qt.PenStyle.DashLine))
+        self.plot.addItem(base)
+        self.items.append(base)
+        for i, c in enumerate(res.curves):
+            colour = theme.CURVES[i % len(theme.CURVES)]
+            acc = np.array([a if math.isfinite(a) else np.nan for a in c.accuracy], float)
+            line = pg.PlotDataItem(c.fractions, acc, pen=pg.mkPen(colour, width=2), name=f"{c.layer} ({c.size})", connect="finite")
+            pts = pg.ScatterPlotItem(c.fractions, np.nan_to_num(acc, nan=0.0), size=9, brush=pg.mkBrush(colour),
+                                     pen=pg.mkPen(colour), hoverable=True, hoverSize=13, tip=None,
+                                     data=[(c.layer, f, k) for f, k in zip(c.fractions, c.removed, strict=True)])
+            pts.sigClicked.connect(self._on_point)
+            for it in (line, pts):
+                self.plot.addItem(it)
+                self.items.append(it)
+            self.points[c.layer] = pts
+        self.plot.getPlotItem().setYRange(0, 1.02)
+        crit = dict(CRITERIA).get(s.sweep_criterion, s.sweep_criterion)
+        skipped = "; ".join(f"{k}: {v}" for k, v in res.skipped.items())
+        self.info.setText(f"By smallest {crit}. Baseline accuracy {100 * res.baseline.accuracy:.2f}% (dashed). "
+                          "Click a point to select that many units of that layer." + (f" Skipped — {skipped}." if skipped else ""))
+
+    def _on_point(self, item, points, ev=None) -> None:
+        if not len(points):
+            return
+        layer, frac, k = points[0].data()
+        self.select_point(layer, k, frac)
+
+    def select_point(self, layer: str, k: int, frac: float) -> None:
+        s = self.session
+        crit = s.sweep_criterion or "l2"
+        try:
+            picked = s.criterion_plan(crit, n=int(k), layers=[layer], taylor=s.taylor)
+        except Exception as e:  # noqa: BLE001
+            self.state.error(error_text(e))
+            return
+        idx = picked.remove.get(layer, ())
+        if s.layer != layer:
+            s.set_layer(layer)
+        self.selection.edit(layer, idx, "set", f"Select {100 * frac:.0f}% of {layer} by {crit}")
+
+    def point_pos(self, layer: str, i: int):
+        """Item coordinates of the i-th point of a layer's curve (for tests)."""
+        from PySide6.QtCore import QPointF
+
+        pts = self.points[layer].points()[i].pos()
+        return QPointF(pts.x(), pts.y())

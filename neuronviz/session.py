@@ -1,0 +1,492 @@
+"""The authoritative state of one neuronviz session, headless (no Qt).
+
+A Session holds the open model and everything derived from it (trace, counts, data,
+weight and activation statistics, the previewer) plus the current selection as a Plan.
+Views never keep their own copy: they subscribe to events and read from here.
+
+Long computations are split in two: a pure part that returns a value (safe to run in a
+worker thread: `load_model_parts`, `load_data_parts`, `stats_job`, `preview_job`) and an
+apply part (`set_model`, `set_data`, ...) that mutates state and notifies listeners. The
+GUI runs the first in a worker and calls the second on the UI thread.
+
+Events (``subscribe(event, fn)``): "model", "data", "weight_stats", "act_stats",
+"previewer", "plan", "layer", "sweep".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from neuronviz.core.plan import Plan
+from neuronviz.errors import NeuronvizError
+
+EVENTS = ("model", "data", "weight_stats", "act_stats", "previewer", "plan", "layer", "sweep")
+
+
+@dataclasses.dataclass
+class LayerInfo:
+    """One row of the layer navigator."""
+
+    path: str
+    type: str
+    output_shape: tuple
+    units: int | None  # None: the layer has no units of its own to select
+    params: int
+    macs: int
+    group: int | list | None
+
+
+@dataclasses.dataclass
+class ModelParts:
+    path: Path | None
+    model: object
+    trace: object
+    counts: object
+    weight_stats: dict | None = None
+
+
+class Session:
+    def __init__(self):
+        self._listeners: dict[str, list[Callable]] = {e: [] for e in EVENTS}
+        self.model_path: Path | None = None
+        self.model = None
+        self.trace = None
+        self.before = None  # api.Counts of the unpruned model
+        self.dataset = None
+        self.data_source = None
+        self.weight_stats: dict | None = None
+        self.act_stats: dict | None = None
+        self.previewer = None
+        self.sweep = None  # SweepResult of the last sensitivity sweep
+        self.sweep_criterion: str | None = None
+        self.taylor: dict | None = None  # Taylor importance per layer, once computed
+        self.plan = Plan()
+        self.layer: str | None = None
+        self._cache: dict = {}
+
+    # ---- events -----------------------------------------------------------------------
+    def subscribe(self, event: str, fn: Callable) -> None:
+        self._listeners[event].append(fn)
+
+    def unsubscribe(self, event: str, fn: Callable) -> None:
+        if fn in self._listeners[event]:
+            self._listeners[event].remove(fn)
+
+    def _emit(self, event: str) -> None:
+        for fn in list(self._listeners[event]):
+            fn()
+
+    # ---- model ------------------------------------------------------------------------
+    @staticmethod
+    def load_model_parts(path, unsafe: bool = False) -> ModelParts:
+        """Load and analyse a model file (pure; raises NeuronvizError)."""
+        from neuronviz import api
+
+        model = api.load_model(path, unsafe=unsafe)
+        return Session.analyze_parts(model, Path(path))
+
+    @staticmethod
+    def analyze_parts(model, path=None) -> ModelParts:
+        from neuronviz import api
+
+        tr = api.analyze(model)
+        parts = ModelParts(path, model, tr, api.counts(model))
+        try:
+            from neuronviz.backend.stats import weight_stats
+        except ImportError:  # engine not installed yet
+            return parts
+        parts.weight_stats = weight_stats(tr)
+        return parts
+
+    def set_model(self, parts: ModelParts) -> None:
+        self.model_path = parts.path
+        self.model, self.trace, self.before = parts.model, parts.trace, parts.counts
+        self.weight_stats = parts.weight_stats
+        self.act_stats = None
+        self.previewer = None
+        self.sweep = self.taylor = None
+        self.plan = Plan()
+        self._cache.clear()
+        units = self.selectable_layers()
+        self.layer = units[0] if units else None
+        self.dataset = self.dataset if self._data_fits(self.dataset) else None
+        self._emit("model")
+        self._emit("weight_stats")
+        self._emit("plan")
+        self._emit("layer")
+
+    def open_model(self, path, unsafe: bool = False) -> None:
+        """Synchronous convenience (CLI, tests, scripts)."""
+        self.set_model(self.load_model_parts(path, unsafe))
+
+    def _data_fits(self, ds) -> bool:
+        if ds is None or self.model is None:
+            return False
+        want = tuple(self.model.inputs[0].shape[1:])
+        return tuple(np.shape(ds.x)[1:]) == want
+
+    # ---- data -------------------------------------------------------------------------
+    def load_data_parts(self, source):
+        """Load validation data for the current model (pure; raises NeuronvizError)."""
+        if self.model is None:
+            raise NeuronvizError("Open a model before opening validation data.")
+        from neuronviz.backend.data import load_data
+
+        return load_data(str(source), self.model)
+
+    def set_data(self, dataset, source=None) -> None:
+        self.dataset, self.data_source = dataset, source
+        self.act_stats = None
+        self.previewer = None
+        self.sweep = self.taylor = None
+        self._emit("data")
+        self._emit("act_stats")
+        self._emit("previewer")
+        self._emit("sweep")
+
+    def open_data(self, source) -> None:
+        self.set_data(self.load_data_parts(source), source)
+
+    # ---- statistics and preview -------------------------------------------------------
+    def stats_job(self, max_samples: int | None = None, batch_size: int = 256):
+        """A StatsJob over the data; run `job.run()` (a generator) in a worker."""
+        from neuronviz.backend.stats import StatsJob
+
+        x = self.dataset.x if max_samples is None else self.dataset.x[:max_samples]
+        return StatsJob(self.model, self.trace, x, batch_size)
+
+    def set_act_stats(self, stats: dict | None) -> None:
+        self.act_stats = stats
+        self._emit("act_stats")
+
+    def make_previewer(self):
+        """A new Previewer (call its `warm(progress)` in a worker, then `set_previewer`)."""
+        from neuronviz.backend.preview import Previewer
+
+        return Previewer(self.model, self.trace, self.dataset)
+
+    def set_previewer(self, previewer) -> None:
+        self.previewer = previewer
+        self._emit("previewer")
+
+    def sweep_job(self, criterion: str = "l2", fractions=None):
+        """A generator job for a sensitivity sweep by `criterion` ("l2", "l1", "taylor"):
+        yields progress, returns (SweepResult, taylor scores or None). Pure."""
+        from neuronviz.backend.sensitivity import DEFAULT_FRACTIONS, sweep
+
+        if self.previewer is None:
+            raise NeuronvizError("The preview is not ready yet: open validation data and wait for the first pass.")
+        previewer, taylor = self.previewer, self.taylor
+        fractions = DEFAULT_FRACTIONS if fractions is None else fractions
+
+        def job():
+            nonlocal taylor
+            importance = None
+            if criterion == "l1":
+                importance = {p: w.norm_l1 for p, w in (self.weight_stats or {}).items() if p in self.criterion_layers()}
+            elif criterion == "taylor":
+                if taylor is None:
+                    yield 0.0, "Taylor importance…"
+                    taylor = self.taylor_scores()
+                importance = {p: taylor[p] for p in self.criterion_layers() if p in taylor}
+            run = sweep(previewer, self.trace, importance, fractions)
+            for frac in run:
+                yield frac, "Sensitivity sweep…"
+            return run.result, taylor
+
+        return job
+
+    def set_sweep(self, result, criterion: str, taylor: dict | None = None) -> None:
+        self.sweep, self.sweep_criterion = result, criterion
+        if taylor is not None:
+            self.taylor = taylor
+        self._emit("sweep")
+
+    # ---- layers -----------------------------------------------------------------------
+    def layers(self) -> list[LayerInfo]:
+        if self.trace is None:
+            return []
+        if "layers" not in self._cache:
+            fg, lu = self.trace.graph, self.trace.layer_units
+            out = []
+            for path, layer in fg.layers.items():
+                call = fg.first_call(path)
+                shape = call.output_shapes[0] if len(call.output_shapes) == 1 else tuple(call.output_shapes)
+                p, m = self.before.layers.get(path, (0, 0))
+                out.append(LayerInfo(path, type(layer).__name__, tuple(shape), len(lu[path]) if path in lu else None,
+                                     p, m, self.trace.group_of(path)))
+            self._cache["layers"] = out
+        return self._cache["layers"]
+
+    def selectable_layers(self) -> list[str]:
+        """Layers with units that can be removed: not in a blocked group, and not feeding
+        the model's outputs directly (removing output units changes what the model means)."""
+        if self.trace is None:
+            return []
+        return [p for p in self.trace.layer_units if self.why_not_selectable(p) is None]
+
+    def why_not_selectable(self, path: str) -> str | None:
+        """None for a layer whose units can be selected, else a one-line reason."""
+        if self.trace is None or path not in self.trace.layer_units:
+            return "this layer has no units of its own"
+        g = self.trace.group_of(path)
+        for i in g if isinstance(g, list) else [g]:
+            grp = self.trace.units.groups[i]
+            if grp.blocked:
+                return "its units cannot be removed: " + grp.blocked[0]
+            if grp.reaches_output:
+                return "its units are the model's outputs"
+        return None
+
+    def set_layer(self, path: str | None) -> None:
+        if path is not None and (self.trace is None or path not in self.trace.layer_units):
+            raise NeuronvizError(f"Expected a layer with units. Received: '{path}'")
+        if path != self.layer:
+            self.layer = path
+            self._emit("layer")
+
+    def units(self, path: str | None = None) -> int:
+        path = path or self.layer
+        return len(self.trace.layer_units[path]) if path and self.trace else 0
+
+    def group(self, path: str):
+        """The Group object of a layer with units (the first if it spans several)."""
+        g = self.trace.group_of(path)
+        g = g[0] if isinstance(g, list) else g
+        return None if g is None else self.trace.units.groups[g]
+
+    # ---- selection --------------------------------------------------------------------
+    def check_plan(self, plan: Plan):
+        """The resolved Selection of `plan` (raises NeuronvizError for a bad one)."""
+        key = ("sel", plan)
+        if key not in self._cache:
+            self._cache[key] = self.trace.select(plan)
+        return self._cache[key]
+
+    def set_plan(self, plan: Plan) -> None:
+        if self.trace is None:
+            raise NeuronvizError("Open a model first.")
+        self.check_plan(plan)
+        if plan != self.plan:
+            self.plan = plan
+            self._emit("plan")
+
+    def removed(self, plan: Plan | None = None) -> dict[str, np.ndarray]:
+        """Layer -> indices it loses under `plan` (coupled units over whole groups)."""
+        plan = self.plan if plan is None else plan
+        key = ("removed", plan)
+        if key not in self._cache:
+            sel = self.check_plan(plan)
+            self._cache[key] = {k: np.asarray(v, np.int64) for k, v in sel.removed_by_layer().items()}
+        return self._cache[key]
+
+    def selected_mask(self, path: str | None = None, plan: Plan | None = None) -> np.ndarray:
+        path = path or self.layer
+        mask = np.zeros(self.units(path), bool)
+        mask[self.removed(plan).get(path, [])] = True
+        return mask
+
+    def unit_totals(self, plan: Plan | None = None) -> tuple[int, int]:
+        """(removable units, units removed by `plan`), counting each coupled unit once."""
+        groups = {self.group(p).index: self.group(p).size for p in self.selectable_layers()}
+        return sum(groups.values()), int(len(self.check_plan(self.plan if plan is None else plan).removed))
+
+    def direct_mask(self, path: str | None = None) -> np.ndarray:
+        """Units of `path` named in the plan itself (the others in selected_mask are
+        removed because a coupled layer's units are selected)."""
+        path = path or self.layer
+        mask = np.zeros(self.units(path), bool)
+        aliases = self.trace.graph.aliases()
+        for layer, idx in self.plan.remove.items():
+            if aliases.get(layer, layer) == path:
+                mask[list(idx)] = True
+        return mask
+
+    # ---- per-unit data, mapped onto any member layer of a group -----------------------
+    def source_of(self, path: str) -> tuple[str, np.ndarray] | None:
+        """(unit-creating layer, index into its units per unit of `path`) for a layer
+        whose units another layer creates (BatchNorm, pooling ...); None if unknown."""
+        key = ("source", path)
+        if key not in self._cache:
+            self._cache[key] = None
+            ws = self.weight_stats or {}
+            roots = self._roots(path, range(self.units(path)))
+            for src in ws:
+                if src == path:
+                    self._cache[key] = (src, np.arange(len(roots)))
+                    break
+                pos = {int(r): i for i, r in enumerate(self._roots(src, range(self.units(src))))}
+                if all(int(r) in pos for r in roots):
+                    self._cache[key] = (src, np.array([pos[int(r)] for r in roots]))
+                    break
+        return self._cache[key]
+
+    def norms(self, path: str | None = None, kind: str = "l2") -> np.ndarray | None:
+        """Per-unit norm of the incoming weights of `path`'s units (via their source)."""
+        path = path or self.layer
+        src = self.source_of(path) if path else None
+        if src is None:
+            return None
+        ws = self.weight_stats[src[0]]
+        return np.asarray(ws.norm_l1 if kind == "l1" else ws.norm_l2)[src[1]]
+
+    def act(self, path: str | None = None):
+        """The layer's UnitStats (activation statistics), or None before they exist."""
+        path = path or self.layer
+        return None if self.act_stats is None else self.act_stats.get(path)
+
+    def kernel(self, path: str | None = None):
+        """(source layer, its incoming weights as (..., units), index into them per unit
+        of `path`), or None for a layer without a known source."""
+        path = path or self.layer
+        src = self.source_of(path) if path else None
+        if src is None:
+            return None
+        key = ("kernel", src[0])
+        if key not in self._cache:
+            from neuronviz.backend.stats import unit_kernel
+
+            self._cache[key] = unit_kernel(self.trace.graph.layers[src[0]], self.trace.rule(src[0]))
+        return src[0], self._cache[key], src[1]
+
+    def _roots(self, path: str, indices) -> np.ndarray:
+        m = self.trace.layer_units[path]
+        return self.trace.units.roots(m[np.asarray(list(indices), np.int64)])
+
+    def _without_roots(self, plan: Plan, roots: np.ndarray) -> Plan:
+        out = {}
+        for layer, idx in plan.remove.items():
+            lay = self.trace.graph.aliases().get(layer, layer)
+            keep = ~np.isin(self._roots(lay, idx), roots)
+            out[layer] = [i for i, k in zip(idx, keep, strict=True) if k]
+        return Plan(out)
+
+    def edited(self, path: str, indices: Iterable[int], op: str = "toggle") -> Plan:
+        """The current plan edited at `path` (op: add, remove, toggle, set). Pure."""
+        idx = np.unique(np.asarray(list(indices), np.int64))
+        n = self.units(path)
+        if len(idx) and (idx.min() < 0 or idx.max() >= n):
+            raise NeuronvizError(f"Expected `indices` in [0, {n}) for layer '{path}'. Received: indices={idx[idx >= n][:5].tolist()}")
+        plan = self.plan
+        if op == "add":
+            return plan.merged(Plan({path: idx}))
+        if op == "remove":
+            return self._without_roots(plan, self._roots(path, idx))
+        if op == "set":
+            cleared = self._without_roots(plan, self._roots(path, range(n)))
+            return cleared.merged(Plan({path: idx}))
+        if op == "toggle":
+            on = self.selected_mask(path)[idx]
+            plan = self._without_roots(plan, self._roots(path, idx[on]))
+            return plan.merged(Plan({path: idx[~on]}))
+        raise ValueError(op)
+
+    def inverted(self, path: str | None = None) -> Plan:
+        path = path or self.layer
+        return self.edited(path, np.flatnonzero(~self.selected_mask(path)), "set")
+
+    def cleared(self, path: str | None = None) -> Plan:
+        """Without any selection (or without the selection in `path`)."""
+        return Plan() if path is None else self.edited(path, [], "set")
+
+    # ---- criteria ---------------------------------------------------------------------
+    def criterion_layers(self, layers: Iterable[str] | None = None) -> list[str]:
+        """Layers a criterion may select from (one per group, removable, not outputs)."""
+        from neuronviz.backend.stats import prunable_layers
+
+        return prunable_layers(self.trace, None if layers is None else list(layers))
+
+    def taylor_scores(self, max_samples: int = 1000) -> dict:
+        """First-order Taylor importance per layer (pure; slow: run it in a worker)."""
+        from neuronviz.backend.gradients import taylor_importance
+
+        if self.dataset is None:
+            raise NeuronvizError("Open validation data to score units by Taylor importance.")
+        n = min(self.dataset.n, max_samples)
+        x = self.dataset.x[:n] if not isinstance(self.dataset.x, list) else [a[:n] for a in self.dataset.x]
+        return taylor_importance(self.model, self.trace, x, self.dataset.y[:n])
+
+    def criterion_plan(self, criterion: str, *, fraction: float | None = None, n: int | None = None,
+                       scope: str = "layer", threshold: float = 0.9, layers: Iterable[str] | None = None,
+                       taylor: dict | None = None) -> Plan:
+        """The units a criterion picks ("l2", "l1", "dead", "apoz", "taylor"); not applied."""
+        from neuronviz.core import criteria
+
+        allowed = self.criterion_layers(layers)
+        if criterion in ("l1", "l2"):
+            scores = {p: self.norms(p, criterion) for p in allowed if self.norms(p, criterion) is not None}
+            return criteria.smallest(scores, fraction=fraction, n=n, scope=scope)
+        if criterion == "taylor":
+            if taylor is None:
+                raise NeuronvizError("Expected Taylor scores (compute them first). Received: none.")
+            return criteria.lowest_taylor({p: taylor[p] for p in allowed if p in taylor}, fraction=fraction, n=n, scope=scope)
+        if self.act_stats is None:
+            raise NeuronvizError("Activation statistics are not ready yet: open validation data and wait for the first pass.")
+        stats = {p: self.act_stats[p] for p in allowed if p in self.act_stats}
+        if criterion == "dead":
+            return criteria.dead_units(stats)
+        if criterion == "apoz":
+            return criteria.apoz_above(stats, threshold)
+        raise NeuronvizError(f"Expected a criterion in l1, l2, dead, apoz, taylor. Received: '{criterion}'")
+
+    # ---- counts -----------------------------------------------------------------------
+    def counts_after(self, plan: Plan | None = None):
+        """Params and MACs of the pruned model, derived from the selection without
+        rebuilding it (exact: the same slicing rules as the surgery)."""
+        plan = self.plan if plan is None else plan
+        key = ("counts", plan)
+        if key not in self._cache:
+            self._cache[key] = _counts_after(self.trace, self.before, self.check_plan(plan))
+        return self._cache[key]
+
+    def __repr__(self) -> str:
+        name = self.model_path.name if self.model_path else (self.model.name if self.model else None)
+        return f"Session(model={name!r}, layer={self.layer!r}, plan={dict(self.plan.remove)!r})"
+
+
+class _LayerView:
+    """A layer with some config values replaced (for counting a pruned layer's MACs)."""
+
+    def __init__(self, layer, changes: dict):
+        self._layer, self._changes = layer, changes
+
+    def __getattr__(self, name):
+        if name in self._changes:
+            return self._changes[name]
+        return getattr(self._layer, name)
+
+
+def _counts_after(tr, before, sel):
+    from neuronviz.backend.counting import Counts
+
+    if not sel:
+        return before
+    fg = tr.graph
+    layers = dict(before.layers)
+    delta_p = 0
+    seen = set()
+    macs = {k: 0 for k in layers}
+    for call in fg.calls:
+        in_keeps = [sel.keep(tr.map(k)) for k in call.inputs]
+        out_keeps = [sel.keep(tr.map(k)) for k in call.outputs]
+        rule, layer = tr.rule(call.path), call.layer
+        if all(k.all() for k in in_keeps + out_keeps):
+            macs[call.path] += rule.macs(call)
+            continue
+        dummies = [np.broadcast_to(np.zeros((), np.int8), tuple(v.shape)) for v in layer.weights]
+        changes, sliced = rule.prune(layer, dummies, in_keeps, out_keeps)
+        if call.path not in seen:
+            seen.add(call.path)
+            p_new = int(sum(np.size(w) for w in sliced))
+            delta_p += layers[call.path][0] - p_new
+            layers[call.path] = (p_new, layers[call.path][1])
+        shapes_in = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(call.input_shapes, in_keeps, strict=True)]
+        shapes_out = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(call.output_shapes, out_keeps, strict=True)]
+        view = dataclasses.replace(call, layer=_LayerView(layer, changes), input_shapes=shapes_in, output_shapes=shapes_out)
+        macs[call.path] += rule.macs(view)
+    layers = {k: (p, macs[k]) for k, (p, _) in layers.items()}
+    return Counts(before.params - delta_p, sum(m for _, m in layers.values()), layers)
