@@ -38,5 +38,5 @@ def assert_same_outputs(a, b, atol=1e-4):
     """Masked and pruned outputs agree within float tolerance (relative to their scale)."""
     a, b = np.asarray(a), np.asarray(b)
     assert a.shape == b.shape, (a.shape, b.shape)
-    scale = max(1.0, float(np.abs(a).max()))
+    scale = float(np.abs(a).max()) or 1.0
     np.testing.assert_allclose(a, b, atol=atol * scale, rtol=1e-4)

@@ -183,10 +183,19 @@ def spatial_misc():
     return keras.Model(x, L.Conv1D(2, 1, name="c3")(h))
 
 
+def channelwise_grouped_conv():
+    x = _img((6, 6, 3))
+    h = L.Conv2D(6, 1, name="c1")(x)
+    h = L.Conv2D(12, 3, groups=6, padding="same", name="dw_as_conv")(h)  # 2 filters per channel
+    h = L.BatchNormalization(name="bn")(h)
+    return keras.Model(x, L.GlobalAveragePooling2D()(L.Conv2D(4, 1, name="head")(h)))
+
+
 BUILDERS = {
     f.__name__: f
     for f in [mlp, conv_bn, flatten_formats, conv1d_3d, transposed, depthwise_separable, embedding_rnn,
-              residual_merges, squeeze_excite, concat_dense, normalisations, nested_shared, spatial_misc]
+              residual_merges, squeeze_excite, concat_dense, normalisations, nested_shared, spatial_misc,
+              channelwise_grouped_conv]
 }
 
 

@@ -65,6 +65,14 @@ class PerChannel(PassThrough):
         return {}, out
 
 
+class LayerScaleRule(PerChannel):
+    """ConvNeXt's LayerScale: x * gamma, with its width in the config."""
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        _, out = super().prune(layer, weights, in_keeps, out_keeps)
+        return {"projection_dim": int(in_keeps[0].sum())}, out
+
+
 class LayerNorm(PerChannel):
     mix = "renorm"
 
@@ -235,6 +243,23 @@ class DepthwiseRule(Rule):
         return int(np.prod(call.output_shapes[0][1:-1])) * int(np.prod(layer.kernel_size)) * _last(call.input_shapes[0]) * layer.depth_multiplier
 
 
+class ChannelwiseConvRule(Rule):
+    """A grouped Conv with one input channel per group (depthwise written as Conv2D(groups=C)):
+    input channel c becomes filters c*m .. c*m+m-1, and the group count shrinks with it."""
+
+    def trace(self, ctx, call):
+        return [np.repeat(ctx.map(call.inputs[0]), call.layer.filters // call.layer.groups)]
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        i = in_keeps[0]
+        o = np.repeat(i, layer.filters // layer.groups)
+        cfg = {"filters": int(o.sum()), "groups": int(i.sum())}
+        return cfg, _by_name(layer, weights, {"kernel": lambda w: w[..., o], "bias": lambda w: w[o]})
+
+    def macs(self, call):
+        return int(np.prod(call.output_shapes[0][1:-1])) * int(np.prod(call.layer.kernel_size)) * int(call.layer.filters)
+
+
 class EmbeddingRule(Source):
     width_key = "output_dim"
     mix = None
@@ -293,13 +318,32 @@ RULES.update({
     "DepthwiseConv1D": DepthwiseRule(), "DepthwiseConv2D": DepthwiseRule(),
     "Embedding": EmbeddingRule(),
     "SimpleRNN": RecurrentRule(), "GRU": RecurrentRule(), "LSTM": RecurrentRule(),
+    # keras.applications helpers: ConvNeXt's per-channel LayerScale and StochasticDepth
+    "LayerScale": LayerScaleRule(), "StochasticDepth": PassThrough(),
 })
+
+
+# Raw Keras operations in a functional graph (e.g. `x + y` on KerasTensors makes an `Add` op)
+_ELEMENTWISE_OPS = """Relu Relu6 Sigmoid Tanh Gelu Silu Swish Softplus Softsign Elu Selu LeakyRelu
+HardSigmoid HardSilu HardSwish Mish Negative Abs Square Sqrt Exp Log Log1p Cast""".split()
+OP_RULES: dict[str, Rule] = {name: PassThrough() for name in _ELEMENTWISE_OPS}
+OP_RULES.update({name: Merge() for name in "Add Subtract Multiply Divide TrueDivide Maximum Minimum".split()})
+
+
+def is_layer(op) -> bool:
+    import keras
+
+    return isinstance(op, keras.Layer)
+
+
+def weights_of(op) -> list[np.ndarray]:
+    return op.get_weights() if is_layer(op) else []
 
 
 def rule_for(layer, input_rank: int) -> Rule:
     """The rule for `layer`, or an Opaque rule saying why it is unsupported."""
     name = type(layer).__name__
-    rule = RULES.get(name)
+    rule = (RULES if is_layer(layer) else OP_RULES).get(name)
     if rule is None or type(layer).__module__.split(".")[0] != "keras":
         return Opaque("custom or unsupported layer type" if rule is None else "custom subclass")
     if getattr(layer, "data_format", None) == _CHANNELS_FIRST and not isinstance(rule, Probe):
@@ -319,10 +363,12 @@ def rule_for(layer, input_rank: int) -> Rule:
         return Opaque("per-channel scale")
     if name == "Dense" and (getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None)):
         return Opaque("LoRA or quantized kernel")
+    if isinstance(rule, ConvRule) and layer.groups > 1 and tuple(layer.kernel.shape)[-2] == 1:
+        return ChannelwiseConvRule()
     if isinstance(rule, RecurrentRule) and (getattr(layer, "return_state", False) or layer.go_backwards):
         return Opaque("return_state or go_backwards")
     return rule
 
 
 def count_params(layer) -> int:
-    return int(sum(math.prod(v.shape) for v in layer.weights))
+    return int(sum(math.prod(v.shape) for v in getattr(layer, "weights", [])))

@@ -13,6 +13,7 @@ import numpy as np
 from keras import ops
 
 from neuronviz.backend.graph import Call, FlatGraph, flatten
+from neuronviz.backend.layers import weights_of
 from neuronviz.backend.trace import Trace, trace
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
@@ -20,7 +21,7 @@ from neuronviz.core.units import Selection
 
 def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes):
     """A stand-alone copy of `layer` with the rule's slicing applied (local surgery)."""
-    changes, weights = rule.prune(layer, layer.get_weights(), in_keeps, out_keeps)
+    changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
     clone = type(layer).from_config({**layer.get_config(), **changes})
     shapes = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(input_shapes, in_keeps)]
     clone.build(shapes[0] if len(shapes) == 1 else shapes)

@@ -16,6 +16,7 @@ import numpy as np
 
 from neuronviz.backend.counting import Counts, count
 from neuronviz.backend.graph import flatten
+from neuronviz.backend.layers import is_layer, weights_of
 from neuronviz.backend.trace import Trace, trace
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
@@ -85,7 +86,7 @@ def prune(model: keras.Model, plan: Plan, tr: Trace | None = None, *, safe_mode:
         call = fg.first_call(path)
         in_keeps = [sel.keep(tr.map(k)) for k in call.inputs]
         out_keeps = [sel.keep(tr.map(k)) for k in call.outputs]
-        w = layer.get_weights()
+        w = weights_of(layer)
         if all(k.all() for k in in_keeps + out_keeps):
             weights[path] = w
             continue
@@ -100,7 +101,8 @@ def prune(model: keras.Model, plan: Plan, tr: Trace | None = None, *, safe_mode:
         raise NeuronvizError(f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}") from e
     new_layers = flatten(new).layers
     for path, w in weights.items():
-        new_layers[path].set_weights(w)
+        if is_layer(new_layers[path]):
+            new_layers[path].set_weights(w)
     compile_cfg = model.get_compile_config() if getattr(model, "compiled", False) else None
     if compile_cfg:
         new.compile_from_config(compile_cfg)

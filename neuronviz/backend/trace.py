@@ -80,7 +80,7 @@ def trace(fg: FlatGraph) -> Trace:
             ctx.maps[k] = np.asarray(m, dtype=np.int64)
         # a shared layer with weights must see the same channels in every call
         in_maps = [ctx.maps[k] for k in call.inputs]
-        if call.path in first_maps and call.layer.weights:
+        if call.path in first_maps and getattr(call.layer, "weights", None):
             for a, b in zip(first_maps[call.path], in_maps):
                 ctx.union(a, b, call.path)
         first_maps.setdefault(call.path, in_maps)

@@ -1,0 +1,210 @@
+"""Derivatives of single neurons, without a loss; saliency; first-order Taylor importance.
+
+The derivative of one unit w.r.t. the weights needs no loss and no labels: take the
+unit's activation (its channel of the layer's output), sum it over the batch and the
+spatial positions, and differentiate that scalar with a GradientTape while running the
+model's flat graph up to the layer::
+
+    grads = unit_weight_gradients(model, "dense", 7, x)   # {"dense/kernel": ..., ...}
+
+All functions accept a layer name or a nested path ("inner/dense"). Shared layers are
+measured at their first call.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+from neuronviz.backend.graph import FlatGraph, flatten
+from neuronviz.backend.layers import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
+from neuronviz.backend.stats import as_inputs, unit_kernel
+from neuronviz.backend.trace import Trace
+from neuronviz.errors import NeuronvizError, close_matches
+
+
+def layer_path(fg: FlatGraph, name: str) -> str:
+    """The flat-graph path of a layer name or alias (NeuronvizError if unknown)."""
+    if name in fg.layers:
+        return name
+    aliases = fg.aliases()
+    if name in aliases:
+        return aliases[name]
+    raise NeuronvizError(f"Expected a layer of the model. Received: unknown layer '{name}'." + close_matches(name, list(fg.layers) + list(aliases)))
+
+
+def _unit_call(fg: FlatGraph, name: str, unit: int):
+    call = fg.first_call(layer_path(fg, name))
+    width = int(call.output_shapes[0][-1]) if len(call.output_shapes[0]) > 1 else 1
+    if not 0 <= int(unit) < width:
+        raise NeuronvizError(f"Expected `unit` in [0, {width}) for layer '{call.path}'. Received: unit={unit}")
+    return call
+
+
+def _batches(fg: FlatGraph, x, batch_size: int):
+    xs = as_inputs(x, len(fg.inputs))
+    dtypes = [str(t.dtype) for t in fg.model.inputs]
+    n = len(xs[0])
+    for s in range(0, n, batch_size):
+        batch = []
+        for a, dt in zip(xs, dtypes):
+            b = np.asarray(a[s : s + batch_size])
+            batch.append(ops.convert_to_tensor(b.astype(dt) if b.dtype.kind == "f" and "float" in dt else b))
+        yield s, batch
+
+
+def trainable_weights(fg: FlatGraph) -> dict[str, keras.Variable]:
+    """'layer_path/weight_name' -> variable, for every trainable weight (each once)."""
+    out, seen = {}, set()
+    for path, layer in fg.layers.items():
+        for v in getattr(layer, "trainable_weights", []):  # raw ops (x + y) have none
+            if id(v) not in seen:
+                seen.add(id(v))
+                out[f"{path}/{v.name}"] = v
+    return out
+
+
+def unit_weight_gradients(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256) -> dict[str, np.ndarray]:
+    """d(sum over samples and positions of the unit's activation) / d(every trainable
+    weight). Weights the unit does not depend on get zeros."""
+    fg = flatten(model)
+    call = _unit_call(fg, layer, unit)
+    weights = trainable_weights(fg)
+    total = {k: np.zeros(tuple(v.shape), np.float64) for k, v in weights.items()}
+    for _, batch in _batches(fg, x, batch_size):
+        with tf.GradientTape() as tape:
+            values = fg.run(batch, stop=call.index + 1)
+            target = ops.sum(values[call.outputs[0]][..., int(unit)])
+        grads = tape.gradient(target, list(weights.values()))
+        for k, g in zip(weights, grads):
+            if g is not None:
+                total[k] += ops.convert_to_numpy(ops.convert_to_tensor(g))
+    return {k: g.astype(np.float32) for k, g in total.items()}
+
+
+def saliency(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256):
+    """d(unit activation summed over positions) / d(input), per sample: shaped like x
+    (a list for several inputs)."""
+    fg = flatten(model)
+    call = _unit_call(fg, layer, unit)
+    xs = as_inputs(x, len(fg.inputs))
+    if any(np.asarray(a[:1]).dtype.kind not in "f" for a in xs):
+        raise NeuronvizError("Expected floating-point model inputs for a saliency map. Received: integer inputs (e.g. token ids).")
+    out = [np.zeros(np.shape(a), np.float32) for a in xs]
+    for s, batch in _batches(fg, xs, batch_size):
+        with tf.GradientTape() as tape:
+            for t in batch:
+                tape.watch(t)
+            values = fg.run(batch, stop=call.index + 1)
+            target = ops.sum(values[call.outputs[0]][..., int(unit)])
+        for o, g in zip(out, tape.gradient(target, batch)):
+            if g is not None:
+                o[s : s + len(g)] = ops.convert_to_numpy(g)
+    return out[0] if len(out) == 1 else out
+
+
+def per_sample_loss(model: keras.Model):
+    """The compiled loss as fn(y_true, y_pred) -> unreduced per-sample values."""
+    loss = getattr(model, "loss", None)
+    if loss is None:
+        raise NeuronvizError("Expected a compiled model (with a loss) to score units with labels. Received: a model without a loss.")
+    if isinstance(loss, (list, tuple, dict)):
+        raise NeuronvizError("Expected a single loss to score units with labels. Received: one loss per output.")
+    fn = keras.losses.get(loss) if isinstance(loss, str) else loss
+    if isinstance(fn, keras.losses.Loss):
+        return fn.call
+    return fn
+
+
+def taylor_importance(model: keras.Model, trace: Trace, x, y=None, batch_size: int = 64, layers=None) -> dict[str, np.ndarray]:
+    """First-order Taylor importance of every layer with units (Molchanov et al. 2017).
+
+    Per unit: |mean over positions of a * dL/da| per sample, then the mean over samples,
+    with `a` the layer's output. L is the sum of per-sample compiled losses when `y` is
+    given, else the sum of all model outputs. One tape per batch watches every layer's
+    output; there is no loop over units."""
+    fg = trace.graph
+    paths = list(trace.layer_units) if layers is None else [layer_path(fg, p) for p in layers]
+    keys = {p: fg.first_call(p).outputs[0] for p in paths}
+    watched = {fg.first_call(p).index for p in paths}
+    loss = per_sample_loss(model) if y is not None else None
+    if loss is not None and len(fg.outputs) != 1:
+        raise NeuronvizError(f"Expected a single-output model to score units with labels. Received: {len(fg.outputs)} outputs.")
+    acc = {p: np.zeros(int(fg.first_call(p).output_shapes[0][-1]), np.float64) for p in paths}
+    n = 0
+    for s, batch in _batches(fg, x, batch_size):
+        with tf.GradientTape() as tape:
+
+            def hook(call, values):
+                call.run(values)
+                if call.index in watched:
+                    tape.watch(values[call.outputs[0]])
+                return True
+
+            values = fg.run(batch, hook=hook)
+            outs = [values[k] for k in fg.outputs]
+            if loss is None:
+                target = sum(ops.sum(ops.cast(o, "float32")) for o in outs)
+            else:
+                yb = ops.convert_to_tensor(np.asarray(y[s : s + batch_size]))
+                target = ops.sum(ops.cast(loss(yb, outs[0]), "float32"))
+        acts = [values[keys[p]] for p in paths]
+        grads = tape.gradient(target, acts)
+        for p, a, g in zip(paths, acts, grads):
+            if g is None:
+                continue
+            prod = ops.cast(a, "float32") * ops.cast(g, "float32")
+            b, c = int(prod.shape[0]), int(prod.shape[-1])
+            per_sample = ops.abs(ops.mean(ops.reshape(prod, (b, -1, c)), axis=1))
+            acc[p] += ops.convert_to_numpy(ops.sum(per_sample, axis=0))
+        n += len(batch[0])
+    return {p: (v / max(n, 1)).astype(np.float32) for p, v in acc.items()}
+
+
+def unit_top_inputs(trace: Trace, layer: str, unit: int, k: int = 10) -> list[tuple[int, float]]:
+    """The input channels that drive a unit most: (input index, weight) by |weight|, largest first.
+
+    Dense and Embedding: the signed weight (for Embedding the index is a token id).
+    Layers with a kernel window (Conv*, ConvTranspose) or gates (recurrent): the L2 norm
+    of the weights from that input channel (>= 0); SeparableConv: of its pointwise kernel
+    over the depth multiplier."""
+    fg = trace.graph
+    call = _unit_call(fg, layer, unit)
+    rule = trace.rule(call.path)
+    w = unit_kernel(call.layer, rule)
+    if w is None or not getattr(rule, "has_units", False):
+        raise NeuronvizError(f"Expected a layer that creates units (Dense, Conv, ...). Received: '{call.path}' ({type(call.layer).__name__})")
+    col = w[..., int(unit)]
+    offset = 0
+    if col.ndim == 1:  # Dense, Embedding
+        per_input = col.astype(np.float64)
+    elif isinstance(rule, RecurrentRule):
+        per_input = np.linalg.norm(col, axis=1)
+    elif isinstance(rule, SeparableRule):
+        m = int(call.layer.depth_multiplier)
+        per_input = np.linalg.norm(col.reshape(-1, m), axis=1)
+    else:  # Conv / ConvTranspose (unit axis already last): (window..., in)
+        per_input = np.linalg.norm(col.reshape(-1, col.shape[-1]), axis=0)
+        groups = int(getattr(call.layer, "groups", 1) or 1) if isinstance(rule, ConvRule) else 1
+        if groups > 1:
+            offset = int(unit) // (int(call.layer.filters) // groups) * col.shape[-1]
+    order = np.argsort(-np.abs(per_input), kind="stable")[: max(0, int(k))]
+    return [(int(i) + offset, float(per_input[i])) for i in order]
+
+
+def upstream_unit(trace: Trace, layer: str, input_index: int) -> tuple[str, int] | None:
+    """Which (layer, unit) lives at channel `input_index` of the layer's input, if any."""
+    fg = trace.graph
+    call = fg.first_call(layer_path(fg, layer))
+    if isinstance(trace.rule(call.path), EmbeddingRule) or not call.inputs:
+        return None
+    m = trace.map(call.inputs[0])
+    if not 0 <= input_index < len(m) or m[input_index] < 0:
+        return None
+    uid = int(m[input_index])
+    for sp in trace.units.spaces:
+        if sp.start <= uid < sp.start + sp.size:
+            return sp.layer, uid - sp.start
+    return None

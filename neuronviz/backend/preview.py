@@ -1,0 +1,257 @@
+"""The instant masked preview: the score of the model with a plan's units masked.
+
+A selection changes nothing before the first call it affects (`Masker.first_affected`),
+so only calls from there on are rerun. Their inputs, the *frontier* of that call (every
+tensor made before it and used by it or later, or a model output), are computed once
+without masks and kept as NumPy arrays over the whole dataset, within a memory budget
+(least recently used frontiers go first). A missing frontier is computed from the
+nearest earlier cached one, or from the inputs; one too big for the budget is streamed
+batch by batch instead. Scores equal those of the physically pruned model.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from neuronviz.backend.data import Dataset
+from neuronviz.backend.evaluation import scorer
+from neuronviz.backend.graph import Key
+from neuronviz.backend.masking import Masker
+from neuronviz.backend.trace import Trace
+from neuronviz.core.metrics import Score
+from neuronviz.core.plan import Plan
+from neuronviz.errors import NeuronvizError
+
+_MASKERS_KEPT = 16
+
+
+class Previewer:
+    """Scores plans on `dataset` by rerunning only the calls a selection affects.
+
+    Thread-safe: `score`, `baseline` and `warm` may be called from worker threads
+    (calls are serialised). `calls_run` counts executed calls by index, per batch.
+    """
+
+    work_bytes = 32 << 20  # a cheap tail may run in fewer, larger batches up to this size
+
+    def __init__(self, model: keras.Model, trace: Trace, dataset: Dataset,
+                 budget_bytes: int = 1 << 30, batch_size: int = 512):
+        if dataset is None or dataset.n == 0:
+            raise NeuronvizError("Expected validation data with at least one sample for the preview.")
+        if len(dataset.inputs) != len(trace.graph.inputs):
+            raise NeuronvizError(
+                f"Expected data for {len(trace.graph.inputs)} model inputs. Received: {len(dataset.inputs)}"
+            )
+        self.model, self.trace, self.dataset = model, trace, dataset
+        self.graph = trace.graph
+        self.budget_bytes = int(budget_bytes)
+        self.batch_size = int(batch_size)
+        self.calls_run: Counter = Counter()
+        self._score_outputs = scorer(model, self.graph)
+        self._lock = threading.RLock()
+        self._baseline: Score | None = None
+        self._maskers: OrderedDict[Plan, Masker] = OrderedDict()
+        self._inputs = dict(zip(self.graph.inputs, dataset.inputs))
+        self._arrays: dict[Key, np.ndarray] = dict(self._inputs)  # key -> array over all samples
+        self._frontiers: OrderedDict[int, tuple] = OrderedDict()  # t -> keys (LRU order)
+        self._frontier_keys: dict[int, tuple] = {}
+        self._index_graph()
+
+    # ---- public -----------------------------------------------------------------------
+    @property
+    def n(self) -> int:
+        return self.dataset.n
+
+    @property
+    def cached_bytes(self) -> int:
+        return sum(a.nbytes for k, a in self._arrays.items() if k not in self._inputs)
+
+    def baseline(self) -> Score:
+        """The score of the unmasked model."""
+        with self._lock:
+            if self._baseline is None:
+                self._baseline = self.score(Plan())
+            return self._baseline
+
+    def score(self, plan: Plan) -> Score:
+        """The score with `plan`'s units masked (raises NeuronvizError for a bad plan)."""
+        with self._lock:
+            masker = self.masker(plan)
+            outputs = self._masked_outputs(masker)
+            keep = masker.selection.keep(self.trace.map(self.graph.outputs[0])) if masker.selection else None
+            return self._score_outputs(outputs, self.dataset.y, keep)
+
+    def predict(self, plan: Plan) -> np.ndarray:
+        """The masked model's first output over the whole dataset."""
+        with self._lock:
+            return self._masked_outputs(self.masker(plan))
+
+    def first_affected(self, plan: Plan) -> int:
+        """Index of the first call `plan` changes (len(calls) when only outputs change)."""
+        return self.masker(plan).first_affected()
+
+    def masker(self, plan: Plan) -> Masker:
+        with self._lock:
+            masker = self._maskers.get(plan)
+            if masker is None:
+                masker = Masker(self.trace, self.trace.select(plan))
+                self._maskers[plan] = masker
+                while len(self._maskers) > _MASKERS_KEPT:
+                    self._maskers.popitem(last=False)
+            self._maskers.move_to_end(plan)
+            return masker
+
+    def warm(self, progress: Callable[[float], object] | None = None) -> None:
+        """Compute the frontiers a click in any selectable layer needs, and the baseline."""
+        targets = sorted(set(self._click_targets()) | {len(self.graph.calls)})
+        for i, t in enumerate(targets):
+            with self._lock:
+                self._ensure_frontier(t)
+            if progress is not None:
+                progress((i + 1) / (len(targets) + 1))
+        self.baseline()
+        if progress is not None:
+            progress(1.0)
+
+    def clear(self) -> None:
+        """Drop every cached frontier and score."""
+        with self._lock:
+            self._frontiers.clear()
+            self._arrays = dict(self._inputs)
+            self._baseline = None
+            self._maskers.clear()
+
+    # ---- graph facts ------------------------------------------------------------------
+    def _index_graph(self) -> None:
+        calls = self.graph.calls
+        self._produced_at: dict[Key, int] = {k: -1 for k in self.graph.inputs}
+        self._sample_bytes: dict[Key, int] = {k: a[:1].nbytes for k, a in self._inputs.items()}
+        for c in calls:
+            for i, k in enumerate(c.outputs):
+                self._produced_at[k] = c.index
+                self._sample_bytes[k] = _sample_bytes(c, i)
+        self._last_use: dict[Key, int] = {}
+        for c in calls:
+            for k in c.inputs:
+                self._last_use[k] = max(self._last_use.get(k, -1), c.index)
+        for k in self.graph.outputs:
+            self._last_use[k] = len(calls)
+        self._order = sorted(self._produced_at, key=lambda k: self._produced_at[k])
+
+    def keys_at(self, t: int) -> tuple:
+        """The frontier of call `t`: tensors made before it and used at or after it."""
+        keys = self._frontier_keys.get(t)
+        if keys is None:
+            keys = tuple(k for k in self._order if self._produced_at[k] < t <= self._last_use.get(k, -2))
+            self._frontier_keys[t] = keys
+        return keys
+
+    def _click_targets(self) -> list[int]:
+        """First affected call of a one-unit selection in each selectable group."""
+        out = []
+        lu = self.trace.layer_units
+        for g in self.trace.units.groups:
+            if g.blocked or g.size < 2:
+                continue
+            layer = next((s for s in g.sources + g.members if s in lu), None)
+            if layer is None:
+                continue
+            try:
+                out.append(Masker(self.trace, self.trace.select(Plan({layer: [0]}))).first_affected())
+            except NeuronvizError:
+                continue
+        return out
+
+    # ---- frontier cache ---------------------------------------------------------------
+    def _best_cached(self, t: int) -> int:
+        """The latest cached frontier at or before `t` (0: the inputs)."""
+        return max((s for s in self._frontiers if s <= t), default=0)
+
+    def _ensure_frontier(self, t: int) -> int:
+        """Cache frontier `t` if the budget allows; return the frontier to start from."""
+        s = self._best_cached(t)
+        if s == t:
+            if t in self._frontiers:
+                self._frontiers.move_to_end(t)
+            return t
+        missing = [k for k in self.keys_at(t) if k not in self._arrays]
+        need = sum(self._sample_bytes[k] for k in missing) * self.n
+        if need > self.budget_bytes or not self._make_room(need, protect=s, keep=self.keys_at(t)):
+            return s
+        self._compute_frontier(s, t, missing)
+        self._frontiers[t] = self.keys_at(t)
+        return t
+
+    def _make_room(self, need: int, protect: int, keep: tuple) -> bool:
+        """Evict least recently used frontiers (never `protect`, never arrays in `keep`)
+        until `need` more bytes fit."""
+        while self.cached_bytes + need > self.budget_bytes:
+            victim = next((t for t in self._frontiers if t != protect), None)
+            if victim is None:
+                return False
+            del self._frontiers[victim]
+            alive = set(self._inputs).union(keep, *self._frontiers.values())
+            self._arrays = {k: a for k, a in self._arrays.items() if k in alive}
+        return True
+
+    def _compute_frontier(self, s: int, t: int, missing: list) -> None:
+        """Run calls s..t-1 (no masks) over all samples, keeping the `missing` tensors."""
+        rows = self._rows(s, t)
+        hook = self._counting(None)
+        arrays: dict[Key, np.ndarray] = {}
+        for lo in range(0, self.n, rows):
+            values = self.graph.run(None, start=s, stop=t, values=self._batch(s, lo, rows), hook=hook)
+            for k in missing:
+                part = ops.convert_to_numpy(values[k])
+                if k not in arrays:
+                    arrays[k] = np.empty((self.n,) + part.shape[1:], dtype=part.dtype)
+                arrays[k][lo : lo + len(part)] = part
+        self._arrays.update(arrays)
+
+    # ---- running ----------------------------------------------------------------------
+    def _masked_outputs(self, masker: Masker) -> np.ndarray:
+        s = self._ensure_frontier(masker.first_affected())
+        stop = len(self.graph.calls)
+        rows = self._rows(s, stop)
+        hook = self._counting(masker.hook)
+        chunks = []
+        for lo in range(0, self.n, rows):
+            values = self.graph.run(None, start=s, values=self._batch(s, lo, rows), hook=hook)
+            chunks.append(ops.convert_to_numpy(masker.outputs(values)[0]))
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _batch(self, s: int, lo: int, rows: int) -> dict:
+        """Frontier `s` for samples lo..lo+rows (NumPy views; layers convert them, and
+        masks multiply them in NumPy, which is faster than a TensorFlow op here)."""
+        return {k: self._arrays[k][lo : lo + rows] for k in self.keys_at(s)}
+
+    def _rows(self, start: int, stop: int) -> int:
+        """Rows per batch: `batch_size`, or more while the working set stays small."""
+        per_sample = sum(self._sample_bytes[k] for k in self.keys_at(start))
+        per_sample += sum(self._sample_bytes[k] for c in self.graph.calls[start:stop] for k in c.outputs)
+        return min(self.n, max(self.batch_size, self.work_bytes // max(per_sample, 1)))
+
+    def _counting(self, hook):
+        counter = self.calls_run
+
+        def run(call, values) -> bool:
+            counter[call.index] += 1
+            return bool(hook(call, values)) if hook is not None else False
+
+        return run
+
+
+def _sample_bytes(call, i: int) -> int:
+    """Bytes of one sample of a call's i-th output (unknown sizes count as 1)."""
+    shape = call.output_shapes[i][1:]
+    try:
+        itemsize = np.dtype(str(call.node.outputs[i].dtype)).itemsize
+    except (TypeError, AttributeError, IndexError):
+        itemsize = 4
+    return int(np.prod([d if d is not None else 1 for d in shape], dtype=np.int64)) * itemsize

@@ -1,0 +1,258 @@
+"""Sensitivity sweep: how accuracy and loss fall as each group loses its weakest units.
+
+For every prunable group (not blocked, not reaching the model output, at least two
+units) and every fraction f, the round(f * size) lowest-importance units are masked
+(never all of them: at most size - 1) and the model is scored with a Previewer.
+
+    run = sweep(previewer, trace)
+    for progress in run:          # floats in (0, 1]
+        ...
+    result = run.result           # a SweepResult
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from neuronviz.backend.trace import Trace
+from neuronviz.core.metrics import Score
+from neuronviz.core.plan import Plan
+from neuronviz.core.units import Group
+from neuronviz.errors import NeuronvizError, close_matches
+
+DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclass
+class GroupCurve:
+    """One group's accuracy and loss at each fraction of its units removed."""
+
+    name: str
+    layer: str  # the layer whose unit indices the plans use
+    size: int
+    members: list[str]
+    fractions: list[float] = field(default_factory=list)
+    removed: list[int] = field(default_factory=list)  # units removed at each fraction
+    accuracy: list[float] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "layer": self.layer, "size": self.size, "members": list(self.members),
+                "fractions": list(self.fractions), "removed": list(self.removed),
+                "accuracy": [_finite(a) for a in self.accuracy], "loss": [_finite(v) for v in self.loss]}
+
+
+@dataclass
+class SweepResult:
+    baseline: Score
+    curves: list[GroupCurve]
+    skipped: dict[str, str] = field(default_factory=dict)  # group name -> why
+
+    def curve(self, name: str) -> GroupCurve:
+        for c in self.curves:
+            if c.name == name or c.layer == name:
+                return c
+        raise KeyError(name)
+
+    def to_dict(self) -> dict:
+        return {"baseline": self.baseline.to_dict(), "groups": [c.to_dict() for c in self.curves],
+                "skipped": dict(self.skipped)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def to_csv(self) -> str:
+        """One row per group and fraction: group,layer,size,fraction,removed,accuracy,loss."""
+        buf = io.StringIO()
+        w = csv.writer(buf, lineterminator="\n")
+        w.writerow(["group", "layer", "size", "fraction", "removed", "accuracy", "loss"])
+        for c in self.curves:
+            for f, r, a, v in zip(c.fractions, c.removed, c.accuracy, c.loss):
+                w.writerow([c.name, c.layer, c.size, f"{f:g}", r, _cell(a), _cell(v)])
+        return buf.getvalue()
+
+
+class Sweep:
+    """An iterator of progress floats; `result` is set (and returned) when it finishes."""
+
+    def __init__(self, previewer, trace: Trace, importance: Mapping[str, np.ndarray] | None,
+                 fractions=DEFAULT_FRACTIONS):
+        self.previewer, self.trace = previewer, trace
+        self.fractions = _checked_fractions(fractions)
+        self.importance = _importance(trace, importance)
+        self.result: SweepResult | None = None
+        self._steps = iter(self._run())
+
+    def __iter__(self) -> Iterator[float]:
+        return self
+
+    def __next__(self) -> float:
+        return next(self._steps)
+
+    def run(self) -> SweepResult:
+        """Run to the end and return the result."""
+        for _ in self:
+            pass
+        return self.result
+
+    def _run(self):
+        base = self.previewer.baseline()
+        curves, skipped = [], {}
+        jobs = []
+        for g in self.trace.units.groups:
+            why = _why_skipped(g, self.trace, self.importance)
+            if why:
+                skipped[g.name] = why
+                continue
+            order = _class_order(g, self.trace, self.importance)
+            layer = next(s for s in g.sources if s in self.trace.layer_units)
+            curve = GroupCurve(g.name, layer, g.size, list(g.members))
+            curves.append(curve)
+            for f in self.fractions:
+                k = min(int(round(f * g.size)), g.size - 1)
+                jobs.append((curve, f, k, order[:k]))
+        total = sum(1 for *_, k, _ in jobs if k > 0)
+        done = 0
+        for curve, f, k, classes in jobs:
+            s = base
+            if k > 0:
+                try:
+                    s = self.previewer.score(_plan_for(self.trace, classes))
+                except NeuronvizError:  # e.g. a member layer would lose all its units
+                    s = Score(float("nan"), float("nan"), base.n)
+            curve.fractions.append(float(f))
+            curve.removed.append(k)
+            curve.accuracy.append(s.accuracy)
+            curve.loss.append(s.loss)
+            if k > 0:
+                done += 1
+                yield done / total
+        if total == 0:
+            yield 1.0
+        self.result = SweepResult(base, curves, skipped)
+        return self.result
+
+
+def sweep(previewer, trace: Trace, importance: Mapping[str, np.ndarray] | None = None,
+          fractions=DEFAULT_FRACTIONS) -> Sweep:
+    """A sensitivity sweep (see the module docstring). `importance`: layer -> one value
+    per unit (higher = more important); layers left out get `l2_importance`."""
+    return Sweep(previewer, trace, importance, fractions)
+
+
+def l2_importance(trace: Trace) -> dict[str, np.ndarray]:
+    """||kernel[..., j]||_2 per output unit j of every unit-creating layer with a kernel."""
+    out = {}
+    for g in trace.units.groups:
+        for path in g.sources:
+            if path in trace.layer_units and path in trace.graph.layers:
+                norms = _kernel_norms(trace.graph.layers[path])
+                if norms is not None and len(norms) == len(trace.layer_units[path]):
+                    out[path] = norms
+    return out
+
+
+def _kernel_norms(layer) -> np.ndarray | None:
+    name = type(layer).__name__
+    if name.startswith("Separable"):
+        w, axis = getattr(layer, "pointwise_kernel", None), -1
+    elif name == "Embedding":
+        w, axis = getattr(layer, "embeddings", None), -1
+    else:
+        w, axis = getattr(layer, "kernel", None), (-2 if name.endswith("Transpose") else -1)
+    if w is None:
+        return None
+    w = w.numpy() if hasattr(w, "numpy") else keras.ops.convert_to_numpy(w)
+    w = np.moveaxis(np.asarray(w, dtype=np.float64), axis, -1)
+    return np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).sum(axis=0))
+
+
+# ---- helpers --------------------------------------------------------------------------
+def _checked_fractions(fractions) -> list[float]:
+    out = [float(f) for f in fractions]
+    if not out:
+        raise NeuronvizError("Expected at least one fraction to sweep. Received: none")
+    bad = [f for f in out if not 0.0 <= f <= 1.0 or math.isnan(f)]
+    if bad:
+        raise NeuronvizError(f"Expected fractions in [0, 1]. Received: {bad[:5]}")
+    return out
+
+
+def _importance(trace: Trace, given: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+    lu = trace.layer_units
+    aliases = trace.graph.aliases()
+    out = l2_importance(trace)
+    for name, values in (given or {}).items():
+        layer = aliases.get(name, name)
+        if layer not in lu:
+            raise NeuronvizError(
+                f"Expected importance for layers with units. Received: unknown layer '{name}'."
+                + close_matches(name, list(lu))
+            )
+        values = np.asarray(values, dtype=np.float64).reshape(-1)
+        if len(values) != len(lu[layer]) or not np.isfinite(values).all():
+            raise NeuronvizError(
+                f"Expected {len(lu[layer])} finite importance values for layer '{layer}'. "
+                f"Received: {len(values)} values" + ("" if np.isfinite(values).all() else " with NaN or inf")
+            )
+        out[layer] = values
+    return out
+
+
+def _why_skipped(g: Group, trace: Trace, importance: dict) -> str | None:
+    if g.blocked:
+        return "blocked: " + g.blocked[0]
+    if g.reaches_output:
+        return "its units are the model's outputs"
+    if g.size < 2:
+        return "it has a single unit"
+    if not any(s in trace.layer_units for s in g.sources):
+        return "none of its layers has selectable units"
+    if not any(s in importance for s in g.sources):
+        return "no importance for its layers (no kernel to measure)"
+    return None
+
+
+def _class_order(g: Group, trace: Trace, importance: dict) -> np.ndarray:
+    """The group's classes (root unit ids), least important first (ties: first unit first)."""
+    total = {int(r): 0.0 for r in g.classes.tolist()}
+    for path in g.sources:
+        if path in importance and path in trace.layer_units:
+            roots = trace.units.roots(trace.layer_units[path])
+            for r, v in zip(roots.tolist(), importance[path].tolist()):
+                if r in total:
+                    total[r] += v
+    scores = np.array([total[int(r)] for r in g.classes.tolist()])
+    return g.classes[np.argsort(scores, kind="stable")]
+
+
+def _plan_for(trace: Trace, classes: np.ndarray) -> Plan:
+    """A plan removing exactly these classes, named through the layers that hold them."""
+    remove: dict[str, list[int]] = {}
+    wanted = np.asarray(classes, dtype=np.int64)
+    left = set(wanted.tolist())
+    for path, m in trace.layer_units.items():
+        if not left:
+            break
+        roots = trace.units.roots(m)
+        hit = np.isin(roots, list(left))
+        if hit.any():
+            remove[path] = np.flatnonzero(hit).tolist()
+            left -= set(roots[hit].tolist())
+    return Plan(remove)
+
+
+def _finite(v: float):
+    return float(v) if math.isfinite(v) else None
+
+
+def _cell(v: float) -> str:
+    return f"{v:.6g}" if math.isfinite(v) else ""

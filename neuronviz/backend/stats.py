@@ -1,0 +1,270 @@
+"""Per-unit statistics: weight norms, and activation statistics over a data set.
+
+Weight statistics exist for the layers that *create* units (Dense, Conv*, SeparableConv,
+ConvTranspose, Embedding, recurrent layers). Pass-through members of a group (BatchNorm,
+ReLU, pooling, Add, ...) have no norms of their own and are omitted.
+
+Activation statistics exist for every layer with units (its output, after its
+activation) and are reduced over samples and spatial positions batch by batch, so the
+memory held is O(samples x units) for `per_sample` plus one batch of live tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from keras import ops
+
+from neuronviz.backend.layers import ConvTransposeRule, EmbeddingRule, Opaque, RecurrentRule, SeparableRule, Source
+from neuronviz.backend.trace import Trace
+from neuronviz.errors import NeuronvizError
+
+
+# ---- weights ---------------------------------------------------------------------------
+@dataclass
+class WeightStats:
+    """Norms of each unit's incoming weights, its bias and the gamma of a following BatchNorm."""
+
+    norm_l1: np.ndarray
+    norm_l2: np.ndarray
+    bias: np.ndarray | None
+    bn_gamma: np.ndarray | None
+
+
+def unit_kernel(layer, rule) -> np.ndarray | None:
+    """The layer's incoming weights as (..., units): the unit axis last, all others summed over.
+
+    Conv*Transpose kernels are (..., filters, in): the unit axis is moved last.
+    SeparableConv uses its pointwise kernel, Embedding its embeddings (vocab, dim), and
+    recurrent layers their input kernel reshaped to (in, gates, units)."""
+    if isinstance(rule, EmbeddingRule):
+        return _np(layer.embeddings)
+    if isinstance(rule, SeparableRule):
+        return _np(layer.pointwise_kernel)
+    if isinstance(rule, RecurrentRule):
+        layer = getattr(layer, "cell", layer)
+    kernel = getattr(layer, "kernel", None)
+    if kernel is None:
+        return None
+    k = _np(kernel)
+    if isinstance(rule, ConvTransposeRule):
+        return np.moveaxis(k, -2, -1)
+    if isinstance(rule, RecurrentRule):
+        units = int(layer.units)
+        return k.reshape(k.shape[0], k.shape[-1] // units, units)
+    return k
+
+
+def weight_stats(trace: Trace) -> dict[str, WeightStats]:
+    """WeightStats for every unit-creating layer with units, in graph order."""
+    fg = trace.graph
+    consumers: dict = {}
+    for call in fg.calls:
+        for k in call.inputs:
+            consumers.setdefault(k, []).append(call)
+    out = {}
+    for path in trace.layer_units:
+        rule = trace.rule(path)
+        if not isinstance(rule, Source):
+            continue
+        layer = fg.layers[path]
+        k = unit_kernel(layer, rule)
+        if k is None:
+            continue
+        flat = np.abs(k.reshape(-1, k.shape[-1]).astype(np.float64))
+        bias = getattr(layer, "bias", None) if not isinstance(rule, RecurrentRule) else None
+        out[path] = WeightStats(
+            norm_l1=flat.sum(axis=0),
+            norm_l2=np.sqrt((flat**2).sum(axis=0)),
+            bias=_np(bias) if bias is not None else None,
+            bn_gamma=_following_gamma(trace, consumers.get(fg.first_call(path).outputs[0], [])),
+        )
+    return out
+
+
+def _following_gamma(trace: Trace, calls) -> np.ndarray | None:
+    for call in calls:
+        if type(call.layer).__name__ == "BatchNormalization" and not isinstance(trace.rule(call.path), Opaque):
+            gamma = getattr(call.layer, "gamma", None)
+            return _np(gamma) if gamma is not None else None
+    return None
+
+
+def _np(v) -> np.ndarray:
+    return np.asarray(v.numpy() if hasattr(v, "numpy") else ops.convert_to_numpy(v))
+
+
+# ---- which layers a criterion may select from -------------------------------------------
+def prunable_layers(trace: Trace, candidates: Iterable[str] | None = None, one_per_group: bool = True) -> list[str]:
+    """Layers whose units may be removed: with units, in exactly one group that is not
+    blocked and does not reach a model output. `candidates` defaults to the unit-creating
+    layers. With `one_per_group`, only the first candidate of each group (in the order
+    given) is kept, so per-layer selections cannot add up to a whole group."""
+    if candidates is None:
+        candidates = [p for p in trace.layer_units if isinstance(trace.rule(p), Source)]
+    groups = trace.units.groups
+    out, seen = [], set()
+    for path in candidates:
+        g = trace.group_of(path)
+        if not isinstance(g, int) or groups[g].blocked or groups[g].reaches_output:
+            continue
+        if one_per_group and g in seen:
+            continue
+        seen.add(g)
+        out.append(path)
+    return out
+
+
+# ---- activations -------------------------------------------------------------------------
+@dataclass
+class UnitStats:
+    """Activation statistics of one layer's units over samples and spatial positions."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    max: np.ndarray
+    apoz: np.ndarray  # fraction of outputs exactly 0
+    dead: np.ndarray  # bool: never non-zero
+    per_sample: np.ndarray  # (N, units) float32: spatial mean per sample
+    positions: int  # spatial positions per sample (1 for Dense)
+
+
+class _Accumulator:
+    """Running count / mean / M2 (Chan et al.), max and zero counts over batches."""
+
+    def __init__(self, n: int, units: int):
+        self.count = 0
+        self.mean = np.zeros(units, np.float64)
+        self.m2 = np.zeros(units, np.float64)
+        self.max = np.full(units, -np.inf, np.float64)
+        self.zeros = np.zeros(units, np.int64)
+        self.per_sample = np.zeros((n, units), np.float32)
+        self.positions = 1
+
+    def update(self, y, offset: int) -> None:
+        y = ops.cast(y, "float32")
+        b, c = int(y.shape[0]), int(y.shape[-1])
+        y = ops.reshape(y, (b, -1, c))
+        self.positions = int(y.shape[1])
+        sample_mean = ops.mean(y, axis=1)
+        batch_mean = ops.mean(sample_mean, axis=0)
+        m2 = ops.sum(ops.square(y - batch_mean), axis=(0, 1))
+        parts = ops.convert_to_numpy(ops.stack([batch_mean, m2, ops.max(y, axis=(0, 1))]))
+        zeros = ops.convert_to_numpy(ops.count_nonzero(ops.equal(y, 0.0), axis=(0, 1)))
+        self.per_sample[offset : offset + b] = ops.convert_to_numpy(sample_mean)
+        nb = b * self.positions
+        total = self.count + nb
+        delta = parts[0].astype(np.float64) - self.mean
+        self.mean += delta * (nb / total)
+        self.m2 += parts[1] + delta**2 * (self.count * nb / total)
+        self.count = total
+        self.max = np.maximum(self.max, parts[2])
+        self.zeros += zeros.astype(np.int64)
+
+    def result(self) -> UnitStats:
+        return UnitStats(
+            mean=self.mean.astype(np.float32),
+            std=np.sqrt(np.maximum(self.m2 / max(self.count, 1), 0.0)).astype(np.float32),
+            max=self.max.astype(np.float32),
+            apoz=(self.zeros / max(self.count, 1)).astype(np.float32),
+            dead=self.zeros == self.count,
+            per_sample=self.per_sample,
+            positions=self.positions,
+        )
+
+
+def as_inputs(x, n_inputs: int) -> list[np.ndarray]:
+    """One array per model input, all with the same number of samples."""
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(xs) != n_inputs:
+        raise NeuronvizError(f"Expected {n_inputs} input array(s) for the model. Received: {len(xs)}")
+    if len({len(a) for a in xs}) != 1 or len(xs[0]) == 0:
+        raise NeuronvizError(f"Expected input arrays with the same, non-zero number of samples. Received: {[len(a) for a in xs]}")
+    return xs
+
+
+def batch_tensors(xs: list[np.ndarray], start: int, stop: int) -> list:
+    """Tensors of samples start:stop (float arrays cast to float32)."""
+    out = []
+    for a in xs:
+        b = np.asarray(a[start:stop])
+        if b.dtype.kind == "f" and b.dtype != np.float32:
+            b = b.astype(np.float32)
+        out.append(ops.convert_to_tensor(b))
+    return out
+
+
+class StatsJob:
+    """Activation statistics of every layer with units, in one graph pass per batch.
+
+    `run()` is a generator yielding the fraction done (0..1] after each batch, so a
+    worker can report progress and cancel between batches (stop iterating); when it
+    finishes, `result` maps layer path -> UnitStats (None until then). Shared layers are
+    measured at their first call. Tensors are freed as soon as no later call needs them."""
+
+    def __init__(self, model: keras.Model, trace: Trace, x, batch_size: int = 256, layers: Iterable[str] | None = None):
+        self.model = model
+        self.trace = trace
+        fg = trace.graph
+        self.xs = as_inputs(x, len(fg.inputs))
+        self.n = len(self.xs[0])
+        self.batch_size = max(1, int(batch_size))
+        wanted = list(trace.layer_units) if layers is None else list(layers)
+        unknown = [p for p in wanted if p not in trace.layer_units]
+        if unknown:
+            raise NeuronvizError(f"Expected layers with units. Received: {unknown[:3]}")
+        self.layers = wanted
+        self._at_call: dict[int, list[str]] = {}
+        for path in wanted:
+            self._at_call.setdefault(fg.first_call(path).index, []).append(path)
+        self._stop = max(self._at_call, default=-1) + 1
+        self._free_after = _free_schedule(fg, self._stop)
+        self.result: dict[str, UnitStats] | None = None
+        self.peak_live = 0  # most tensors held at once during a batch (a memory check)
+
+    def run(self) -> Iterator[float]:
+        units = {p: int(self.trace.graph.first_call(p).output_shapes[0][-1]) for p in self.layers}
+        self._acc = {p: _Accumulator(self.n, u) for p, u in units.items()}
+        for start in range(0, self.n, self.batch_size):
+            stop = min(start + self.batch_size, self.n)
+            self._offset = start
+            self.trace.graph.run(batch_tensors(self.xs, start, stop), hook=self._hook, stop=self._stop)
+            yield stop / self.n
+        self.result = {p: a.result() for p, a in self._acc.items()}
+        del self._acc
+
+    def run_all(self) -> dict[str, UnitStats]:
+        for _ in self.run():
+            pass
+        return self.result
+
+    def _hook(self, call, values) -> bool:
+        call.run(values)
+        self.peak_live = max(self.peak_live, len(values))
+        for path in self._at_call.get(call.index, ()):
+            self._acc[path].update(values[call.outputs[0]], self._offset)
+        for k in self._free_after[call.index]:
+            values.pop(k, None)
+        return True
+
+
+def _free_schedule(fg, stop: int) -> list[list]:
+    """Per call index: the keys no call before `stop` needs after it."""
+    last: dict = {k: -1 for k in fg.inputs}
+    for call in fg.calls[:stop]:
+        for k in call.inputs:
+            last[k] = call.index
+        for k in call.outputs:
+            last.setdefault(k, call.index)
+    free: list[list] = [[] for _ in fg.calls]
+    for k, i in last.items():
+        free[max(i, 0)].append(k)
+    return free
+
+
+def activation_stats(model: keras.Model, trace: Trace, x, batch_size: int = 256, layers=None) -> dict[str, UnitStats]:
+    """StatsJob(...).run_all(), for scripts."""
+    return StatsJob(model, trace, x, batch_size, layers).run_all()
