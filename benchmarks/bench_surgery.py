@@ -1,0 +1,93 @@
+"""Surgery time against the Keras rebuild floor, and the pruned model's CPU latency
+against its MACs ratio. ResNet50 (weights=None, 224x224), 30% of every prunable group.
+
+Run: .venv/bin/python benchmarks/bench_surgery.py [--size 224] [--fraction 0.3]
+Prints ratios measured in this one run (machines are shared and noisy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import neuronviz.api as nv  # noqa: E402
+
+
+def lowest_norm_plan(tr, fraction: float) -> nv.Plan:
+    """The given share of every removable group, smallest L2 kernel norm first."""
+    remove = {}
+    for g in tr.units.groups:
+        if g.blocked or g.reaches_output:
+            continue
+        layer = tr.graph.layers[g.sources[0]]
+        kernel = layer.get_weights()[0]
+        norms = np.sqrt((kernel.reshape(-1, kernel.shape[-1]) ** 2).sum(0))
+        k = min(int(round(g.size * fraction)), g.size - 1)
+        if k:
+            remove[g.sources[0]] = np.argsort(norms)[:k].tolist()
+    return nv.Plan(remove)
+
+
+def best_of(fn, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def latency(model, x, repeats: int) -> float:
+    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
+    fn(x)  # trace
+    fn(x)
+    runs = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn(x).numpy()
+        runs.append(time.perf_counter() - t)
+    return float(np.median(runs))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--fraction", type=float, default=0.3)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    model = keras.applications.ResNet50(weights=None, input_shape=(a.size, a.size, 3), classes=1000)
+    tr = nv.analyze(model)
+    plan = lowest_norm_plan(tr, a.fraction)
+
+    def floor():
+        clone = keras.Model.from_config(model.get_config())
+        clone.set_weights(model.get_weights())
+
+    t_floor = best_of(floor, 3)
+    t_prune = best_of(lambda: nv.prune(model, plan), 3)
+    t_trace = best_of(lambda: nv.analyze(model), 3)
+    result = nv.prune(model, plan, tr)
+    print(f"ResNet50 {a.size}x{a.size}, {a.fraction:.0%} of {len(plan.remove)} groups removed")
+    print(f"  params {result.before.params:,} -> {result.after.params:,}; MACs {result.before.macs:,} -> {result.after.macs:,}")
+    print(f"surgery  {t_prune:.2f} s (trace {t_trace:.2f} s); floor from_config+set_weights {t_floor:.2f} s")
+    print(f"  surgery / floor = {t_prune / t_floor:.2f}x   (target <= 3x)")
+
+    x = np.random.default_rng(0).standard_normal((a.batch, a.size, a.size, 3)).astype("float32")
+    l_orig = latency(model, x, a.repeats)
+    l_pruned = latency(result.model, x, a.repeats)
+    macs_ratio = result.after.macs / result.before.macs
+    lat_ratio = l_pruned / l_orig
+    print(f"latency batch {a.batch}: original {l_orig * 1000:.0f} ms, pruned {l_pruned * 1000:.0f} ms")
+    print(f"  latency ratio {lat_ratio:.3f}, MACs ratio {macs_ratio:.3f}, latency/MACs = {lat_ratio / macs_ratio:.2f}x   (target <= 1.25x)")
+
+
+if __name__ == "__main__":
+    main()
