@@ -134,7 +134,7 @@ def _checked(xs: list[np.ndarray], y: np.ndarray, model, label: str) -> Dataset:
     """Check `xs` and `y` against the model and return a Dataset."""
     specs = _input_specs(model)
     xs = [_checked_x(x, shape, dtype, label, name) for x, (shape, dtype), name in
-          zip(xs, specs, ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))])]
+          zip(xs, specs, ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))], strict=True)]
     n = len(xs[0])
     for i, x in enumerate(xs[1:], 1):
         if len(x) != n:

@@ -57,7 +57,7 @@ class Previewer:
         self._lock = threading.RLock()
         self._baseline: Score | None = None
         self._maskers: OrderedDict[Plan, Masker] = OrderedDict()
-        self._inputs = dict(zip(self.graph.inputs, dataset.inputs))
+        self._inputs = dict(zip(self.graph.inputs, dataset.inputs, strict=True))
         self._arrays: dict[Key, np.ndarray] = dict(self._inputs)  # key -> array over all samples
         self._frontiers: OrderedDict[int, tuple] = OrderedDict()  # t -> keys (LRU order)
         self._frontier_keys: dict[int, tuple] = {}

@@ -75,7 +75,7 @@ class SweepResult:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(["group", "layer", "size", "fraction", "removed", "accuracy", "loss"])
         for c in self.curves:
-            for f, r, a, v in zip(c.fractions, c.removed, c.accuracy, c.loss):
+            for f, r, a, v in zip(c.fractions, c.removed, c.accuracy, c.loss, strict=True):
                 w.writerow([c.name, c.layer, c.size, f"{f:g}", r, _cell(a), _cell(v)])
         return buf.getvalue()
 
@@ -227,7 +227,7 @@ def _class_order(g: Group, trace: Trace, importance: dict) -> np.ndarray:
     for path in g.sources:
         if path in importance and path in trace.layer_units:
             roots = trace.units.roots(trace.layer_units[path])
-            for r, v in zip(roots.tolist(), importance[path].tolist()):
+            for r, v in zip(roots.tolist(), importance[path].tolist(), strict=True):
                 if r in total:
                     total[r] += v
     scores = np.array([total[int(r)] for r in g.classes.tolist()])
