@@ -162,6 +162,7 @@ class FinetuneJob:
         self.result: keras.Model | None = None
         self.history: list[Progress] = []  # the "start" and "epoch" events
         self.stopped: str | None = None
+        self._best_epoch = 0
         self._cancel = threading.Event()
 
     def cancel(self) -> None:
@@ -179,11 +180,9 @@ class FinetuneJob:
 
     @property
     def best(self) -> dict | None:
-        """The validation score of `result`."""
-        if not self.history:
-            return None
-        e = min(self.history, key=lambda e: (e.val_loss, e.epoch))
-        return {"loss": e.val_loss, "accuracy": e.val_accuracy, "epoch": e.epoch}
+        """The validation score of the best state so far (that of `result` at the end)."""
+        e = next((e for e in self.history if e.epoch == self._best_epoch), None)
+        return None if e is None else {"loss": e.val_loss, "accuracy": e.val_accuracy, "epoch": e.epoch}
 
     def run_all(self) -> keras.Model | None:
         for _ in self.run():
@@ -191,6 +190,8 @@ class FinetuneJob:
         return self.result
 
     def run(self) -> Iterator[Progress]:
+        """Train (see the class doc). A job runs once; cancel() also stops a later run."""
+        self.result, self.history, self.stopped, self._best_epoch = None, [], None, 0
         work = clone_with_weights(self.model)
         constrained = apply_masks(work, self.masks) if self.masks else []
         compile_for_training(work, self.model, self.learning_rate, self.optimizer)
@@ -228,6 +229,7 @@ class FinetuneJob:
                 return
             if score["loss"] < best_loss - self.min_delta:
                 best_loss, best_weights, best_epoch, waited = score["loss"], work.get_weights(), epoch, 0
+                self._best_epoch = epoch
             else:
                 waited += 1
             last = replace(last, kind="epoch", val_loss=score["loss"], val_accuracy=score["accuracy"], best_epoch=best_epoch)

@@ -288,7 +288,7 @@ def masks_from_zeros(model: keras.Model, layers=None) -> dict[str, np.ndarray]:
 @dataclass(frozen=True)
 class FileSize:
     raw: int  # bytes on disk
-    gzip: int  # bytes after gzip -9 (what a download or a zip archive would cost)
+    gzip: int  # bytes after gzip at its default level 6 (what a download or an archive costs)
 
     def to_dict(self) -> dict:
         return {"raw": self.raw, "gzip": self.gzip}
@@ -296,7 +296,7 @@ class FileSize:
 
 def file_size(path) -> FileSize:
     data = Path(path).read_bytes()
-    return FileSize(len(data), len(gzip.compress(data, compresslevel=9, mtime=0)))
+    return FileSize(len(data), len(gzip.compress(data, compresslevel=6, mtime=0)))
 
 
 def model_file_size(model: keras.Model) -> FileSize:
@@ -343,10 +343,20 @@ def tflite_bytes(model: keras.Model, *, sparse_encoding: bool = False) -> bytes:
             warnings.simplefilter("ignore")
             return converter.convert()
     except Exception as e:
-        line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise NeuronvizError(
-            f"The TFLite converter could not convert model '{model.name}': {type(e).__name__}: {line[:160]}"
-        ) from None
+        raise NeuronvizError(f"The TFLite converter could not convert model '{model.name}': {_converter_reason(e)}") from None
+
+
+def _converter_reason(e: Exception) -> str:
+    """One line out of the converter's multi-page MLIR error."""
+    import re
+
+    msg = str(e)
+    ops_needed = re.search(r"TF Select ops: ([^\n]+)", msg)
+    if ops_needed:
+        return (f"it uses TensorFlow ops without a TFLite builtin kernel ({ops_needed.group(1).strip()[:120]}); "
+                "they would need the TF Select (flex) runtime.")
+    line = msg.strip().splitlines()[0] if msg.strip() else ""
+    return f"{type(e).__name__}: {line[:160]}"
 
 
 def export_tflite(model: keras.Model, path, *, source=None, sparse_encoding: bool = False,
