@@ -105,7 +105,9 @@ def prune(model: keras.Model, plan: Plan, tr: Trace | None = None, *, safe_mode:
             new_layers[path].set_weights(w)
     compile_cfg = model.get_compile_config() if getattr(model, "compiled", False) else None
     if compile_cfg:
-        new.compile_from_config(compile_cfg)
+        # like compile_from_config, but without building optimizer slots: they would be
+        # saved as weight-sized blocks of zeros and triple the file size
+        new.compile(**keras.saving.deserialize_keras_object(compile_cfg))
     before = count(tr.graph)
     after = count(flatten(new))
     return PruneResult(new, sel, before, after)
