@@ -20,7 +20,7 @@ from keras import ops
 
 from neuronviz.backend.graph import FlatGraph, flatten
 from neuronviz.backend.layers import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
-from neuronviz.backend.stats import as_inputs, unit_kernel
+from neuronviz.backend.stats import as_inputs, batch_tensors, input_dtypes, unit_kernel
 from neuronviz.backend.trace import Trace
 from neuronviz.errors import NeuronvizError, close_matches
 
@@ -45,14 +45,9 @@ def _unit_call(fg: FlatGraph, name: str, unit: int):
 
 def _batches(fg: FlatGraph, x, batch_size: int):
     xs = as_inputs(x, len(fg.inputs))
-    dtypes = [str(t.dtype) for t in fg.model.inputs]
-    n = len(xs[0])
-    for s in range(0, n, batch_size):
-        batch = []
-        for a, dt in zip(xs, dtypes):
-            b = np.asarray(a[s : s + batch_size])
-            batch.append(ops.convert_to_tensor(b.astype(dt) if b.dtype.kind == "f" and "float" in dt else b))
-        yield s, batch
+    dtypes = input_dtypes(fg.model)
+    for s in range(0, len(xs[0]), batch_size):
+        yield s, batch_tensors(xs, s, s + batch_size, dtypes)
 
 
 def trainable_weights(fg: FlatGraph) -> dict[str, keras.Variable]:
@@ -66,10 +61,16 @@ def trainable_weights(fg: FlatGraph) -> dict[str, keras.Variable]:
     return out
 
 
-def unit_weight_gradients(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256) -> dict[str, np.ndarray]:
+def _graph(model: keras.Model, trace: Trace | None) -> FlatGraph:
+    return trace.graph if trace is not None else flatten(model)
+
+
+def unit_weight_gradients(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256,
+                          trace: Trace | None = None) -> dict[str, np.ndarray]:
     """d(sum over samples and positions of the unit's activation) / d(every trainable
-    weight). Weights the unit does not depend on get zeros."""
-    fg = flatten(model)
+    weight), keyed 'layer_path/weight_name'. Weights the unit does not depend on get
+    zeros. Pass `trace` to reuse the model's flat graph."""
+    fg = _graph(model, trace)
     call = _unit_call(fg, layer, unit)
     weights = trainable_weights(fg)
     total = {k: np.zeros(tuple(v.shape), np.float64) for k, v in weights.items()}
@@ -78,16 +79,16 @@ def unit_weight_gradients(model: keras.Model, layer: str, unit: int, x, batch_si
             values = fg.run(batch, stop=call.index + 1)
             target = ops.sum(values[call.outputs[0]][..., int(unit)])
         grads = tape.gradient(target, list(weights.values()))
-        for k, g in zip(weights, grads):
+        for k, g in zip(weights, grads, strict=True):
             if g is not None:
                 total[k] += ops.convert_to_numpy(ops.convert_to_tensor(g))
     return {k: g.astype(np.float32) for k, g in total.items()}
 
 
-def saliency(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256):
+def saliency(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256, trace: Trace | None = None):
     """d(unit activation summed over positions) / d(input), per sample: shaped like x
     (a list for several inputs)."""
-    fg = flatten(model)
+    fg = _graph(model, trace)
     call = _unit_call(fg, layer, unit)
     xs = as_inputs(x, len(fg.inputs))
     if any(np.asarray(a[:1]).dtype.kind not in "f" for a in xs):
@@ -99,7 +100,7 @@ def saliency(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256
                 tape.watch(t)
             values = fg.run(batch, stop=call.index + 1)
             target = ops.sum(values[call.outputs[0]][..., int(unit)])
-        for o, g in zip(out, tape.gradient(target, batch)):
+        for o, g in zip(out, tape.gradient(target, batch), strict=True):
             if g is not None:
                 o[s : s + len(g)] = ops.convert_to_numpy(g)
     return out[0] if len(out) == 1 else out
@@ -152,7 +153,7 @@ def taylor_importance(model: keras.Model, trace: Trace, x, y=None, batch_size: i
                 target = ops.sum(ops.cast(loss(yb, outs[0]), "float32"))
         acts = [values[keys[p]] for p in paths]
         grads = tape.gradient(target, acts)
-        for p, a, g in zip(paths, acts, grads):
+        for p, a, g in zip(paths, acts, grads, strict=True):
             if g is None:
                 continue
             prod = ops.cast(a, "float32") * ops.cast(g, "float32")

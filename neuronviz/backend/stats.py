@@ -16,9 +16,17 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
-from neuronviz.backend.layers import ConvTransposeRule, EmbeddingRule, Opaque, RecurrentRule, SeparableRule, Source
+from neuronviz.backend.layers import (
+    ConvTransposeRule,
+    EmbeddingRule,
+    Opaque,
+    RecurrentRule,
+    SeparableRule,
+    Source,
+)
 from neuronviz.backend.trace import Trace
 from neuronviz.errors import NeuronvizError
 
@@ -132,6 +140,18 @@ class UnitStats:
     positions: int  # spatial positions per sample (1 for Dense)
 
 
+@tf.function(reduce_retracing=True)  # one small graph per output rank: ~1.5x faster than eager ops
+def _reduce(y):
+    """Per batch: spatial mean per sample (B, C); over samples and positions the sum of
+    squared deviations from the batch mean, the max, the count of zeros (C,); positions."""
+    y = tf.cast(y, tf.float32)
+    y = tf.reshape(y, (tf.shape(y)[0], -1, tf.shape(y)[-1]))
+    sample_mean = tf.reduce_mean(y, axis=1)
+    m2 = tf.reduce_sum(tf.math.squared_difference(y, tf.reduce_mean(sample_mean, axis=0)), axis=(0, 1))
+    zeros = tf.reduce_sum(tf.cast(tf.equal(y, 0.0), tf.int32), axis=(0, 1))
+    return sample_mean, m2, tf.reduce_max(y, axis=(0, 1)), zeros, tf.shape(y)[1]
+
+
 class _Accumulator:
     """Running count / mean / M2 (Chan et al.), max and zero counts over batches."""
 
@@ -144,24 +164,18 @@ class _Accumulator:
         self.per_sample = np.zeros((n, units), np.float32)
         self.positions = 1
 
-    def update(self, y, offset: int) -> None:
-        y = ops.cast(y, "float32")
-        b, c = int(y.shape[0]), int(y.shape[-1])
-        y = ops.reshape(y, (b, -1, c))
-        self.positions = int(y.shape[1])
-        sample_mean = ops.mean(y, axis=1)
-        batch_mean = ops.mean(sample_mean, axis=0)
-        m2 = ops.sum(ops.square(y - batch_mean), axis=(0, 1))
-        parts = ops.convert_to_numpy(ops.stack([batch_mean, m2, ops.max(y, axis=(0, 1))]))
-        zeros = ops.convert_to_numpy(ops.count_nonzero(ops.equal(y, 0.0), axis=(0, 1)))
-        self.per_sample[offset : offset + b] = ops.convert_to_numpy(sample_mean)
+    def update(self, parts, offset: int) -> None:
+        sample_mean, m2, top, zeros, positions = (ops.convert_to_numpy(t) for t in parts)
+        b = len(sample_mean)
+        self.positions = int(positions)
+        self.per_sample[offset : offset + b] = sample_mean
         nb = b * self.positions
         total = self.count + nb
-        delta = parts[0].astype(np.float64) - self.mean
+        delta = sample_mean.mean(axis=0, dtype=np.float64) - self.mean
         self.mean += delta * (nb / total)
-        self.m2 += parts[1] + delta**2 * (self.count * nb / total)
+        self.m2 += m2 + delta**2 * (self.count * nb / total)
         self.count = total
-        self.max = np.maximum(self.max, parts[2])
+        self.max = np.maximum(self.max, top)
         self.zeros += zeros.astype(np.int64)
 
     def result(self) -> UnitStats:
@@ -186,13 +200,17 @@ def as_inputs(x, n_inputs: int) -> list[np.ndarray]:
     return xs
 
 
-def batch_tensors(xs: list[np.ndarray], start: int, stop: int) -> list:
-    """Tensors of samples start:stop (float arrays cast to float32)."""
+def input_dtypes(model: keras.Model) -> list[str]:
+    return [str(t.dtype) for t in model.inputs]
+
+
+def batch_tensors(xs: list[np.ndarray], start: int, stop: int, dtypes: list[str]) -> list:
+    """Tensors of samples start:stop; float arrays cast to the float input's dtype."""
     out = []
-    for a in xs:
+    for a, dt in zip(xs, dtypes, strict=True):
         b = np.asarray(a[start:stop])
-        if b.dtype.kind == "f" and b.dtype != np.float32:
-            b = b.astype(np.float32)
+        if b.dtype.kind == "f" and "float" in dt and b.dtype != np.dtype(dt):
+            b = b.astype(dt)
         out.append(ops.convert_to_tensor(b))
     return out
 
@@ -203,52 +221,58 @@ class StatsJob:
     `run()` is a generator yielding the fraction done (0..1] after each batch, so a
     worker can report progress and cancel between batches (stop iterating); when it
     finishes, `result` maps layer path -> UnitStats (None until then). Shared layers are
-    measured at their first call. Tensors are freed as soon as no later call needs them."""
+    measured at their first call. The graph runs eagerly, call by call, reducing each
+    measured output at once and freeing every tensor as soon as no later call needs it."""
 
-    def __init__(self, model: keras.Model, trace: Trace, x, batch_size: int = 256, layers: Iterable[str] | None = None):
+    def __init__(self, model: keras.Model, trace: Trace, x, batch_size: int = 256,
+                 layers: Iterable[str] | None = None):
         self.model = model
         self.trace = trace
         fg = trace.graph
         self.xs = as_inputs(x, len(fg.inputs))
         self.n = len(self.xs[0])
+        self._dtypes = input_dtypes(model)
         self.batch_size = max(1, int(batch_size))
         wanted = list(trace.layer_units) if layers is None else list(layers)
         unknown = [p for p in wanted if p not in trace.layer_units]
         if unknown:
             raise NeuronvizError(f"Expected layers with units. Received: {unknown[:3]}")
-        self.layers = wanted
         self._at_call: dict[int, list[str]] = {}
         for path in wanted:
             self._at_call.setdefault(fg.first_call(path).index, []).append(path)
+        self.layers = [p for i in sorted(self._at_call) for p in self._at_call[i]]  # call order
         self._stop = max(self._at_call, default=-1) + 1
         self._free_after = _free_schedule(fg, self._stop)
         self.result: dict[str, UnitStats] | None = None
-        self.peak_live = 0  # most tensors held at once during a batch (a memory check)
+        self.peak_live = 0  # most tensors held at once during a pass (a memory check)
 
     def run(self) -> Iterator[float]:
         units = {p: int(self.trace.graph.first_call(p).output_shapes[0][-1]) for p in self.layers}
-        self._acc = {p: _Accumulator(self.n, u) for p, u in units.items()}
+        acc = {p: _Accumulator(self.n, u) for p, u in units.items()}
         for start in range(0, self.n, self.batch_size):
             stop = min(start + self.batch_size, self.n)
-            self._offset = start
-            self.trace.graph.run(batch_tensors(self.xs, start, stop), hook=self._hook, stop=self._stop)
+            self._forward(batch_tensors(self.xs, start, stop, self._dtypes), acc, start)
             yield stop / self.n
-        self.result = {p: a.result() for p, a in self._acc.items()}
-        del self._acc
+        self.result = {p: a.result() for p, a in acc.items()}
 
     def run_all(self) -> dict[str, UnitStats]:
         for _ in self.run():
             pass
         return self.result
 
-    def _hook(self, call, values) -> bool:
-        call.run(values)
-        self.peak_live = max(self.peak_live, len(values))
-        for path in self._at_call.get(call.index, ()):
-            self._acc[path].update(values[call.outputs[0]], self._offset)
-        for k in self._free_after[call.index]:
-            values.pop(k, None)
-        return True
+    def _forward(self, batch: list, acc: dict, offset: int) -> None:
+        """Run the graph up to the last measured call, folding each measured output into `acc`."""
+
+        def hook(call, values) -> bool:
+            call.run(values)
+            self.peak_live = max(self.peak_live, len(values))
+            for path in self._at_call.get(call.index, ()):
+                acc[path].update(_reduce(values[call.outputs[0]]), offset)
+            for k in self._free_after[call.index]:
+                values.pop(k, None)
+            return True
+
+        self.trace.graph.run(batch, hook=hook, stop=self._stop)
 
 
 def _free_schedule(fg, stop: int) -> list[list]:
