@@ -1,0 +1,100 @@
+"""The README's promises: its Quick start is two commands, the second one is what CI runs,
+and its prune/inspect/evaluate examples work as written."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+CHECKED = ("prune", "inspect", "evaluate")
+SHELLS = ("sh", "bash", "shell", "console")
+
+
+def _section(text: str, title: str) -> str:
+    m = re.search(rf"^## {re.escape(title)}\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert m, f"README has no '## {title}' section"
+    return m.group(1)
+
+
+def _blocks(text: str, langs=SHELLS) -> list[list[str]]:
+    """The lines of each fenced code block whose language is one of `langs`."""
+    out = []
+    for lang, body in re.findall(r"^```(\w*)\n(.*?)^```\s*$", text, re.M | re.S):
+        if lang in langs:
+            out.append(body.splitlines())
+    return out
+
+
+def _commands(lines: list[str]) -> list[str]:
+    return [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def _ci_command() -> str:
+    lines = [ln.strip() for ln in (ROOT / ".ci" / "run").read_text().splitlines()]
+    cmds = [ln for ln in lines if ln.startswith("python3 -m venv")]
+    assert len(cmds) == 1, ".ci/run should run exactly one install-and-test command"
+    return cmds[0]
+
+
+def test_quick_start_is_exactly_two_commands():
+    section = _section(README.read_text(), "Quick start")
+    assert not _blocks(section, langs=("", "text")), "Quick start should hold shell commands only"
+    cmds = [c for block in _blocks(section) for c in _commands(block)]
+    assert len(cmds) == 2, f"Quick start should have exactly two commands, found {len(cmds)}: {cmds}"
+    assert cmds[0].startswith("python3 -m venv .venv && ") and cmds[0].endswith("neuronviz --demo")
+
+
+def test_second_quick_start_command_is_what_ci_runs():
+    section = _section(README.read_text(), "Quick start")
+    cmds = [c for block in _blocks(section) for c in _commands(block)]
+    assert cmds[1] == _ci_command()
+
+
+def _examples() -> list[list[str]]:
+    """Every shell line that runs `neuronviz prune|inspect|evaluate` or writes a file with
+    `echo '...' > FILE`, in README order (later examples use earlier outputs)."""
+    steps = []
+    for block in _blocks(README.read_text()):
+        for line in _commands(block):
+            words = shlex.split(line)
+            if words[0] in ("neuronviz", ".venv/bin/neuronviz") and len(words) > 1 and words[1] in CHECKED:
+                steps.append(words)
+            elif words[0] == "echo" and len(words) == 4 and words[2] == ">":
+                steps.append(words)
+    return steps
+
+
+def test_readme_has_examples_of_every_checked_subcommand():
+    used = {w[1] for w in _examples() if w[0] != "echo"}
+    assert used == set(CHECKED)
+
+
+def test_readme_cli_examples_run(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    failures = []
+    for words in _examples():
+        if words[0] == "echo":
+            (tmp_path / words[3]).write_text(words[1] + "\n")
+            continue
+        args = [str(ROOT / w) if w.startswith("resources/") else w for w in words[1:]]
+        cmd = [sys.executable, "-m", "neuronviz.cli", *args]
+        log = tmp_path / f"out{len(failures)}.txt"
+        with open(log, "w") as out:
+            rc = subprocess.run(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env,
+                                timeout=600).returncode
+        if rc != 0:
+            failures.append(f"{shlex.join(words)} -> exit {rc}: {log.read_text()[-500:]}")
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.parametrize("name", ["neuronviz.desktop", "neuronviz.spec", "build.sh", "icon.png", "icon.svg"])
+def test_packaging_files_exist(name):
+    assert (ROOT / "packaging" / name).is_file()
