@@ -117,7 +117,7 @@ def main() -> None:
         results.append(json.loads(out.strip().splitlines()[-1]))
         r = results[-1]
         print(f"{r['case']:<9} {r['samples']} samples, batch {r['batch_size']}: {r['seconds']} s "
-              f"({r['samples_per_s']}/s), {r['layers_with_units']} layers / {r['units']} units; "
+              f"({r['samples_per_s']}/s, {r['cpu_seconds']} s CPU), {r['layers_with_units']} layers / {r['units']} units; "
               f"peak RSS +{r['rss_peak_delta_mb']} MB, tracemalloc peak {r['tracemalloc_peak_mb']} MB "
               f"(per_sample {r['per_sample_mb']} MB; all activations would be {r['all_activations_mb']} MB)")
     if a.json:

@@ -155,3 +155,12 @@ def test_nested_layers_by_alias_and_reused_trace():
     assert g["inner/d/bias"].tolist() == [0.0, 0.0, 5.0] and not g["out/kernel"].any()
     s = saliency(model, "inner/d", 0, x, trace=tr)
     np.testing.assert_allclose(s[0], _w(model.get_layer("inner").get_layer("d"), "kernel")[:, 0], rtol=1e-6)
+
+
+def test_top_inputs_of_grouped_conv_point_into_its_group():
+    x = keras.Input((5, 5, 4))
+    model = keras.Model(x, L.Conv2D(4, 3, groups=2, name="g")(x))  # units 2, 3 read channels 2, 3
+    k = _w(model.get_layer("g"), "kernel")  # (3, 3, 2, 4)
+    top = unit_top_inputs(trace(flatten(model)), "g", 3)
+    assert sorted(i for i, _ in top) == [2, 3]
+    np.testing.assert_allclose(dict(top)[2], np.linalg.norm(k[:, :, 0, 3]), rtol=1e-6)

@@ -150,10 +150,14 @@ def test_prunable_layers_skip_output_groups_and_blocked(demo_trace):
     assert prunable_layers(demo_trace) == ["conv2d", "conv2d_1", "dense"]
     everything = prunable_layers(demo_trace, list(demo_trace.layer_units), one_per_group=False)
     assert everything == ["conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "dense"]
-    x = keras.Input((6, 6, 2))
-    h = L.Conv2D(4, 3, name="c", groups=2)(x)  # grouped: blocked
+    seen = prunable_layers(demo_trace, list(demo_trace.layer_units), prefer="last")
+    assert seen == ["max_pooling2d", "max_pooling2d_1", "dense"]
+    x = keras.Input((6, 6, 4))
+    h = L.Conv2D(4, 3, name="c", groups=2)(x)  # grouped (2 channels per group): blocked
     model = keras.Model(x, L.Dense(3, name="out")(L.Flatten()(L.Conv2D(3, 1, name="ok")(h))))
-    assert prunable_layers(trace(flatten(model))) == ["ok"]
+    tr = trace(flatten(model))
+    assert tr.units.groups[tr.group_of("c")].blocked
+    assert prunable_layers(tr) == ["ok"]
 
 
 def test_criteria_plans_resolve_on_the_demo(demo_model, demo_trace, demo_val):

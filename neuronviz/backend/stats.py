@@ -106,24 +106,25 @@ def _np(v) -> np.ndarray:
 
 
 # ---- which layers a criterion may select from -------------------------------------------
-def prunable_layers(trace: Trace, candidates: Iterable[str] | None = None, one_per_group: bool = True) -> list[str]:
+def prunable_layers(trace: Trace, candidates: Iterable[str] | None = None, one_per_group: bool = True,
+                    prefer: str = "first") -> list[str]:
     """Layers whose units may be removed: with units, in exactly one group that is not
     blocked and does not reach a model output. `candidates` defaults to the unit-creating
-    layers. With `one_per_group`, only the first candidate of each group (in the order
-    given) is kept, so per-layer selections cannot add up to a whole group."""
+    layers. With `one_per_group`, one candidate per group is kept, so per-layer selections
+    cannot add up to a whole group: the first in the order given, or with prefer="last"
+    the last one (for activation statistics: the output downstream layers actually see,
+    e.g. the ReLU after Conv -> BatchNorm)."""
     if candidates is None:
         candidates = [p for p in trace.layer_units if isinstance(trace.rule(p), Source)]
     groups = trace.units.groups
-    out, seen = [], set()
+    chosen: dict[int, list[str]] = {}
     for path in candidates:
         g = trace.group_of(path)
-        if not isinstance(g, int) or groups[g].blocked or groups[g].reaches_output:
-            continue
-        if one_per_group and g in seen:
-            continue
-        seen.add(g)
-        out.append(path)
-    return out
+        if isinstance(g, int) and not groups[g].blocked and not groups[g].reaches_output:
+            chosen.setdefault(g, []).append(path)
+    if not one_per_group:
+        return [p for ps in chosen.values() for p in ps]
+    return [ps[-1] if prefer == "last" else ps[0] for ps in chosen.values()]
 
 
 # ---- activations -------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Numpy only. Every function leaves at least one unit in each layer: when a criter
 would take all of a layer's units, the best-scoring one (largest score, lowest APoZ,
 or the first dead unit) stays. Units of layers outside `allowed` (when given) are never
 selected; use `neuronviz.backend.stats.prunable_layers(trace)` to skip blocked groups,
-groups reaching a model output, and extra layers of one group. NaN scores are never
+groups reaching a model output, and extra layers of one group (with activation
+statistics: `prunable_layers(trace, stats, prefer="last")`). NaN scores are never
 selected. Trace.select still checks the plan against the model's groups.
 """
 
