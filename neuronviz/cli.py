@@ -63,6 +63,11 @@ def _run(fn, args) -> int:
     except KeyboardInterrupt:
         print("neuronviz: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `neuronviz inspect ... | head`: the reader left
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as e:  # no tracebacks for users
         line = str(e).strip().splitlines()[0] if str(e).strip() else ""
         print(f"neuronviz: internal error: {type(e).__name__}: {line[:200]}", file=sys.stderr)
