@@ -5,7 +5,7 @@
 Every figure comes from this one run: the preview is warmed first (as the app does in
 the background), then each selection is a new plan, so a figure includes resolving the
 plan and building its masks. `model.evaluate` runs once untimed (tracing) and is then
-timed with the same batch size.
+timed with the same batch size, alternating with the previews (medians of both).
 """
 
 from __future__ import annotations
@@ -31,30 +31,45 @@ from neuronviz.resources import demo_model  # noqa: E402
 BATCH = 512
 
 
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for i in range(repeats):
-        t = time.perf_counter()
-        fn(i)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def _evaluate_time(model, data: Dataset, repeats: int) -> float:
-    model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0)  # trace once
-    return _median_time(lambda i: model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0), repeats)
-
-
-def _preview_time(pv: Previewer, layer: str, repeats: int) -> float:
+def _plans(pv: Previewer, layer: str, count: int) -> list[Plan]:
+    """`count` different selections of a quarter of the layer's units."""
     n = len(pv.trace.layer_units[layer])
     rng = np.random.default_rng(0)
-    plans = [Plan({layer: rng.choice(n, max(1, n // 4), replace=False)}) for _ in range(repeats + 1)]
-    pv.score(plans[-1])  # the frontier of this layer's first affected call, if warm() left it out
-    return _median_time(lambda i: pv.score(plans[i]), repeats)
+    return [Plan({layer: rng.choice(n, max(1, n // 4), replace=False)}) for _ in range(count)]
 
 
-def _row(label: str, n: int, preview: float, evaluate: float) -> None:
-    print(f"{label:<44} {n:>6} {preview * 1e3:>11.2f} {evaluate * 1e3:>11.1f} {evaluate / preview:>9.1f}x")
+def _timed(fn) -> float:
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def _timed_both(fn) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process, all threads)."""
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def _paired(model, data: Dataset, pv: Previewer, layer: str, repeats: int, clicks: int = 1):
+    """Median (wall, CPU) of a preview and of evaluate, measured alternately so that both
+    see the same machine load."""
+    plans = _plans(pv, layer, repeats * clicks + 1)
+    pv.score(plans.pop())  # the frontier of this layer's first affected call, if warm() left it out
+    model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0)  # trace once
+    previews, evaluations = [], []
+    for i in range(repeats):
+        evaluations.append(_timed_both(lambda: model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0)))
+        for plan in plans[i * clicks : (i + 1) * clicks]:
+            previews.append(_timed_both(lambda plan=plan: pv.score(plan)))
+    med = statistics.median
+    return (med(p[0] for p in previews), med(p[1] for p in previews)), (med(e[0] for e in evaluations), med(e[1] for e in evaluations))
+
+
+def _row(label: str, n: int, preview: tuple, evaluate: tuple) -> None:
+    (pw, pc), (ew, ec) = preview, evaluate
+    print(f"{label:<40} {n:>6} {pw * 1e3:>10.2f} {ew * 1e3:>10.1f} {ew / pw:>7.1f}x "
+          f"{pc * 1e3:>10.2f} {ec * 1e3:>10.1f} {ec / max(pc, 1e-9):>7.1f}x")
 
 
 def bench_demo(repeats: int) -> None:
@@ -66,16 +81,17 @@ def bench_demo(repeats: int) -> None:
     t = time.perf_counter()
     pv.warm()
     warm = time.perf_counter() - t
-    evaluate = _evaluate_time(model, big, repeats)
-    _row("demo CNN, Dense(512) 'dense'", big.n, _preview_time(pv, "dense", repeats * 4), evaluate)
-    _row("demo CNN, first conv 'conv2d'", big.n, _preview_time(pv, "conv2d", repeats), evaluate)
-    print(f"  (warm-up of the demo preview on {big.n} samples: {warm:.2f} s; evaluate {evaluate:.2f} s; "
+    dense, evaluate = _paired(model, big, pv, "dense", repeats, clicks=4)
+    _row("demo CNN, Dense(512) 'dense'", big.n, dense, evaluate)
+    conv, evaluate = _paired(model, big, pv, "conv2d", repeats)
+    _row("demo CNN, first conv 'conv2d'", big.n, conv, evaluate)
+    print(f"  (warm-up of the demo preview on {big.n} samples: {warm:.2f} s; evaluate {evaluate[0]:.2f} s; "
           f"cache {pv.cached_bytes / 2**20:.0f} MiB)")
     small = Previewer(model, tr, val, batch_size=BATCH)
     t = time.perf_counter()
     small.warm()
     warm_small = time.perf_counter() - t
-    click = _preview_time(small, "dense", repeats * 4)
+    click = statistics.median(_timed(lambda p=p: small.score(p)) for p in _plans(small, "dense", 40))
     t = time.perf_counter()
     result = sweep(small, tr).run()
     took = time.perf_counter() - t
@@ -96,9 +112,9 @@ def bench_resnet(repeats: int) -> None:
     t = time.perf_counter()
     pv.warm()
     warm = time.perf_counter() - t
-    evaluate = _evaluate_time(model, data, max(1, repeats // 2))
-    _row("ResNet50 64x64, 'conv5_block1_1_conv'", data.n, _preview_time(pv, "conv5_block1_1_conv", repeats), evaluate)
-    print(f"  (warm-up of the ResNet50 preview: {warm:.2f} s; evaluate {evaluate:.2f} s; "
+    preview, evaluate = _paired(model, data, pv, "conv5_block1_1_conv", max(1, repeats // 2), clicks=2)
+    _row("ResNet50 64x64, 'conv5_block1_1_conv'", data.n, preview, evaluate)
+    print(f"  (warm-up of the ResNet50 preview: {warm:.2f} s; evaluate {evaluate[0]:.2f} s; "
           f"cache {pv.cached_bytes / 2**20:.0f} MiB)")
 
 
@@ -107,7 +123,9 @@ def main() -> None:
     p.add_argument("--skip-resnet", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    print(f"{'selection':<44} {'n':>6} {'preview ms':>11} {'evaluate ms':>11} {'speed-up':>10}")
+    print(f"{'':<47} {'---------- wall clock ----------':>30} {'---- CPU time (all threads) ----':>30}")
+    print(f"{'selection':<40} {'n':>6} {'preview ms':>10} {'evaluate':>10} {'ratio':>8} "
+          f"{'preview ms':>10} {'evaluate':>10} {'ratio':>8}")
     bench_demo(args.repeats)
     if not args.skip_resnet:
         bench_resnet(args.repeats)

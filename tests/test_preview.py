@@ -253,3 +253,23 @@ def test_other_compiled_loss_goes_through_keras(demo_model, small_data):
 def test_output_kind(make, kind):
     inp = keras.Input((5,))
     assert output_kind(keras.Model(inp, make(inp))) == kind
+
+
+def test_data_of_another_shape_is_refused(demo_model, demo_trace):
+    data = Dataset(np.zeros((4, 32, 32, 3), np.float32), np.zeros(4, np.int64), 10)
+    with pytest.raises(NeuronvizError, match=r"Expected samples of shape \(28, 28, 1\) for model input 0\. Received: \(32, 32, 3\)"):
+        Previewer(demo_model, demo_trace, data)
+
+
+def test_sliced_layers_score_like_zeroed_inputs(demo_model, demo_trace, small_data):
+    zeroed = Previewer(demo_model, demo_trace, small_data)
+    zeroed.slice_min_macs = float("inf")  # multiply removed inputs by zero everywhere
+    sliced = Previewer(demo_model, demo_trace, small_data)
+    sliced.slice_min_macs = 0  # every sliceable masked layer runs on its kept inputs only
+    plan = PLANS["mixed"]
+    assert not zeroed._sliced_layers(zeroed.masker(plan))
+    assert {demo_trace.graph.calls[i].path for i in sliced._sliced_layers(sliced.masker(plan))} == {
+        "conv2d_1", "dense", "dense_1"}
+    np.testing.assert_allclose(sliced.predict(plan), zeroed.predict(plan), atol=1e-4, rtol=1e-4)
+    a, b = sliced.score(plan), zeroed.score(plan)
+    assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, rel=1e-5)

@@ -7,11 +7,16 @@ without masks and kept as NumPy arrays over the whole dataset, within a memory b
 (least recently used frontiers go first). A missing frontier is computed from the
 nearest earlier cached one, or from the inputs; one too big for the budget is streamed
 batch by batch instead. Scores equal those of the physically pruned model.
+
+Where zeroed input channels would cost real work (a big Dense or convolution after the
+removed units), that layer runs instead as a copy with those input channels sliced off,
+which is what the pruned model computes.
 """
 
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import Counter, OrderedDict
 from collections.abc import Callable
 
@@ -22,13 +27,15 @@ from keras import ops
 from neuronviz.backend.data import Dataset
 from neuronviz.backend.evaluation import scorer
 from neuronviz.backend.graph import Key
-from neuronviz.backend.masking import Masker
+from neuronviz.backend.layers import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
+from neuronviz.backend.masking import Masker, pruned_layer
 from neuronviz.backend.trace import Trace
 from neuronviz.core.metrics import Score
 from neuronviz.core.plan import Plan
 from neuronviz.errors import NeuronvizError
 
 _MASKERS_KEPT = 16
+_SLICEABLE = (DenseRule, ConvRule, ConvTransposeRule, SeparableRule)
 
 
 class Previewer:
@@ -39,6 +46,7 @@ class Previewer:
     """
 
     work_bytes = 32 << 20  # a cheap tail may run in fewer, larger batches up to this size
+    slice_min_macs = 2e8  # slice a layer's removed inputs off when that saves this many MACs
 
     def __init__(self, model: keras.Model, trace: Trace, dataset: Dataset,
                  budget_bytes: int = 1 << 30, batch_size: int = 512):
@@ -48,6 +56,12 @@ class Previewer:
             raise NeuronvizError(
                 f"Expected data for {len(trace.graph.inputs)} model inputs. Received: {len(dataset.inputs)}"
             )
+        for i, (a, shape) in enumerate(zip(dataset.inputs, trace.graph.input_shapes, strict=True)):
+            if tuple(a.shape[1:]) != tuple(shape[1:]):
+                raise NeuronvizError(
+                    f"Expected samples of shape {tuple(shape[1:])} for model input {i}. "
+                    f"Received: {tuple(a.shape[1:])}"
+                )
         self.model, self.trace, self.dataset = model, trace, dataset
         self.graph = trace.graph
         self.budget_bytes = int(budget_bytes)
@@ -57,6 +71,7 @@ class Previewer:
         self._lock = threading.RLock()
         self._baseline: Score | None = None
         self._maskers: OrderedDict[Plan, Masker] = OrderedDict()
+        self._sliced: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # masker -> {call: ...}
         self._inputs = dict(zip(self.graph.inputs, dataset.inputs, strict=True))
         self._arrays: dict[Key, np.ndarray] = dict(self._inputs)  # key -> array over all samples
         self._frontiers: OrderedDict[int, tuple] = OrderedDict()  # t -> keys (LRU order)
@@ -109,12 +124,12 @@ class Previewer:
 
     def warm(self, progress: Callable[[float], object] | None = None) -> None:
         """Compute the frontiers a click in any selectable layer needs, and the baseline."""
-        targets = sorted(set(self._click_targets()) | {len(self.graph.calls)})
-        for i, t in enumerate(targets):
+        last = len(self.graph.calls)
+        for t in sorted(set(self._click_targets()) | {last}):
             with self._lock:
                 self._ensure_frontier(t)
-            if progress is not None:
-                progress((i + 1) / (len(targets) + 1))
+            if progress is not None:  # the work so far is about the calls run so far
+                progress(0.99 * t / max(last, 1))
         self.baseline()
         if progress is not None:
             progress(1.0)
@@ -219,12 +234,47 @@ class Previewer:
         s = self._ensure_frontier(masker.first_affected())
         stop = len(self.graph.calls)
         rows = self._rows(s, stop)
-        hook = self._counting(masker.hook)
+        hook = self._counting(self._slicing_hook(masker))
         chunks = []
         for lo in range(0, self.n, rows):
             values = self.graph.run(None, start=s, values=self._batch(s, lo, rows), hook=hook)
             chunks.append(ops.convert_to_numpy(masker.outputs(values)[0]))
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _slicing_hook(self, masker: Masker):
+        """The masker's hook, with expensive masked layers run on their kept inputs only."""
+        sliced = self._sliced.get(masker)
+        if sliced is None:
+            sliced = self._sliced[masker] = self._sliced_layers(masker)
+        if not sliced:
+            return masker.hook
+
+        def hook(call, values) -> bool:
+            entry = sliced.get(call.index)
+            if entry is None:
+                return masker.hook(call, values)
+            clone, key, idx = entry
+            call.run(values, layer=clone, override={key: ops.take(values[key], idx, axis=-1)})
+            return True
+
+        return hook
+
+    def _sliced_layers(self, masker: Masker) -> dict:
+        """call index -> (copy without the removed input channels, input key, kept indices)."""
+        out = {}
+        for index, masks in masker.input_masks.items():
+            call = self.graph.calls[index]
+            rule = self.trace.rule(call.path)
+            if len(call.inputs) != 1 or type(rule) not in _SLICEABLE or getattr(call.layer, "groups", 1) != 1:
+                continue
+            key = call.inputs[0]
+            keep = np.asarray(masks[key]) > 0
+            if rule.macs(call) * (1 - keep.mean()) * self.n < self.slice_min_macs:
+                continue
+            width = [np.ones(int(call.output_shapes[0][-1]), bool)]
+            clone = pruned_layer(rule, call.layer, [keep], width, call.input_shapes)
+            out[index] = (clone, key, np.flatnonzero(keep))
+        return out
 
     def _batch(self, s: int, lo: int, rows: int) -> dict:
         """Frontier `s` for samples lo..lo+rows (NumPy views; layers convert them, and
