@@ -98,3 +98,17 @@ def test_readme_cli_examples_run(tmp_path):
 @pytest.mark.parametrize("name", ["neuronviz.desktop", "neuronviz.spec", "build.sh", "icon.png", "icon.svg"])
 def test_packaging_files_exist(name):
     assert (ROOT / "packaging" / name).is_file()
+
+
+def test_readme_python_example_runs(tmp_path):
+    blocks = _blocks(_section(README.read_text(), "Python API"), langs=("python",))
+    assert len(blocks) == 1
+    code = "\n".join(blocks[0]).replace('"resources/', f'"{ROOT.as_posix()}/resources/')
+    script = tmp_path / "example.py"
+    script.write_text(code + "\n")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                         env=env, timeout=600)
+    assert run.returncode == 0, run.stderr[-1000:]
+    assert "{'dense': (512, 412)}" in run.stdout
+    assert (tmp_path / "small.keras").is_file()
