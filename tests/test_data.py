@@ -198,3 +198,15 @@ def test_image_folder_refusals(tmp_path, rgb_model, binary_model):
     no_images = tmp_path / "no_images"
     (no_images / "a").mkdir(parents=True)
     assert "Expected images" in _error(no_images, rgb_model)
+
+
+def test_labels_per_position_for_sequence_outputs(tmp_path):
+    inp = keras.Input((5, 3))
+    model = keras.Model(inp, keras.layers.Dense(4)(inp))  # output (N, 5, 4)
+    y = np.arange(10).reshape(2, 5) % 4
+    ds = load_data(_npz(tmp_path, x=np.zeros((2, 5, 3)), y=y), model)
+    np.testing.assert_array_equal(ds.y, y)
+    ds = load_data(_npz(tmp_path, "onehot.npz", x=np.zeros((2, 5, 3)), y=np.eye(4)[y]), model)
+    np.testing.assert_array_equal(ds.y, y)
+    msg = _error(_npz(tmp_path, "flat.npz", x=np.zeros((2, 5, 3)), y=np.zeros(2)), model)
+    assert "Expected labels of shape (N, 5) for the model output (None, 5, 4)" in msg

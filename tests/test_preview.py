@@ -273,3 +273,19 @@ def test_sliced_layers_score_like_zeroed_inputs(demo_model, demo_trace, small_da
     np.testing.assert_allclose(sliced.predict(plan), zeroed.predict(plan), atol=1e-4, rtol=1e-4)
     a, b = sliced.score(plan), zeroed.score(plan)
     assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, rel=1e-5)
+
+
+def test_sequence_output_scores_every_position():
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((6, 3))
+    h = keras.layers.Dense(8, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, keras.layers.Dense(4, name="out")(h))  # logits (N, 6, 4)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(50, 6, 3)).astype("float32")
+    y = rng.integers(0, 4, (50, 6))
+    tr = trace(flatten(model))
+    plan = Plan({"hidden": [0, 3]})
+    got = Previewer(model, tr, Dataset(x, y, 4)).score(plan)
+    want = score(masked_predict(model, plan, x, tr=tr), y, "logits")
+    assert got.accuracy == pytest.approx(want.accuracy) and got.loss == pytest.approx(want.loss, rel=1e-6)
+    assert got.n == 300  # one label per position

@@ -92,7 +92,13 @@ def _input_names(model) -> list[str]:
 
 
 def _output_width(model) -> int:
-    return int(model.outputs[0].shape[-1])
+    shape = tuple(model.outputs[0].shape)
+    return int(shape[-1]) if len(shape) > 1 else 1
+
+
+def _label_positions(model) -> tuple:
+    """Per-sample label shape: () for one label per sample, (T,) for outputs (N, T, C), ..."""
+    return tuple(model.outputs[0].shape[1:-1])
 
 
 def _label_limit(width: int) -> int:
@@ -140,7 +146,7 @@ def _checked(xs: list[np.ndarray], y: np.ndarray, model, label: str) -> Dataset:
         if len(x) != n:
             raise NeuronvizError(f"Expected the same number of samples in every input. Received: {n} in x0 and {len(x)} in x{i} in '{label}'")
     width = _output_width(model)
-    labels = _checked_y(np.asarray(y), n, width, label)
+    labels = _checked_y(np.asarray(y), n, width, label, _label_positions(model))
     return Dataset(xs[0] if len(xs) == 1 else xs, labels, _label_limit(width), label)
 
 
@@ -169,10 +175,19 @@ def _checked_x(x: np.ndarray, shape: tuple, dtype: str, label: str, name: str) -
     return x
 
 
-def _checked_y(y: np.ndarray, n: int, width: int, label: str) -> np.ndarray:
+def _checked_y(y: np.ndarray, n: int, width: int, label: str, positions: tuple = ()) -> np.ndarray:
     if y.dtype.kind not in "biuf":
         raise NeuronvizError(f"Expected integer class labels in `y`. Received: dtype {y.dtype} in '{label}'")
-    if y.ndim == 2 and y.shape[1] == 1:
+    if positions:  # one label per output position, e.g. per time step
+        if tuple(y.shape[1:]) == positions + (width,) and width > 1:
+            y = np.argmax(y, axis=-1)
+        if tuple(y.shape[1:]) != positions:
+            shape = "(N, " + ", ".join(str(d) for d in positions) + ")"
+            raise NeuronvizError(
+                f"Expected labels of shape {shape} for the model output {(None, *positions, width)}. "
+                f"Received: y.shape={tuple(y.shape)} in '{label}'"
+            )
+    elif y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
     elif y.ndim == 2:
         if y.shape[1] != width:
@@ -181,7 +196,7 @@ def _checked_y(y: np.ndarray, n: int, width: int, label: str) -> np.ndarray:
                 f"Received: y.shape={tuple(y.shape)} in '{label}'"
             )
         y = np.argmax(y, axis=1)
-    if y.ndim != 1:
+    if y.ndim != 1 + len(positions):
         raise NeuronvizError(f"Expected labels of shape (N,) or one-hot (N, C). Received: y.shape={tuple(y.shape)} in '{label}'")
     if len(y) != n:
         raise NeuronvizError(f"Expected one label per sample ({n} in `x`). Received: {len(y)} labels in '{label}'")

@@ -28,7 +28,7 @@ LossFn = Callable[[np.ndarray, np.ndarray], "np.ndarray | float"]
 
 @dataclass(frozen=True)
 class Score:
-    """Top-1 accuracy and mean loss over `n` samples."""
+    """Top-1 accuracy and mean loss over `n` labels (samples; positions for sequence outputs)."""
 
     accuracy: float
     loss: float
