@@ -249,6 +249,7 @@ def test_other_compiled_loss_goes_through_keras(demo_model, small_data):
     (lambda h: keras.layers.Dense(1, activation="sigmoid")(h), "sigmoid"),
     (lambda h: keras.layers.Dense(3)(h), "logits"),
     (lambda h: keras.layers.Dense(3, activation="relu")(h), "logits"),
+    (lambda h: keras.ops.sigmoid(keras.layers.Dense(1)(h)), "sigmoid"),
 ])
 def test_output_kind(make, kind):
     inp = keras.Input((5,))

@@ -29,8 +29,8 @@ def output_kind(model: keras.Model, graph: FlatGraph | None = None) -> str:
     while key in producers:
         call = producers[key]
         layer = call.layer
-        if type(layer).__name__ == "Softmax":
-            return "softmax"
+        if type(layer).__name__ in ("Softmax", "Sigmoid"):  # layers and raw Keras ops
+            return type(layer).__name__.lower()
         fn = getattr(layer, "activation", None)
         name = getattr(fn, "__name__", "")
         if name in ("softmax", "sigmoid"):
