@@ -76,8 +76,12 @@ def main():
     t_trace = best_of(lambda: nv.analyze(model), 3)
     result = nv.prune(model, plan, tr)
     print(f"ResNet50 {a.size}x{a.size}, {a.fraction:.0%} of {len(plan.remove)} groups removed")
-    print(f"  params {result.before.params:,} -> {result.after.params:,}; MACs {result.before.macs:,} -> {result.after.macs:,}")
-    print(f"surgery  {t_prune:.2f} s (trace {t_trace:.2f} s); floor from_config+set_weights {t_floor:.2f} s")
+    print(
+        f"  params {result.before.params:,} -> {result.after.params:,}; MACs {result.before.macs:,} -> {result.after.macs:,}"
+    )
+    print(
+        f"surgery  {t_prune:.2f} s (trace {t_trace:.2f} s); floor from_config+set_weights {t_floor:.2f} s"
+    )
     print(f"  surgery / floor = {t_prune / t_floor:.2f}x   (target <= 3x)")
 
     x = np.random.default_rng(0).standard_normal((a.batch, a.size, a.size, 3)).astype("float32")
@@ -85,8 +89,12 @@ def main():
     l_pruned = latency(result.model, x, a.repeats)
     macs_ratio = result.after.macs / result.before.macs
     lat_ratio = l_pruned / l_orig
-    print(f"latency batch {a.batch}: original {l_orig * 1000:.0f} ms, pruned {l_pruned * 1000:.0f} ms")
-    print(f"  latency ratio {lat_ratio:.3f}, MACs ratio {macs_ratio:.3f}, latency/MACs = {lat_ratio / macs_ratio:.2f}x   (target <= 1.25x)")
+    print(
+        f"latency batch {a.batch}: original {l_orig * 1000:.0f} ms, pruned {l_pruned * 1000:.0f} ms"
+    )
+    print(
+        f"  latency ratio {lat_ratio:.3f}, MACs ratio {macs_ratio:.3f}, latency/MACs = {lat_ratio / macs_ratio:.2f}x   (target <= 1.25x)"
+    )
 
 
 if __name__ == "__main__":

@@ -8,8 +8,20 @@ __version__ = "0.1.0"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 _API = {
-    "Plan", "NeuronvizError", "PruneResult", "Counts", "Trace", "load_model", "save_model",
-    "save_pruned", "analyze", "groups", "prune", "masked_model", "masked_predict", "counts",
+    "Plan",
+    "NeuronvizError",
+    "PruneResult",
+    "Counts",
+    "Trace",
+    "load_model",
+    "save_model",
+    "save_pruned",
+    "analyze",
+    "groups",
+    "prune",
+    "masked_model",
+    "masked_predict",
+    "counts",
 }
 
 

@@ -32,9 +32,20 @@ from neuronviz.core.units import Group
 from neuronviz.errors import NeuronvizError
 
 __all__ = [
-    "Plan", "NeuronvizError", "PruneResult", "Counts", "Trace",
-    "load_model", "save_model", "save_pruned", "analyze", "groups", "prune",
-    "masked_model", "masked_predict", "counts",
+    "Plan",
+    "NeuronvizError",
+    "PruneResult",
+    "Counts",
+    "Trace",
+    "load_model",
+    "save_model",
+    "save_pruned",
+    "analyze",
+    "groups",
+    "prune",
+    "masked_model",
+    "masked_predict",
+    "counts",
 ]
 
 
@@ -59,8 +70,16 @@ def prune(model: keras.Model, plan: Plan | dict, trace: Trace | None = None) -> 
     return _prune(model, plan, trace)
 
 
-def save_pruned(result: PruneResult, path, original: keras.Model, plan: Plan, *, source=None,
-                probe=None, atol: float = 1e-4) -> Path:
+def save_pruned(
+    result: PruneResult,
+    path,
+    original: keras.Model,
+    plan: Plan,
+    *,
+    source=None,
+    probe=None,
+    atol: float = 1e-4,
+) -> Path:
     """Save `result.model` atomically, reload it and check it equals the masked model on a
     probe batch before reporting success. On mismatch the file is removed and an error raised."""
     path = save_model(result.model, path, source=source)
@@ -71,9 +90,12 @@ def save_pruned(result: PruneResult, path, original: keras.Model, plan: Plan, *,
         tr = _trace(flatten(original))
         want = masked_predict(original, plan, xs, tr=tr)
         got = reloaded.predict(xs if len(xs) > 1 else xs[0], verbose=0)
-        want, got = (want if isinstance(want, list) else [want]), (got if isinstance(got, list) else [got])
+        want, got = (
+            (want if isinstance(want, list) else [want]),
+            (got if isinstance(got, list) else [got]),
+        )
         keeps = [result.selection.keep(tr.map(k)) for k in tr.graph.outputs]
-        for w, g, k in zip(want, got, keeps):
+        for w, g, k in zip(want, got, keeps, strict=True):
             w = w[..., k]
             scale = max(1.0, float(np.abs(w).max()))
             if w.shape != g.shape or not np.allclose(w, g, atol=atol * scale, rtol=1e-4):

@@ -35,7 +35,11 @@ def _gui_parser() -> argparse.ArgumentParser:
     p.add_argument("model", nargs="?", help="model file to open (.keras or .h5)")
     p.add_argument("--data", help="validation data (.npz with x and y, or an image folder)")
     p.add_argument("--demo", action="store_true", help="open the bundled demo model and data")
-    p.add_argument("--unsafe", action="store_true", help="allow code (Lambda layers) stored in the model file to run")
+    p.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow code (Lambda layers) stored in the model file to run",
+    )
     p.add_argument("--version", action="version", version=_version())
     return p
 
@@ -91,7 +95,9 @@ def main(argv=None) -> int:
         except ImportError as e:
             from neuronviz.errors import NeuronvizError
 
-            raise NeuronvizError(f"The desktop app needs PySide6 and pyqtgraph: pip install 'neuronviz[gui]' ({e})") from None
+            raise NeuronvizError(
+                f"The desktop app needs PySide6 and pyqtgraph: pip install 'neuronviz[gui]' ({e})"
+            ) from None
         return run_app(model=a.model, data=a.data, demo=a.demo, unsafe=a.unsafe)
 
     return _run(launch, args)

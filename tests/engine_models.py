@@ -156,7 +156,10 @@ def normalisations():
 
 
 def nested_shared():
-    inner = keras.Sequential([keras.Input((6,)), L.Dense(5, activation="relu", name="in1"), L.Dense(4, name="in2")], name="seq")
+    inner = keras.Sequential(
+        [keras.Input((6,)), L.Dense(5, activation="relu", name="in1"), L.Dense(4, name="in2")],
+        name="seq",
+    )
     fin = keras.Input((4,))
     fh = L.Dense(7, activation="relu", name="fin1")(fin)
     func = keras.Model(fin, L.Dense(3, name="fin2")(fh), name="func")
@@ -193,9 +196,22 @@ def channelwise_grouped_conv():
 
 BUILDERS = {
     f.__name__: f
-    for f in [mlp, conv_bn, flatten_formats, conv1d_3d, transposed, depthwise_separable, embedding_rnn,
-              residual_merges, squeeze_excite, concat_dense, normalisations, nested_shared, spatial_misc,
-              channelwise_grouped_conv]
+    for f in [
+        mlp,
+        conv_bn,
+        flatten_formats,
+        conv1d_3d,
+        transposed,
+        depthwise_separable,
+        embedding_rnn,
+        residual_merges,
+        squeeze_excite,
+        concat_dense,
+        normalisations,
+        nested_shared,
+        spatial_misc,
+        channelwise_grouped_conv,
+    ]
 }
 
 

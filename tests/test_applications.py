@@ -30,8 +30,14 @@ def test_application_prunes_exactly(name):
     result = nv.prune(model, plan, tr)
     assert result.after.params < 0.9 * result.before.params
     assert result.after.macs < result.before.macs
-    x = np.random.default_rng(1).uniform(0, 255, (2,) + tuple(model.input_shape[1:])).astype("float32")
-    assert_same_outputs(nv.masked_predict(model, plan, x, tr=tr), result.model.predict(x, verbose=0))
+    x = (
+        np.random.default_rng(1)
+        .uniform(0, 255, (2,) + tuple(model.input_shape[1:]))
+        .astype("float32")
+    )
+    assert_same_outputs(
+        nv.masked_predict(model, plan, x, tr=tr), result.model.predict(x, verbose=0)
+    )
     # softmax heads squash differences: compare the features entering the head too
     head = model.layers[-1].name
     features = keras.Model(model.input, model.get_layer(head).input)

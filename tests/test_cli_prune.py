@@ -10,8 +10,13 @@ import neuronviz.api as nv
 
 
 def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "neuronviz.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "neuronviz.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 def test_prune_json_contract(tmp_path, demo_model_path, demo_model):
@@ -19,7 +24,14 @@ def test_prune_json_contract(tmp_path, demo_model_path, demo_model):
     r = cli("prune", demo_model_path, "-o", out, "--remove", "dense:0-99", "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert set(data) == {"removed", "params_before", "params_after", "macs_before", "macs_after", "output"}
+    assert set(data) == {
+        "removed",
+        "params_before",
+        "params_after",
+        "macs_before",
+        "macs_after",
+        "output",
+    }
     assert data["removed"] == {"dense": list(range(100))}
     assert data["params_before"] == demo_model.count_params()
     assert data["params_before"] - data["params_after"] == 100 * (3136 + 1) + 100 * 10
@@ -39,14 +51,17 @@ def test_prune_with_plan_and_summary(tmp_path, demo_model_path):
     assert (m.get_layer("conv2d").filters, m.get_layer("conv2d_1").filters) == (30, 54)
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--remove", "dense:0-511"], "at least one unit to remain"),
-    (["--remove", "dense:512"], "[0, 512)"),
-    (["--remove", "dense:-1"], "[0, 512)"),
-    (["--remove", "dens:3"], "Did you mean 'dense'"),
-    (["--remove", "dense"], "LAYER:SPEC"),
-    ([], "Expected units to remove"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--remove", "dense:0-511"], "at least one unit to remain"),
+        (["--remove", "dense:512"], "[0, 512)"),
+        (["--remove", "dense:-1"], "[0, 512)"),
+        (["--remove", "dens:3"], "Did you mean 'dense'"),
+        (["--remove", "dense"], "LAYER:SPEC"),
+        ([], "Expected units to remove"),
+    ],
+)
 def test_refusals_are_one_line_and_write_nothing(tmp_path, demo_model_path, args, needle):
     out = tmp_path / "o.keras"
     r = cli("prune", demo_model_path, "-o", out, *args)

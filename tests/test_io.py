@@ -18,7 +18,9 @@ def test_loads_keras_and_h5(tmp_path):
     for name in ("m.keras", "m.h5"):
         loaded = nv.load_model(tmp_path / name)
         x = np.ones((2, 8, 8, 3), "float32")
-        np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5)
+        np.testing.assert_allclose(
+            loaded.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-5
+        )
 
 
 def test_lambda_code_never_runs_without_opt_in(tmp_path):

@@ -36,7 +36,18 @@ def selections(draw, name):
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(data=st.data(), name=st.sampled_from(["residual_merges", "concat_dense", "squeeze_excite", "depthwise_separable", "flatten_formats"]))
+@given(
+    data=st.data(),
+    name=st.sampled_from(
+        [
+            "residual_merges",
+            "concat_dense",
+            "squeeze_excite",
+            "depthwise_separable",
+            "flatten_formats",
+        ]
+    ),
+)
 def test_random_selection_prunes_exactly(data, name):
     model, tr, x = _model(name)
     plan = data.draw(selections(name))
@@ -53,7 +64,9 @@ def test_random_selection_prunes_exactly(data, name):
     pruned = result.model.predict(x, verbose=0)
     masked = masked if isinstance(masked, list) else [masked]
     pruned = pruned if isinstance(pruned, list) else [pruned]
-    for m, p, k in zip(masked, pruned, [sel.keep(tr.map(k)) for k in tr.graph.outputs]):
+    for m, p, k in zip(
+        masked, pruned, [sel.keep(tr.map(k)) for k in tr.graph.outputs], strict=True
+    ):
         assert_same_outputs(m[..., k], p)
 
 

@@ -30,7 +30,9 @@ def test_removing_every_unit_is_refused(demo_trace):
 def test_index_out_of_range_is_refused(demo_trace):
     with pytest.raises(NeuronvizError) as e:
         demo_trace.select(Plan({"dense": [3, 600]}))
-    assert one_line(e) == "Expected `indices` in [0, 512) for layer 'dense'. Received: indices=[600]"
+    assert (
+        one_line(e) == "Expected `indices` in [0, 512) for layer 'dense'. Received: indices=[600]"
+    )
 
 
 def test_negative_index_is_refused(demo_trace):
@@ -105,11 +107,13 @@ def test_refusal_leaves_the_model_untouched():
     before = [w.copy() for w in model.get_weights()]
     with pytest.raises(NeuronvizError):
         nv.prune(model, Plan({"c1": range(6)}))
-    for a, b in zip(before, model.get_weights()):
+    for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("spec,expected", [("0-3,7", (0, 1, 2, 3, 7)), ("5", (5,)), (" 2 , 1 ", (1, 2)), ("-2", (-2,))])
+@pytest.mark.parametrize(
+    "spec,expected", [("0-3,7", (0, 1, 2, 3, 7)), ("5", (5,)), (" 2 , 1 ", (1, 2)), ("-2", (-2,))]
+)
 def test_parse_spec(spec, expected):
     assert parse_spec(spec) == expected
     if min(expected) >= 0:

@@ -17,10 +17,10 @@ def check_pruned_equals_masked(model, plan, x):
     masked = masked if isinstance(masked, list) else [masked]
     pruned = pruned if isinstance(pruned, list) else [pruned]
     keeps = [result.selection.keep(tr.map(k)) for k in tr.graph.outputs]
-    for m, p, k in zip(masked, pruned, keeps):
+    for m, p, k in zip(masked, pruned, keeps, strict=True):
         assert_same_outputs(m[..., k], p)
     # the user's model is untouched
-    for a, b in zip(before, model.get_weights()):
+    for a, b in zip(before, model.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
     # the model really got smaller
     assert result.after.params < result.before.params
@@ -39,8 +39,11 @@ def test_random_selections_prune_exactly(name):
     # the masked model differs from the original somewhere: the test can fail
     orig = model.predict(x, verbose=0)
     masked = nv.masked_predict(model, plan, x, tr=tr)
-    orig, masked = (orig if isinstance(orig, list) else [orig]), (masked if isinstance(masked, list) else [masked])
-    assert any(not np.allclose(o, m) for o, m in zip(orig, masked))
+    orig, masked = (
+        (orig if isinstance(orig, list) else [orig]),
+        (masked if isinstance(masked, list) else [masked]),
+    )
+    assert any(not np.allclose(o, m) for o, m in zip(orig, masked, strict=True))
 
 
 def test_flatten_rows_follow_channels_in_both_formats():
@@ -52,11 +55,15 @@ def test_flatten_rows_follow_channels_in_both_formats():
     assert result.model.get_layer("out_b").get_weights()[0].shape == (27, 3)
     k_orig = model.get_layer("out_a").get_weights()[0]
     kept_rows = [r for r in range(36) if r % 4 != 1]  # channels_last: row = pos*C + c
-    np.testing.assert_array_equal(result.model.get_layer("out_a").get_weights()[0], k_orig[kept_rows])
+    np.testing.assert_array_equal(
+        result.model.get_layer("out_a").get_weights()[0], k_orig[kept_rows]
+    )
     k_first = model.get_layer("out_b").get_weights()[0]
     # Flatten(channels_first) on a (H, W, C) tensor moves axis 1 (H) last: row = (w*C + c)*H + h
     kept_first = [r for r in range(36) if (r // 3) % 4 != 1]
-    np.testing.assert_array_equal(result.model.get_layer("out_b").get_weights()[0], k_first[kept_first])
+    np.testing.assert_array_equal(
+        result.model.get_layer("out_b").get_weights()[0], k_first[kept_first]
+    )
 
 
 def test_residual_add_couples_every_input():

@@ -32,10 +32,12 @@ class Call:
         """Compute this call from `values` (key -> tensor) and store its outputs there.
         `override` replaces some inputs (key -> tensor) for this call only."""
         src = values if not override else {**values, **override}
-        tensors = {id(kt): src[k] for kt, k in zip(self.node.input_tensors, self.inputs)}
+        tensors = {
+            id(kt): src[k] for kt, k in zip(self.node.input_tensors, self.inputs, strict=True)
+        }
         args, kwargs = self.node.arguments.fill_in(tensors)
         out = (layer or self.layer)(*args, **kwargs)
-        for k, y in zip(self.outputs, tree.flatten(out)):
+        for k, y in zip(self.outputs, tree.flatten(out), strict=True):
             values[k] = y
 
 
@@ -70,17 +72,23 @@ class FlatGraph:
         short: dict[str, list[str]] = {}
         for p in self.layers:
             short.setdefault(p.rsplit("/", 1)[-1], []).append(p)
-        return {s: ps[0] for s, ps in short.items() if len(ps) == 1 and s != ps[0] and s not in self.layers}
+        return {
+            s: ps[0]
+            for s, ps in short.items()
+            if len(ps) == 1 and s != ps[0] and s not in self.layers
+        }
 
     def producers(self) -> dict[Key, Call]:
         return {k: c for c in self.calls for k in c.outputs}
 
-    def run(self, inputs, start: int = 0, values: dict | None = None, hook=None, stop: int | None = None) -> dict:
+    def run(
+        self, inputs, start: int = 0, values: dict | None = None, hook=None, stop: int | None = None
+    ) -> dict:
         """Run calls[start:stop] eagerly. `hook(call, values)` may replace the call's work
         (return True when it stored the outputs itself)."""
         values = {} if values is None else values
         if start == 0 and inputs is not None:
-            for k, x in zip(self.inputs, inputs):
+            for k, x in zip(self.inputs, inputs, strict=True):
                 values[k] = x
         for call in self.calls[start:stop]:
             if hook is None or not hook(call, values):
@@ -95,7 +103,11 @@ def _functional_of(model):
 
 
 def _is_graph_model(op) -> bool:
-    return isinstance(op, keras.Model) and _functional_of(op) is not None and hasattr(_functional_of(op), "_nodes_by_depth")
+    return (
+        isinstance(op, keras.Model)
+        and _functional_of(op) is not None
+        and hasattr(_functional_of(op), "_nodes_by_depth")
+    )
 
 
 def flatten(model: keras.Model) -> FlatGraph:
@@ -131,11 +143,13 @@ def flatten(model: keras.Model) -> FlatGraph:
                     sub = scope + (counter[0],)
                     path = prefix + op.name
                     g.nested_models.setdefault(path, op)
-                    for i, (t, k) in enumerate(zip(tree.flatten(inner.inputs), in_keys)):
+                    for i, (t, k) in enumerate(
+                        zip(tree.flatten(inner.inputs), in_keys, strict=True)
+                    ):
                         alias[(sub, id(t))] = k
                         g.nested_inputs.append(NestedInput(path, i, k))
                     walk(inner, sub, path + "/")
-                    for t_out, t_in in zip(node.outputs, tree.flatten(inner.outputs)):
+                    for t_out, t_in in zip(node.outputs, tree.flatten(inner.outputs), strict=True):
                         alias[(scope, id(t_out))] = canon((sub, id(t_in)))
                     continue
                 path = prefix + op.name

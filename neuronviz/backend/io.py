@@ -44,7 +44,9 @@ def load_model(path, *, unsafe: bool = False, compile: bool = True) -> keras.Mod
     except Exception as e:
         raise NeuronvizError(_explain_load_error(path, e)) from None
     if not isinstance(model, keras.Model):
-        raise NeuronvizError(f"Expected a Keras model in '{path.name}'. Received: {type(model).__name__}")
+        raise NeuronvizError(
+            f"Expected a Keras model in '{path.name}'. Received: {type(model).__name__}"
+        )
     check_input_shape(model, path.name)
     return model
 
@@ -75,13 +77,20 @@ def _explain_load_error(path: Path, e: Exception) -> str:
             f"'{path.name}' contains Python code (a Lambda layer); neuronviz does not run code from "
             "model files unless you opt in with --unsafe (only for files you trust)."
         )
-    m = re.search(r"(?:Could not locate (?:class|function) |Unknown (?:layer|object|class)[^']*)'([^']+)'", msg)
+    m = re.search(
+        r"(?:Could not locate (?:class|function) |Unknown (?:layer|object|class)[^']*)'([^']+)'",
+        msg,
+    )
     if m:
         return (
             f"'{path.name}' uses the custom class '{m.group(1)}', which is not registered. "
             "Register it with @keras.saving.register_keras_serializable in code you import first."
         )
-    if isinstance(e, (zipfile.BadZipFile, OSError, EOFError)) or "zip" in msg.lower() or "signature" in msg.lower():
+    if (
+        isinstance(e, (zipfile.BadZipFile, OSError, EOFError))
+        or "zip" in msg.lower()
+        or "signature" in msg.lower()
+    ):
         return f"Could not read '{path.name}' as a Keras model: the file is corrupt or not a model ({first[:120]})."
     return f"Could not load '{path.name}' as a Keras model: {type(e).__name__}: {first[:160]}"
 
@@ -91,9 +100,18 @@ def save_model(model: keras.Model, path, *, source=None) -> Path:
     Refuses to overwrite `source` (the file the model came from)."""
     path = Path(path)
     if path.suffix.lower() not in MODEL_SUFFIXES:
-        path = path.with_suffix(path.suffix + ".keras") if path.suffix else path.with_suffix(".keras")
-    if source is not None and Path(source).exists() and path.exists() and path.resolve() == Path(source).resolve():
-        raise NeuronvizError(f"Refusing to overwrite the input file '{path}'. Choose another output name.")
+        path = (
+            path.with_suffix(path.suffix + ".keras") if path.suffix else path.with_suffix(".keras")
+        )
+    if (
+        source is not None
+        and Path(source).exists()
+        and path.exists()
+        and path.resolve() == Path(source).resolve()
+    ):
+        raise NeuronvizError(
+            f"Refusing to overwrite the input file '{path}'. Choose another output name."
+        )
     if path.is_dir():
         raise NeuronvizError(f"Expected an output file name. Received: directory '{path}'")
     with atomic_path(path) as tmp:

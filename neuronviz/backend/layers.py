@@ -25,7 +25,7 @@ def _last(shape) -> int:
 def _by_name(layer, weights, slicers: dict) -> list[np.ndarray]:
     """Slice weights by variable name; names without a slicer are copied unchanged."""
     out = []
-    for var, w in zip(layer.weights, weights):
+    for var, w in zip(layer.weights, weights, strict=True):
         name = var.name.rsplit("/", 1)[-1]
         fn = slicers.get(name)
         out.append(np.ascontiguousarray(fn(w)) if fn is not None else w)
@@ -61,7 +61,10 @@ class PerChannel(PassThrough):
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         keep = in_keeps[0]
-        out = [w[..., keep] if w.ndim and w.shape[-1] == len(keep) and len(keep) > 1 else w for w in weights]
+        out = [
+            w[..., keep] if w.ndim and w.shape[-1] == len(keep) and len(keep) > 1 else w
+            for w in weights
+        ]
         return {}, out
 
 
@@ -130,7 +133,9 @@ class Probe(Rule):
         in_map = ctx.map(call.inputs[0])
         shape = (1,) + tuple(int(d) for d in call.input_shapes[0][1:])
         codes = np.broadcast_to(np.arange(1, shape[-1] + 1, dtype=np.float32), shape)
-        out = keras.ops.convert_to_numpy(call.layer(codes)).reshape(-1, _last(call.output_shapes[0]))
+        out = keras.ops.convert_to_numpy(call.layer(codes)).reshape(
+            -1, _last(call.output_shapes[0])
+        )
         lo, hi = out.min(axis=0), out.max(axis=0)
         if (lo != hi).any() or (lo < 1).any():
             return Opaque("it mixes the channel axis").trace(ctx, call)
@@ -155,7 +160,9 @@ class Source(Rule):
 
     def trace(self, ctx, call):
         ids = ctx.units_of(call)
-        if getattr(call.layer, "activation", None) is not None and _is_softmax(call.layer.activation):
+        if getattr(call.layer, "activation", None) is not None and _is_softmax(
+            call.layer.activation
+        ):
             ctx.renorm_sources.add(call.path)
         return [ids]
 
@@ -166,7 +173,9 @@ class Source(Rule):
 class DenseRule(Source):
     def prune(self, layer, weights, in_keeps, out_keeps):
         i, o = in_keeps[0], out_keeps[0]
-        return self.config(o), _by_name(layer, weights, {"kernel": lambda w: w[i][:, o], "bias": lambda w: w[o]})
+        return self.config(o), _by_name(
+            layer, weights, {"kernel": lambda w: w[i][:, o], "bias": lambda w: w[o]}
+        )
 
     def macs(self, call):
         return int(np.prod(call.input_shapes[0][1:])) * int(call.layer.units)
@@ -188,12 +197,19 @@ class ConvRule(Source):
         i, o = in_keeps[0], out_keeps[0]
         if getattr(layer, "groups", 1) != 1:
             i = np.ones(weights[0].shape[-2], bool)
-        return self.config(o), _by_name(layer, weights, {"kernel": lambda w: w[..., i, :][..., o], "bias": lambda w: w[o]})
+        return self.config(o), _by_name(
+            layer, weights, {"kernel": lambda w: w[..., i, :][..., o], "bias": lambda w: w[o]}
+        )
 
     def macs(self, call):
         layer = call.layer
         k = int(np.prod(layer.kernel_size))
-        return int(np.prod(call.output_shapes[0][1:-1])) * k * (_last(call.input_shapes[0]) // layer.groups) * int(layer.filters)
+        return (
+            int(np.prod(call.output_shapes[0][1:-1]))
+            * k
+            * (_last(call.input_shapes[0]) // layer.groups)
+            * int(layer.filters)
+        )
 
 
 class ConvTransposeRule(Source):
@@ -201,11 +217,18 @@ class ConvTransposeRule(Source):
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         i, o = in_keeps[0], out_keeps[0]
-        return self.config(o), _by_name(layer, weights, {"kernel": lambda w: w[..., o, :][..., i], "bias": lambda w: w[o]})
+        return self.config(o), _by_name(
+            layer, weights, {"kernel": lambda w: w[..., o, :][..., i], "bias": lambda w: w[o]}
+        )
 
     def macs(self, call):
         k = int(np.prod(call.layer.kernel_size))
-        return int(np.prod(call.input_shapes[0][1:-1])) * k * _last(call.input_shapes[0]) * int(call.layer.filters)
+        return (
+            int(np.prod(call.input_shapes[0][1:-1]))
+            * k
+            * _last(call.input_shapes[0])
+            * int(call.layer.filters)
+        )
 
 
 class SeparableRule(Source):
@@ -214,11 +237,15 @@ class SeparableRule(Source):
     def prune(self, layer, weights, in_keeps, out_keeps):
         i, o = in_keeps[0], out_keeps[0]
         mi = np.repeat(i, layer.depth_multiplier)
-        return self.config(o), _by_name(layer, weights, {
-            "depthwise_kernel": lambda w: w[..., i, :],
-            "pointwise_kernel": lambda w: w[..., mi, :][..., o],
-            "bias": lambda w: w[o],
-        })
+        return self.config(o), _by_name(
+            layer,
+            weights,
+            {
+                "depthwise_kernel": lambda w: w[..., i, :],
+                "pointwise_kernel": lambda w: w[..., mi, :][..., o],
+                "bias": lambda w: w[o],
+            },
+        )
 
     def macs(self, call):
         layer = call.layer
@@ -236,11 +263,18 @@ class DepthwiseRule(Rule):
     def prune(self, layer, weights, in_keeps, out_keeps):
         i = in_keeps[0]
         mi = np.repeat(i, layer.depth_multiplier)
-        return {}, _by_name(layer, weights, {"kernel": lambda w: w[..., i, :], "bias": lambda w: w[mi]})
+        return {}, _by_name(
+            layer, weights, {"kernel": lambda w: w[..., i, :], "bias": lambda w: w[mi]}
+        )
 
     def macs(self, call):
         layer = call.layer
-        return int(np.prod(call.output_shapes[0][1:-1])) * int(np.prod(layer.kernel_size)) * _last(call.input_shapes[0]) * layer.depth_multiplier
+        return (
+            int(np.prod(call.output_shapes[0][1:-1]))
+            * int(np.prod(layer.kernel_size))
+            * _last(call.input_shapes[0])
+            * layer.depth_multiplier
+        )
 
 
 class ChannelwiseConvRule(Rule):
@@ -254,10 +288,16 @@ class ChannelwiseConvRule(Rule):
         i = in_keeps[0]
         o = np.repeat(i, layer.filters // layer.groups)
         cfg = {"filters": int(o.sum()), "groups": int(i.sum())}
-        return cfg, _by_name(layer, weights, {"kernel": lambda w: w[..., o], "bias": lambda w: w[o]})
+        return cfg, _by_name(
+            layer, weights, {"kernel": lambda w: w[..., o], "bias": lambda w: w[o]}
+        )
 
     def macs(self, call):
-        return int(np.prod(call.output_shapes[0][1:-1])) * int(np.prod(call.layer.kernel_size)) * int(call.layer.filters)
+        return (
+            int(np.prod(call.output_shapes[0][1:-1]))
+            * int(np.prod(call.layer.kernel_size))
+            * int(call.layer.filters)
+        )
 
 
 class EmbeddingRule(Source):
@@ -274,8 +314,14 @@ class RecurrentRule(Source):
 
     def trace(self, ctx, call):
         ids = ctx.units_of(call)
-        ctx.pin(ids, f"layer '{call.path}' ({type(call.layer).__name__}) is recurrent, and removing its own units is not supported yet")
-        return [ids if len(s) > 1 and _last(s) == len(ids) else np.full(_last(s), -1, np.int64) for s in call.output_shapes]
+        ctx.pin(
+            ids,
+            f"layer '{call.path}' ({type(call.layer).__name__}) is recurrent, and removing its own units is not supported yet",
+        )
+        return [
+            ids if len(s) > 1 and _last(s) == len(ids) else np.full(_last(s), -1, np.int64)
+            for s in call.output_shapes
+        ]
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         i = in_keeps[0]
@@ -300,34 +346,53 @@ GlobalAveragePooling2D GlobalAveragePooling3D ZeroPadding1D ZeroPadding2D ZeroPa
 Cropping1D Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D Rescaling""".split()
 
 RULES: dict[str, Rule] = {name: PassThrough() for name in _PASS}
-RULES.update({
-    "Softmax": Renorm(),
-    "BatchNormalization": PerChannel(),
-    "PReLU": PerChannel(),
-    "LayerNormalization": LayerNorm(),
-    "UnitNormalization": UnitNorm(),
-    "Add": Merge(), "Subtract": Merge(), "Multiply": Merge(), "Average": Merge(),
-    "Maximum": Merge(), "Minimum": Merge(),
-    "Concatenate": Concat(),
-    "Flatten": Probe(), "Reshape": Probe(), "Permute": Probe(), "RepeatVector": Probe(),
-    "Dense": DenseRule(),
-    "Conv1D": ConvRule(), "Conv2D": ConvRule(), "Conv3D": ConvRule(),
-    "Conv1DTranspose": ConvTransposeRule(), "Conv2DTranspose": ConvTransposeRule(),
-    "Conv3DTranspose": ConvTransposeRule(),
-    "SeparableConv1D": SeparableRule(), "SeparableConv2D": SeparableRule(),
-    "DepthwiseConv1D": DepthwiseRule(), "DepthwiseConv2D": DepthwiseRule(),
-    "Embedding": EmbeddingRule(),
-    "SimpleRNN": RecurrentRule(), "GRU": RecurrentRule(), "LSTM": RecurrentRule(),
-    # keras.applications helpers: ConvNeXt's per-channel LayerScale and StochasticDepth
-    "LayerScale": LayerScaleRule(), "StochasticDepth": PassThrough(),
-})
+RULES.update(
+    {
+        "Softmax": Renorm(),
+        "BatchNormalization": PerChannel(),
+        "PReLU": PerChannel(),
+        "LayerNormalization": LayerNorm(),
+        "UnitNormalization": UnitNorm(),
+        "Add": Merge(),
+        "Subtract": Merge(),
+        "Multiply": Merge(),
+        "Average": Merge(),
+        "Maximum": Merge(),
+        "Minimum": Merge(),
+        "Concatenate": Concat(),
+        "Flatten": Probe(),
+        "Reshape": Probe(),
+        "Permute": Probe(),
+        "RepeatVector": Probe(),
+        "Dense": DenseRule(),
+        "Conv1D": ConvRule(),
+        "Conv2D": ConvRule(),
+        "Conv3D": ConvRule(),
+        "Conv1DTranspose": ConvTransposeRule(),
+        "Conv2DTranspose": ConvTransposeRule(),
+        "Conv3DTranspose": ConvTransposeRule(),
+        "SeparableConv1D": SeparableRule(),
+        "SeparableConv2D": SeparableRule(),
+        "DepthwiseConv1D": DepthwiseRule(),
+        "DepthwiseConv2D": DepthwiseRule(),
+        "Embedding": EmbeddingRule(),
+        "SimpleRNN": RecurrentRule(),
+        "GRU": RecurrentRule(),
+        "LSTM": RecurrentRule(),
+        # keras.applications helpers: ConvNeXt's per-channel LayerScale and StochasticDepth
+        "LayerScale": LayerScaleRule(),
+        "StochasticDepth": PassThrough(),
+    }
+)
 
 
 # Raw Keras operations in a functional graph (e.g. `x + y` on KerasTensors makes an `Add` op)
 _ELEMENTWISE_OPS = """Relu Relu6 Sigmoid Tanh Gelu Silu Swish Softplus Softsign Elu Selu LeakyRelu
 HardSigmoid HardSilu HardSwish Mish Negative Abs Square Sqrt Exp Log Log1p Cast""".split()
 OP_RULES: dict[str, Rule] = {name: PassThrough() for name in _ELEMENTWISE_OPS}
-OP_RULES.update({name: Merge() for name in "Add Subtract Multiply Divide TrueDivide Maximum Minimum".split()})
+OP_RULES.update(
+    {name: Merge() for name in "Add Subtract Multiply Divide TrueDivide Maximum Minimum".split()}
+)
 
 
 def is_layer(op) -> bool:
@@ -351,21 +416,31 @@ def rule_for(layer, input_rank: int) -> Rule:
     last = {-1, input_rank - 1}
     if name == "BatchNormalization" and layer.axis not in last:
         return Opaque(f"normalises axis {layer.axis}, not the channel axis")
-    if name == "LayerNormalization" and (len(layer.axis) != 1 or layer.axis[0] not in last or getattr(layer, "rms_scaling", False)):
+    if name == "LayerNormalization" and (
+        len(layer.axis) != 1 or layer.axis[0] not in last or getattr(layer, "rms_scaling", False)
+    ):
         return Opaque(f"normalises axes {layer.axis}")
     if name in ("Softmax", "UnitNormalization"):
         axes = {layer.axis} if isinstance(layer.axis, int) else set(layer.axis)
         if not axes <= last:
-            return PassThrough() if name == "Softmax" and not axes & last else Opaque(f"normalises axes {sorted(axes)}")
+            return (
+                PassThrough()
+                if name == "Softmax" and not axes & last
+                else Opaque(f"normalises axes {sorted(axes)}")
+            )
     if name == "Activation" and _is_softmax(layer.activation):
         return Renorm()
     if name == "Rescaling" and (np.size(layer.scale) > 1 or np.size(layer.offset) > 1):
         return Opaque("per-channel scale")
-    if name == "Dense" and (getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None)):
+    if name == "Dense" and (
+        getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None)
+    ):
         return Opaque("LoRA or quantized kernel")
     if isinstance(rule, ConvRule) and layer.groups > 1 and tuple(layer.kernel.shape)[-2] == 1:
         return ChannelwiseConvRule()
-    if isinstance(rule, RecurrentRule) and (getattr(layer, "return_state", False) or layer.go_backwards):
+    if isinstance(rule, RecurrentRule) and (
+        getattr(layer, "return_state", False) or layer.go_backwards
+    ):
         return Opaque("return_state or go_backwards")
     return rule
 

@@ -12,7 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from neuronviz.backend.graph import Call, FlatGraph, flatten
+from neuronviz.backend.graph import Call, flatten
 from neuronviz.backend.layers import weights_of
 from neuronviz.backend.trace import Trace, trace
 from neuronviz.core.plan import Plan
@@ -23,7 +23,7 @@ def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes):
     """A stand-alone copy of `layer` with the rule's slicing applied (local surgery)."""
     changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
     clone = type(layer).from_config({**layer.get_config(), **changes})
-    shapes = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(input_shapes, in_keeps)]
+    shapes = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(input_shapes, in_keeps, strict=True)]
     clone.build(shapes[0] if len(shapes) == 1 else shapes)
     clone.set_weights(weights)
     return clone
@@ -72,17 +72,22 @@ class Masker:
         local = self.local.get(call.index)
         if local is not None:
             clone, in_idx, scatter = local
-            override = {k: ops.take(values[k], idx, axis=-1) for k, idx in zip(call.inputs, in_idx)}
+            override = {
+                k: ops.take(values[k], idx, axis=-1)
+                for k, idx in zip(call.inputs, in_idx, strict=True)
+            }
             call.run(values, layer=clone, override=override)
             y = values[call.outputs[0]]
             zeros = ops.zeros_like(y[..., :1])
-            values[call.outputs[0]] = ops.take(ops.concatenate([y, zeros], axis=-1), scatter, axis=-1)
+            values[call.outputs[0]] = ops.take(
+                ops.concatenate([y, zeros], axis=-1), scatter, axis=-1
+            )
             return True
         return False
 
     def outputs(self, values: dict) -> list:
         outs = []
-        for k, m in zip(self.trace.graph.outputs, self.output_masks):
+        for k, m in zip(self.trace.graph.outputs, self.output_masks, strict=True):
             outs.append(values[k] if m is None else values[k] * m)
         return outs
 
@@ -94,12 +99,16 @@ def _scatter_index(keep: np.ndarray) -> np.ndarray:
     return idx
 
 
-def run_masked(tr: Trace, masker: Masker, inputs, start: int = 0, values: dict | None = None) -> list:
+def run_masked(
+    tr: Trace, masker: Masker, inputs, start: int = 0, values: dict | None = None
+) -> list:
     values = tr.graph.run(inputs, start=start, values=values, hook=masker.hook)
     return masker.outputs(values)
 
 
-def masked_predict(model: keras.Model, plan: Plan, x, batch_size: int = 256, tr: Trace | None = None) -> np.ndarray | list:
+def masked_predict(
+    model: keras.Model, plan: Plan, x, batch_size: int = 256, tr: Trace | None = None
+) -> np.ndarray | list:
     """Outputs of `model` with the plan's units zeroed (the model itself is untouched)."""
     tr = tr or trace(flatten(model))
     masker = Masker(tr, tr.select(plan))
@@ -109,7 +118,7 @@ def masked_predict(model: keras.Model, plan: Plan, x, batch_size: int = 256, tr:
     for s in range(0, n, batch_size):
         outs = run_masked(tr, masker, [ops.convert_to_tensor(a[s : s + batch_size]) for a in xs])
         chunks.append([ops.convert_to_numpy(o) for o in outs])
-    outs = [np.concatenate(parts) for parts in zip(*chunks)]
+    outs = [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
     return outs[0] if len(outs) == 1 else outs
 
 

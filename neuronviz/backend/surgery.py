@@ -72,12 +72,17 @@ def _set_input_width(model_cfg: dict, position: int, width: int) -> None:
         entry["config"]["batch_shape"] = list(shape[:-1]) + [width]
 
 
-def prune(model: keras.Model, plan: Plan, tr: Trace | None = None, *, safe_mode: bool = True) -> PruneResult:
+def prune(
+    model: keras.Model, plan: Plan, tr: Trace | None = None, *, safe_mode: bool = True
+) -> PruneResult:
     """A new model without the plan's units (over whole groups). `model` is not changed."""
     tr = tr or trace(flatten(model))
     sel = tr.select(plan)
     if sel.touches_output():
-        warnings.warn("The selection removes output units: the pruned model's outputs change shape.", stacklevel=2)
+        warnings.warn(
+            "The selection removes output units: the pruned model's outputs change shape.",
+            stacklevel=2,
+        )
     fg = tr.graph
     cfg = copy.deepcopy(model.get_config())
     configs = _layer_configs(cfg)
@@ -93,12 +98,16 @@ def prune(model: keras.Model, plan: Plan, tr: Trace | None = None, *, safe_mode:
         changes, weights[path] = tr.rule(path).prune(layer, w, in_keeps, out_keeps)
         configs[path].update(changes)
     for ni in fg.nested_inputs:
-        _set_input_width(configs[ni.model_path + "/"], ni.position, int(sel.keep(tr.map(ni.key)).sum()))
+        _set_input_width(
+            configs[ni.model_path + "/"], ni.position, int(sel.keep(tr.map(ni.key)).sum())
+        )
     try:
         with keras.saving.custom_object_scope({}), _safe(safe_mode):
             new = type(model).from_config(cfg)
     except Exception as e:  # pragma: no cover - reported, never silent
-        raise NeuronvizError(f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}") from e
+        raise NeuronvizError(
+            f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from e
     new_layers = flatten(new).layers
     for path, w in weights.items():
         if is_layer(new_layers[path]):

@@ -65,7 +65,7 @@ class _Context:
 
 def trace(fg: FlatGraph) -> Trace:
     ctx = _Context(fg)
-    for k, shape in zip(fg.inputs, fg.input_shapes):
+    for k, shape in zip(fg.inputs, fg.input_shapes, strict=True):
         ctx.maps[k] = np.full(_last(shape), -1, dtype=np.int64)
     rules: dict[str, Rule] = {}
     first_maps: dict[str, list] = {}
@@ -73,15 +73,17 @@ def trace(fg: FlatGraph) -> Trace:
         rank = len(call.input_shapes[0]) if call.input_shapes else 0
         rule = rules.setdefault(call.path, rule_for(call.layer, rank))
         outs = rule.trace(ctx, call)
-        if len(outs) != len(call.outputs) or any(len(m) != _last(s) for m, s in zip(outs, call.output_shapes)):
+        if len(outs) != len(call.outputs) or any(
+            len(m) != _last(s) for m, s in zip(outs, call.output_shapes, strict=True)
+        ):
             outs = Opaque("unexpected output shape").trace(ctx, call)
             rules[call.path] = Opaque("unexpected output shape")
-        for k, m in zip(call.outputs, outs):
+        for k, m in zip(call.outputs, outs, strict=True):
             ctx.maps[k] = np.asarray(m, dtype=np.int64)
         # a shared layer with weights must see the same channels in every call
         in_maps = [ctx.maps[k] for k in call.inputs]
         if call.path in first_maps and getattr(call.layer, "weights", None):
-            for a, b in zip(first_maps[call.path], in_maps):
+            for a, b in zip(first_maps[call.path], in_maps, strict=True):
                 ctx.union(a, b, call.path)
         first_maps.setdefault(call.path, in_maps)
     for k in fg.outputs:

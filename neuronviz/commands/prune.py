@@ -10,15 +10,26 @@ from neuronviz.core.plan import Plan
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.keras or .h5)")
-    p.add_argument("-o", "--output", required=True, help="where to save the pruned model (.keras, or .h5)")
+    p.add_argument(
+        "-o", "--output", required=True, help="where to save the pruned model (.keras, or .h5)"
+    )
     add_selection_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-    p.add_argument("--unsafe", action="store_true", help="allow code (Lambda layers) stored in the model file to run")
+    p.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow code (Lambda layers) stored in the model file to run",
+    )
 
 
 def add_selection_arguments(p) -> None:
-    p.add_argument("--remove", action="append", default=[], metavar="LAYER:SPEC",
-                   help="units to remove, e.g. dense:0-99,120 (repeatable)")
+    p.add_argument(
+        "--remove",
+        action="append",
+        default=[],
+        metavar="LAYER:SPEC",
+        help="units to remove, e.g. dense:0-99,120 (repeatable)",
+    )
     p.add_argument("--plan", help='plan JSON: {"remove": {"LAYER": [indices]}}')
 
 
@@ -29,7 +40,9 @@ def selection_plan(args, *, required: bool) -> Plan:
     if args.plan:
         plan = plan.merged(Plan.load(args.plan))
     if required and not plan:
-        raise NeuronvizError("Expected units to remove: give --remove LAYER:SPEC or --plan PLAN.json.")
+        raise NeuronvizError(
+            "Expected units to remove: give --remove LAYER:SPEC or --plan PLAN.json."
+        )
     return plan
 
 
@@ -40,25 +53,35 @@ def run(args) -> int:
     plan = selection_plan(args, required=True)
     out = Path(args.output)
     if out.exists() and out.resolve() == Path(args.model).resolve():
-        raise NeuronvizError(f"Refusing to overwrite the input file '{out}'. Choose another output name.")
+        raise NeuronvizError(
+            f"Refusing to overwrite the input file '{out}'. Choose another output name."
+        )
     model = nv.load_model(args.model, unsafe=args.unsafe)
     trace = nv.analyze(model)
     result = nv.prune(model, plan, trace)
     saved = nv.save_pruned(result, out, model, plan, source=args.model)
     if args.json:
-        print(json.dumps({
-            "removed": result.removed,
-            "params_before": result.before.params,
-            "params_after": result.after.params,
-            "macs_before": result.before.macs,
-            "macs_after": result.after.macs,
-            "output": str(saved),
-        }))
+        print(
+            json.dumps(
+                {
+                    "removed": result.removed,
+                    "params_before": result.before.params,
+                    "params_after": result.after.params,
+                    "macs_before": result.before.macs,
+                    "macs_after": result.after.macs,
+                    "output": str(saved),
+                }
+            )
+        )
         return 0
     for layer, (a, b) in result.widths().items():
         print(f"  {layer:<32} {a:>6} -> {b}")
-    print(f"params {result.before.params:,} -> {result.after.params:,} ({_pct(result.before.params, result.after.params)})")
-    print(f"MACs   {result.before.macs:,} -> {result.after.macs:,} ({_pct(result.before.macs, result.after.macs)})")
+    print(
+        f"params {result.before.params:,} -> {result.after.params:,} ({_pct(result.before.params, result.after.params)})"
+    )
+    print(
+        f"MACs   {result.before.macs:,} -> {result.after.macs:,} ({_pct(result.before.macs, result.after.macs)})"
+    )
     print(f"saved {saved} (reloaded and checked against the masked model)")
     return 0
 

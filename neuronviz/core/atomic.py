@@ -14,7 +14,9 @@ def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path (same folder, same suffix); on success rename it to `target`."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=".tmp" + target.suffix, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=".tmp" + target.suffix, dir=target.parent
+    )
     os.close(fd)
     os.unlink(tmp)
     tmp_path = Path(tmp)

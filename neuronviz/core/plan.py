@@ -75,7 +75,9 @@ class Plan:
         for s in specs:
             layer, sep, spec = s.rpartition(":")
             if not sep or not layer:
-                raise NeuronvizError(f"Expected --remove LAYER:SPEC, e.g. dense:0-99. Received: '{s}'")
+                raise NeuronvizError(
+                    f"Expected --remove LAYER:SPEC, e.g. dense:0-99. Received: '{s}'"
+                )
             remove.setdefault(layer, set()).update(parse_spec(spec))
         return cls({k: tuple(v) for k, v in remove.items()})
 
@@ -107,7 +109,9 @@ class Plan:
             )
         remove = {}
         for layer, idx in data["remove"].items():
-            if not isinstance(idx, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx):
+            if not isinstance(idx, list) or not all(
+                isinstance(i, int) and not isinstance(i, bool) for i in idx
+            ):
                 raise NeuronvizError(
                     f"Expected a list of integer unit indices for layer '{layer}' in the plan. "
                     f"Received: {str(idx)[:80]}"

@@ -82,11 +82,14 @@ class UnitGraph:
         """Join a and b position by position; units meeting a fixed channel get pinned."""
         if len(a) != len(b):
             return  # broadcasting: a single channel against many constrains nothing
-        for u, v in zip(a.tolist(), b.tolist()):
+        for u, v in zip(a.tolist(), b.tolist(), strict=True):
             if u == v:
                 continue
             if u < 0 or v < 0:
-                self.pin([max(u, v)], f"its units are tied to fixed channels (such as the model input) at '{where}'")
+                self.pin(
+                    [max(u, v)],
+                    f"its units are tied to fixed channels (such as the model input) at '{where}'",
+                )
                 continue
             ru, rv = self._find(u), self._find(v)
             if ru != rv:
@@ -178,7 +181,12 @@ class UnitGraph:
         return ~np.isin(self.roots(ids), removed)
 
     # ---- selections -----------------------------------------------------------------
-    def resolve(self, plan: Plan, layer_units: Mapping[str, np.ndarray], aliases: Mapping[str, str] | None = None) -> Selection:
+    def resolve(
+        self,
+        plan: Plan,
+        layer_units: Mapping[str, np.ndarray],
+        aliases: Mapping[str, str] | None = None,
+    ) -> Selection:
         """Turn a plan into the set of removed classes, refusing anything unsafe."""
         aliases = aliases or {}
         removed: set[int] = set()
@@ -193,7 +201,9 @@ class UnitGraph:
             idx = np.asarray(indices, dtype=np.int64)
             bad = idx[(idx < 0) | (idx >= len(m))]
             if len(bad):
-                shown = ", ".join(str(i) for i in bad[:5].tolist()) + (", ..." if len(bad) > 5 else "")
+                shown = ", ".join(str(i) for i in bad[:5].tolist()) + (
+                    ", ..." if len(bad) > 5 else ""
+                )
                 raise NeuronvizError(
                     f"Expected `indices` in [0, {len(m)}) for layer '{layer}'. Received: indices=[{shown}]"
                 )
