@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 import keras
 import numpy as np
 
+from neuronviz.backend.compiling import compile_like
 from neuronviz.backend.sparsity import apply_masks, clone_with_weights
 from neuronviz.errors import NeuronvizError
 
@@ -246,12 +247,11 @@ class FinetuneJob:
         if work is not None:
             result = keras.models.clone_model(work)  # fresh variables: no constraints, no optimizer state
             result.set_weights(weights)
-            if getattr(self.model, "compiled", False):
-                try:
-                    result.compile_from_config(self.model.get_compile_config())
-                except Exception:
-                    compile_for_training(result, self.model, self.learning_rate)
-            else:
+            try:
+                compiled = compile_like(result, self.model)
+            except Exception:  # a custom loss that cannot be rebuilt
+                compiled = False
+            if not compiled:
                 compile_for_training(result, self.model, self.learning_rate)
             self.result = result
         self.stopped = why

@@ -21,6 +21,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from neuronviz.backend.compiling import compile_like
 from neuronviz.backend.graph import flatten
 from neuronviz.core.atomic import atomic_path
 from neuronviz.errors import NeuronvizError, close_matches
@@ -174,9 +175,8 @@ def clone_with_weights(model: keras.Model) -> keras.Model:
     except Exception as e:
         raise NeuronvizError(f"Could not copy the model: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
     new.set_weights(model.get_weights())
-    if getattr(model, "compiled", False):
-        with contextlib.suppress(Exception):  # a custom loss that cannot be rebuilt: leave uncompiled
-            new.compile_from_config(model.get_compile_config())
+    with contextlib.suppress(Exception):  # a custom loss that cannot be rebuilt: leave uncompiled
+        compile_like(new, model)
     return new
 
 

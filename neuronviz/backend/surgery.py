@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from neuronviz.backend.compiling import compile_like
 from neuronviz.backend.counting import Counts, count
 from neuronviz.backend.graph import flatten
 from neuronviz.backend.layers import is_layer, weights_of
@@ -112,11 +113,7 @@ def prune(
     for path, w in weights.items():
         if is_layer(new_layers[path]):
             new_layers[path].set_weights(w)
-    compile_cfg = model.get_compile_config() if getattr(model, "compiled", False) else None
-    if compile_cfg:
-        # like compile_from_config, but without building optimizer slots: they would be
-        # saved as weight-sized blocks of zeros and triple the file size
-        new.compile(**keras.saving.deserialize_keras_object(compile_cfg))
+    compile_like(new, model)
     before = count(tr.graph)
     after = count(flatten(new))
     return PruneResult(new, sel, before, after)
