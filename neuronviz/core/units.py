@@ -110,6 +110,7 @@ class UnitGraph:
         """Compute classes and groups. `layer_units` maps each layer with units to its map."""
         n = len(self._parent)
         self._root = np.array([self._find(u) for u in range(n)], dtype=np.int64)
+        self._root_or_none = np.append(self._root, -1)  # index -1 (no unit) -> -1
         # groups: spaces joined through shared roots
         space_of_root: dict[int, int] = {}
         parent = list(range(len(self.spaces)))
@@ -160,11 +161,7 @@ class UnitGraph:
 
     def roots(self, ids: np.ndarray) -> np.ndarray:
         """Class (root unit id) of every entry; -1 stays -1."""
-        ids = np.asarray(ids, dtype=np.int64)
-        out = np.full(ids.shape, -1, dtype=np.int64)
-        ok = ids >= 0
-        out[ok] = self._root[ids[ok]]
-        return out
+        return self._root_or_none[np.asarray(ids, dtype=np.int64)]
 
     def groups_of(self, ids: np.ndarray) -> list[int]:
         """Indices of the groups the given unit ids belong to, in order of appearance."""
@@ -178,7 +175,13 @@ class UnitGraph:
 
     def keep(self, ids: np.ndarray, removed: np.ndarray) -> np.ndarray:
         """Boolean mask over a map's positions: True where the channel stays."""
-        return ~np.isin(self.roots(ids), removed)
+        return ~self.removed_flags(removed)[self.roots(ids)]
+
+    def removed_flags(self, removed: np.ndarray) -> np.ndarray:
+        """A lookup table: flags[root] is True for removed classes; flags[-1] (no unit) is False."""
+        flags = np.zeros(len(self._parent) + 1, dtype=bool)
+        flags[removed] = True
+        return flags
 
     # ---- selections -----------------------------------------------------------------
     def resolve(
@@ -219,15 +222,16 @@ class UnitGraph:
                     raise NeuronvizError(f"Cannot remove units of layer '{layer}': {reasons[0]}.")
             removed.update(roots.tolist())
         removed_arr = np.array(sorted(removed), dtype=np.int64)
+        flags = self.removed_flags(removed_arr)
         for g in self.groups:
-            if g.size and np.isin(g.classes, removed_arr).all():
+            if g.size and flags[g.classes].all():
                 raise NeuronvizError(
                     f"Expected at least one unit to remain in group '{g.name}' "
                     f"({g.size} units, layers {', '.join(g.members[:4])}{', ...' if len(g.members) > 4 else ''}). "
                     "Received: a selection that removes all of them."
                 )
         for layer, m in layer_units.items():
-            if len(m) and not self.keep(m, removed_arr).any():
+            if len(m) and flags[self.roots(m)].all():
                 raise NeuronvizError(
                     f"Expected at least one unit to remain in layer '{layer}'. Received: a selection that removes all {len(m)}."
                 )
@@ -242,11 +246,15 @@ class Selection:
     graph: UnitGraph
     layer_units: Mapping[str, np.ndarray]
 
+    def __post_init__(self):
+        self._flags = self.graph.removed_flags(self.removed)
+
     def __bool__(self) -> bool:
         return bool(len(self.removed))
 
     def keep(self, ids: np.ndarray) -> np.ndarray:
-        return self.graph.keep(ids, self.removed)
+        """True where the channel stays (ids: a channel map)."""
+        return ~self._flags[self.graph.roots(ids)]
 
     def removed_by_layer(self) -> dict[str, list[int]]:
         """Every layer with units -> the indices it loses (over whole groups)."""
