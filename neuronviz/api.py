@@ -32,21 +32,10 @@ from neuronviz.core.units import Group
 from neuronviz.errors import NeuronvizError
 
 __all__ = [
-    "Plan",
-    "NeuronvizError",
-    "PruneResult",
-    "Counts",
-    "Trace",
-    "load_model",
-    "save_model",
-    "save_pruned",
-    "analyze",
-    "groups",
-    "prune",
-    "masked_model",
-    "masked_predict",
-    "counts",
-]
+    "Plan", "NeuronvizError", "PruneResult", "Counts", "Trace", "Group",
+    "load_model", "save_model", "save_pruned", "analyze", "groups", "prune",
+    "masked_model", "masked_predict", "counts",
+]  # fmt: skip
 
 
 def analyze(model: keras.Model) -> Trace:

@@ -40,3 +40,39 @@ def assert_same_outputs(a, b, atol=1e-4):
     assert a.shape == b.shape, (a.shape, b.shape)
     scale = float(np.abs(a).max()) or 1.0
     np.testing.assert_allclose(a, b, atol=atol * scale, rtol=1e-4)
+
+
+def run_cli(*args, cwd=None):
+    """Run `neuronviz ARGS...` in a fresh process, as a user would."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "neuronviz.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
+
+
+def run_cli_parallel(commands: dict, env=None) -> dict:
+    """Start several `neuronviz` runs together (each pays TensorFlow's import); name -> result."""
+    import subprocess
+    import sys
+
+    procs = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "neuronviz.cli", *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for name, args in commands.items()
+    }
+    out = {}
+    for name, p in procs.items():
+        stdout, stderr = p.communicate(timeout=300)
+        out[name] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
+    return out

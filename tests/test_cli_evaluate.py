@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli_parallel
 
 from neuronviz.backend.data import load_data
 from neuronviz.backend.graph import flatten
@@ -34,16 +35,7 @@ def runs(tmp_path_factory):
         "missing_data": ["--data", str(tmp / "missing.npz")],
     }
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    procs = {
-        name: subprocess.Popen([sys.executable, "-m", "neuronviz.cli", "evaluate", MODEL, *args],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for name, args in argv.items()
-    }
-    out = {}
-    for name, p in procs.items():
-        stdout, stderr = p.communicate(timeout=300)
-        out[name] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
-    return out
+    return run_cli_parallel({name: ["evaluate", MODEL, *args] for name, args in argv.items()}, env=env)
 
 
 @pytest.fixture(scope="module")

@@ -1,19 +1,15 @@
 """`neuronviz sparsify` and `neuronviz finetune`: the CLI contract (real subprocesses)."""
 
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from conftest import run_cli
 
 import neuronviz.api as nv
 from neuronviz.backend.sparsity import prunable_kernels
 
-
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "neuronviz.cli", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, timeout=300)
+cli = run_cli
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+from conftest import run_cli_parallel
 
 from neuronviz.backend.graph import flatten
 from neuronviz.backend.trace import trace
@@ -28,14 +29,7 @@ def runs(demo_model_path):
         "json": [demo_model_path, "--json"],
         "data": [demo_model_path, "--data", "demo", "--json", "--batch-size", "300"],
     }
-    procs = {name: subprocess.Popen([sys.executable, "-m", "neuronviz.cli", "inspect", *map(str, a)],
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for name, a in commands.items()}
-    out = {}
-    for name, p in procs.items():
-        stdout, stderr = p.communicate(timeout=300)
-        out[name] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
-    return out
+    return run_cli_parallel({name: ["inspect", *a] for name, a in commands.items()})
 
 
 @pytest.fixture(scope="module")

@@ -1,22 +1,13 @@
 """`neuronviz prune`: the CLI contract."""
 
 import json
-import subprocess
-import sys
 
 import pytest
+from conftest import run_cli
 
 import neuronviz.api as nv
 
-
-def cli(*args, cwd=None):
-    return subprocess.run(
-        [sys.executable, "-m", "neuronviz.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=300,
-    )
+cli = run_cli
 
 
 def test_prune_json_contract(tmp_path, demo_model_path, demo_model):
