@@ -84,14 +84,14 @@ class Session:
     @staticmethod
     def load_model_parts(path, unsafe: bool = False) -> ModelParts:
         """Load and analyse a model file (pure; raises NeuronvizError)."""
-        from neuronviz import api
+        import neuronviz.api as api
 
         model = api.load_model(path, unsafe=unsafe)
         return Session.analyze_parts(model, Path(path))
 
     @staticmethod
     def analyze_parts(model, path=None) -> ModelParts:
-        from neuronviz import api
+        import neuronviz.api as api
 
         tr = api.analyze(model)
         parts = ModelParts(path, model, tr, api.counts(model))

@@ -80,7 +80,7 @@ class ExportDialog(QDialog):
 
 def start_export(win, options: dict) -> None:
     """Run the export in the "export" task; results are reported in the window."""
-    from neuronviz import api
+    import neuronviz.api as api
 
     s, st = win.state.session, win.state
     plan = s.plan

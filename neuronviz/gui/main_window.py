@@ -53,6 +53,9 @@ class MainWindow(QMainWindow):
         self.resize(1280, 800)
         self._restore_layout()
         self.refresh_recent()
+        if self.state.session.model is not None:
+            self.state.replay()
+            self.pipeline.schedule_preview()
         self._on_model()
 
     # ---- layout -----------------------------------------------------------------------

@@ -40,6 +40,13 @@ class State(QObject):
         self.modelChanged.connect(self._reset_scores)
         self.dataChanged.connect(self._reset_scores)
 
+    def replay(self) -> None:
+        """Emit every state signal once (for views attached to an already loaded session)."""
+        for sig in self._signals.values():
+            sig.emit()
+        if self.session.previewer is not None and self.baseline is None:
+            self.baseline = self.session.previewer.baseline()
+
     def _reset_scores(self) -> None:
         self.baseline = self.score = self.score_plan = None
         self.focus = None

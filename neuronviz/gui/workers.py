@@ -12,6 +12,7 @@ generation counter guarantees that only the newest job's result is delivered.
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import traceback
@@ -19,7 +20,7 @@ import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Qt, Signal
 
 
 class Cancelled(Exception):
@@ -76,21 +77,23 @@ def report(fraction: float, text: str = "") -> None:
 
 
 class _Bridge(QObject):
-    progress = Signal(int, float, str)  # generation, fraction, text
-    done = Signal(int, str, object)  # generation, outcome ("ok", "error", "cancelled"), payload
+    """Wakes the UI thread. No Python object crosses threads through Qt: workers put
+    their messages on a queue.Queue and emit this argument-less signal."""
+
+    wake = Signal()
 
 
-class _Runnable(QRunnable):
-    def __init__(self, job: Callable, flag: CancelFlag, bridge: _Bridge, gen: int):
-        super().__init__()
-        self.setAutoDelete(True)
-        self.job, self.flag, self.bridge, self.gen = job, flag, bridge, gen
+class _Job:
+    """One run of a job on its own Python thread."""
 
-    @Slot()
+    def __init__(self, name: str, job: Callable, flag: CancelFlag, post: Callable, gen: int):
+        self.name, self.job, self.flag, self.post, self.gen = name, job, flag, post, gen
+        self._last = 0.0
+        self.thread = threading.Thread(target=self.run, name=f"neuronviz-{name}-{gen}", daemon=True)
+
     def run(self) -> None:
         outcome, payload = "ok", None
         _local.job = self
-        self._last = 0.0
         try:
             value = self.job()
             if isinstance(value, types.GeneratorType):
@@ -104,13 +107,13 @@ class _Runnable(QRunnable):
             _local.job = None
         if self.flag.is_set() and outcome == "ok":
             outcome = "cancelled"
-        self.bridge.done.emit(self.gen, outcome, payload)
+        self.post(("done", self.name, self.gen, outcome, payload))
 
     def emit_progress(self, frac, text="") -> None:
         now = time.monotonic()
         if frac is not None and (now - self._last > 0.03 or frac >= 1):
             self._last = now
-            self.bridge.progress.emit(self.gen, float(frac), str(text))
+            self.post(("progress", self.name, self.gen, float(frac), str(text)))
 
     def _drive(self, gen):
         try:
@@ -142,10 +145,11 @@ class Tasks(QObject):
 
     def __init__(self, parent=None, max_threads: int = 3):
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(max_threads)
         self._tasks: dict[str, _Task] = {}
-        self._bridges: dict[str, _Bridge] = {}
+        self._queue: queue.Queue = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._bridge = _Bridge(self)
+        self._bridge.wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
 
     def submit(self, name: str, job: Callable, on_result: Callable | None = None,
                on_error: Callable | None = None, on_progress: Callable | None = None) -> int:
@@ -161,19 +165,28 @@ class Tasks(QObject):
             self._start(name, t, t.gen, job, handlers)
         return t.gen
 
-    def _bridge(self, name: str) -> _Bridge:
-        if name not in self._bridges:
-            b = _Bridge(self)
-            b.progress.connect(lambda g, f, s, n=name: self._on_progress(n, g, f, s))
-            b.done.connect(lambda g, o, p, n=name: self._on_done(n, g, o, p))
-            self._bridges[name] = b
-        return self._bridges[name]
+    def _post(self, message) -> None:  # any thread
+        self._queue.put(message)
+        self._bridge.wake.emit()
 
     def _start(self, name, t: _Task, gen: int, job, handlers) -> None:
         flag = CancelFlag()
         t.running, t.handlers = (gen, flag), handlers
         self.started.emit(name)
-        self.pool.start(_Runnable(job, flag, self._bridge(name), gen))
+        worker = _Job(name, job, flag, self._post, gen)
+        self._threads = [th for th in self._threads if th.is_alive()] + [worker.thread]
+        worker.thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                msg = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if msg[0] == "progress":
+                self._on_progress(*msg[1:])
+            else:
+                self._on_done(*msg[1:])
 
     def _on_progress(self, name, gen, frac, text) -> None:
         t = self._tasks[name]
@@ -189,7 +202,7 @@ class Tasks(QObject):
             t.running = None
         current = gen == t.gen
         handlers = t.handlers
-        if t.pending is not None:
+        if t.pending is not None and t.running is None:
             pgen, job, h = t.pending
             t.pending = None
             self._start(name, t, pgen, job, h)
@@ -220,10 +233,16 @@ class Tasks(QObject):
         return [n for n in self._tasks if self.is_running(n)]
 
     def wait(self, msecs: int = 30000) -> bool:
-        """Block until the pool is idle (for shutdown and tests)."""
-        return self.pool.waitForDone(msecs)
+        """Block until every worker thread has ended (for shutdown and tests)."""
+        deadline = time.monotonic() + msecs / 1000
+        for th in list(self._threads):
+            th.join(max(0.0, deadline - time.monotonic()))
+        return not any(th.is_alive() for th in self._threads)
 
     def cleanup(self) -> None:
+        """Cancel everything and wait for the workers to stop (they stop at their next
+        progress step; a single long engine call is waited for)."""
         for name in list(self._tasks):
             self.cancel(name)
-        self.pool.waitForDone(60000)
+        self.wait(120000)
+        self._drain()

@@ -14,7 +14,8 @@ from neuronviz.gui.views.base import View
 from neuronviz.gui.workers import error_text
 
 CRITERIA = [("l2", "L2 norm"), ("l1", "L1 norm"), ("taylor", "Taylor importance")]
-STEPS = {"10 steps": np.round(np.arange(0, 1.0, 0.1), 2), "20 steps": np.round(np.arange(0, 1.0, 0.05), 3)}
+STEPS = {"10 steps": np.round(np.arange(0, 1.0, 0.1), 2), "20 steps": np.round(np.arange(0, 1.0, 0.05), 3),
+         "5 steps": np.round(np.arange(0, 1.0, 0.2), 2)}
 
 
 class SensitivityView(View):
