@@ -102,7 +102,7 @@ def test_shift_and_ctrl_click(win, qtbot):
     assert win.state.session.plan == Plan({"dense": range(10, 15)})
     click_bar(qtbot, win, 20, Qt.KeyboardModifier.ControlModifier)
     assert win.state.session.plan == Plan({"dense": [10, 11, 12, 13, 14, 20]})
-    assert win.navigator.rows["dense"][3].text() == "6"
+    assert win.navigator.rows["dense"][2].text() == "6"
 
 
 def test_undo_redo_with_the_keyboard(win, qtbot):
@@ -166,7 +166,7 @@ def test_coupled_units_show_in_every_member_layer(win, qtbot):
     QApplication.processEvents()
     click_bar(qtbot, win, 3)
     assert s.plan == Plan({"conv2d": [3]})
-    assert win.navigator.rows["max_pooling2d"][3].text() == "1"
+    assert win.navigator.rows["max_pooling2d"][2].text() == "1"
     s.set_layer("max_pooling2d")
     QApplication.processEvents()
     brushes = win.norms.bars.opts["brushes"]
@@ -204,7 +204,7 @@ def test_navigator_rows_filter_and_click(win, qtbot):
     assert set(nav.rows) == set(win.state.session.trace.graph.layers)
     flags = nav.rows["flatten"][0].flags()
     assert not flags & Qt.ItemFlag.ItemIsSelectable
-    assert nav.rows["dense"][2].text() == "512" and nav.rows["dense"][1].text() == "Dense"
+    assert nav.rows["dense"][1].text() == "512" and nav.rows["dense"][3].text() == "Dense"
     nav.filter.setText("conv")
     assert nav.proxy.rowCount() == 2
     nav.filter.setText("maxpool")

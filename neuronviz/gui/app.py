@@ -71,7 +71,7 @@ class _FirstPaint(QObject):
         self.t0, self.quit_after, self.done = t0, quit_after, False
 
     def eventFilter(self, obj, ev) -> bool:
-        if ev.type() == QEvent.Type.Paint and not self.done:
+        if ev.type() == QEvent.Type.Paint and not self.done and getattr(obj, "isWindow", None) is not None:
             self.done = True
             print(f"first-paint-seconds {time.time() - self.t0:.3f}", flush=True)
             if self.quit_after:
@@ -87,7 +87,7 @@ def run_app(model=None, data=None, demo: bool = False, unsafe: bool = False) -> 
     if os.environ.get("NEURONVIZ_REPORT_FIRST_PAINT"):
         t0 = float(os.environ.get("NEURONVIZ_T0", time.time()))
         watcher = _FirstPaint(t0, os.environ.get("NEURONVIZ_REPORT_FIRST_PAINT") == "quit")
-        win.installEventFilter(watcher)
+        app.installEventFilter(watcher)
     win.show()
     try:
         return int(app.exec())

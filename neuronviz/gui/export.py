@@ -122,14 +122,14 @@ def start_export(win, options: dict) -> None:
 
             st.error(f"Saved {path.name}, but writing the extras failed: {error_text(e)}")
         win.last_export = (path, result)
-        st.message.emit("info", f"Saved {', '.join(written)} — {result.before.params:,} → {result.after.params:,} parameters "
-                                f"(reload check passed).")
         if options.get("finetune"):
             from neuronviz.gui.integrations import open_finetune
 
             open_finetune(win, path)
         elif options.get("reopen"):
             win.open_model(path, data=s.data_source)
+        st.message.emit("info", f"Saved {', '.join(written)} — {result.before.params:,} → {result.after.params:,} parameters "
+                                f"(reload check passed).")
 
     win.tasks.submit("export", job, done, lambda msg: st.error(f"Export failed: {msg}"))
 

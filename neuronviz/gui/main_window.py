@@ -75,16 +75,16 @@ class MainWindow(QMainWindow):
                            (self.sensitivity, "Sensitivity")):
             self.tabs.addTab(view, name)
         self.banner = Banner()
-        work = QWidget()
-        col = QVBoxLayout(work)
-        col.setContentsMargins(4, 4, 4, 0)
-        col.addWidget(self.banner)
-        col.addWidget(self.tabs, 1)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.start)
-        self.stack.addWidget(work)
-        self.workspace = work
-        self.setCentralWidget(self.stack)
+        self.stack.addWidget(self.tabs)
+        self.workspace = self.tabs
+        central = QWidget()
+        col = QVBoxLayout(central)
+        col.setContentsMargins(4, 4, 4, 0)
+        col.addWidget(self.banner)
+        col.addWidget(self.stack, 1)
+        self.setCentralWidget(central)
         self.nav_dock = self._dock("Layers", "layers", self.navigator, Qt.DockWidgetArea.LeftDockWidgetArea)
         right = QWidget()
         rc = QVBoxLayout(right)
@@ -124,7 +124,7 @@ class MainWindow(QMainWindow):
     # ---- opening ----------------------------------------------------------------------
     def open_model(self, path, data=None, layer: str | None = None) -> None:
         """Open a model (in a worker); then optional data and a layer to show."""
-        self.banner.hide()
+        self.banner.dismiss_errors()
         self.start.set_busy(f"Opening {Path(str(path)).name}…")
         self.statusBar().showMessage(f"Opening {path}…")
 
@@ -138,7 +138,7 @@ class MainWindow(QMainWindow):
         self.pipeline.open_model(path, unsafe=self.unsafe, then=then)
 
     def open_data(self, source) -> None:
-        self.banner.hide()
+        self.banner.dismiss_errors()
         self.statusBar().showMessage(f"Opening data {source}…")
         self.pipeline.open_data(source, then=lambda: files.remember(self, "data", str(source)) if source != "demo" else None)
 
@@ -163,8 +163,6 @@ class MainWindow(QMainWindow):
         self.show_message("error", f"{prefix}: {msg}")
 
     def show_message(self, level: str, text: str) -> None:
-        if self.stack.currentWidget() is self.start:
-            self.start.status.setText(f"<span style='color:#c0392b'>{text}</span>" if level == "error" else text)
         self.banner.show_message(level, text)
         self.statusBar().showMessage(text, 10000)
 
@@ -227,7 +225,7 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geo)
         state = self.settings.value("window/state")
         if state is None or not self.restoreState(state):
-            self.resizeDocks([self.nav_dock, self.side_dock], [330, 330], Qt.Orientation.Horizontal)
+            self.resizeDocks([self.nav_dock, self.side_dock], [330, 360], Qt.Orientation.Horizontal)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

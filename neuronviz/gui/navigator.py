@@ -17,7 +17,7 @@ from PySide6.QtWidgets import (
 from neuronviz.gui import theme
 from neuronviz.gui.state import State
 
-COLUMNS = ["Layer", "Type", "Units", "Selected", "Output shape", "Params", "MACs", "Group"]
+COLUMNS = ["Layer", "Units", "Selected", "Type", "Output shape", "Params", "MACs", "Group"]
 PATH_ROLE = Qt.ItemDataRole.UserRole + 1
 SORT_ROLE = Qt.ItemDataRole.UserRole + 2
 
@@ -89,7 +89,7 @@ class Navigator(QWidget):
                 key = "/".join(parts[: i + 1])
                 if key not in parents:
                     folder = [QStandardItem(parts[i])] + [QStandardItem("") for _ in COLUMNS[1:]]
-                    folder[1].setText("Model")
+                    folder[3].setText("Model")
                     for it in folder:
                         it.setFlags(Qt.ItemFlag.ItemIsEnabled)
                     parent.appendRow(folder)
@@ -97,12 +97,12 @@ class Navigator(QWidget):
                 parent = parents[key]
             why = s.why_not_selectable(info.path)
             group = info.group if info.group is None or isinstance(info.group, int) else ",".join(map(str, info.group))
-            cells = [parts[-1], info.type, "" if info.units is None else str(info.units), "",
+            cells = [parts[-1], "" if info.units is None else str(info.units), "", info.type,
                      _shape(info.output_shape),
                      human(info.params) if info.params else "", human(info.macs) if info.macs else "",
                      "" if group is None else str(group)]
             items = [QStandardItem(c) for c in cells]
-            sort_keys = [info.path, info.type, info.units or 0, 0, cells[4], info.params, info.macs, -1 if group is None else group]
+            sort_keys = [info.path, info.units or 0, 0, info.type, cells[4], info.params, info.macs, -1 if group is None else group]
             for it, k in zip(items, sort_keys, strict=True):
                 it.setData(info.path, PATH_ROLE)
                 it.setData(k, SORT_ROLE)
@@ -113,7 +113,7 @@ class Navigator(QWidget):
                 if why is not None:
                     it.setForeground(QBrush(theme.DEAD))
                     it.setToolTip(f"{info.path}: {why}")
-            for col in (2, 3, 5, 6, 7):
+            for col in (1, 2, 5, 6, 7):
                 items[col].setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if why is None:
                 g = s.group(info.path)
@@ -132,9 +132,9 @@ class Navigator(QWidget):
         for path, items in self.rows.items():
             n = len(removed.get(path, ()))
             units = s.units(path) if path in s.trace.layer_units else 0
-            items[3].setText(f"{n}" if n else ("" if not units else "·"))
-            items[3].setData(n, SORT_ROLE)
-            items[3].setForeground(QBrush(theme.SELECTED if n else theme.DEAD))
+            items[2].setText(f"{n}" if n else ("" if not units else "·"))
+            items[2].setData(n, SORT_ROLE)
+            items[2].setForeground(QBrush(theme.SELECTED if n else theme.DEAD))
 
     def show_layer(self) -> None:
         path = self.session.layer

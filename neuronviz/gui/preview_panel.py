@@ -25,8 +25,10 @@ def _delta(a, b, pct=False, good_up=True) -> str:
     if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
         return ""
     d = b - a
-    colour = theme.SELECTED.name() if (d < 0) == good_up and abs(d) > 1e-12 else "#2ca02c"
     text = f"{100 * d:+.2f} pt" if pct else f"{d:+.4f}"
+    if text.lstrip("+-").rstrip(" pt").strip("0.") == "":
+        return "±0" + (" pt" if pct else "")
+    colour = theme.SELECTED.name() if (d < 0) == good_up else "#2ca02c"
     return f"<span style='color:{colour}'>{text}</span>"
 
 

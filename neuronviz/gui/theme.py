@@ -65,6 +65,12 @@ def unit_brushes(n: int, selected: np.ndarray, direct: np.ndarray, dead: np.ndar
     return out
 
 
+def legend_html() -> str:
+    """The unit colours, for a small legend next to a plot."""
+    items = [(SELECTED, "selected"), (COUPLED, "coupled"), (DEAD, "dead")]
+    return " ".join(f"<span style='color:{c.name()}'>■</span>&nbsp;{t}" for c, t in items)
+
+
 def viridis():
     return pg.colormap.get("viridis")
 

@@ -55,6 +55,11 @@ class Banner(QFrame):
         self.show()
         self._timer.start(15000 if level == "error" else 6000)
 
+    def dismiss_errors(self) -> None:
+        """Hide an error (a new attempt starts); information stays until it times out."""
+        if self.level in ("error", "warning"):
+            self.hide()
+
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
 

@@ -24,10 +24,13 @@ class NormView(View):
         self.range = QCheckBox("Range")
         self.range.setToolTip("Drag the band to select the units it covers (R)")
         self.info = QLabel()
+        self.legend = QLabel(theme.legend_html())
         top = QHBoxLayout()
         for w in (self.kind, self.sorted, self.range):
             top.addWidget(w)
         top.addStretch(1)
+        top.addWidget(self.legend)
+        top.addSpacing(12)
         top.addWidget(self.info)
         self.plot = pg.PlotWidget()
         theme.style_plot(self.plot)

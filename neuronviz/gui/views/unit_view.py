@@ -133,7 +133,7 @@ class UnitView(View):
             if it.scene() is not None:
                 self.weights.removeItem(it)
         if k is None:
-            self.weights.setTitle("no incoming weights")
+            self.weights.setTitle("no incoming weights", size="9pt")
             return
         src, kernel, idx = k
         col = kernel[..., int(idx[unit])]
@@ -147,7 +147,7 @@ class UnitView(View):
             self.weights.hideAxis("bottom")
             self.weights.invertY(True)
             self.weights.setAspectLocked(True)
-            self.weights.setTitle(f"filter {int(idx[unit])} of '{src}': {min(col.shape[2], 64)} of {col.shape[2]} input channels")
+            self.weights.setTitle(f"filter {int(idx[unit])} of '{src}' ({min(col.shape[2], 64)}/{col.shape[2]} inputs)", size="9pt")
             self.weights.autoRange()
         else:
             flat = col.reshape(-1)
@@ -157,7 +157,7 @@ class UnitView(View):
             self.weights.setAspectLocked(False)
             self.curve.setData(np.arange(len(flat)), flat)
             self.weights.addItem(self.curve)
-            self.weights.setTitle(f"{len(flat):,} incoming weights of '{src}' unit {int(idx[unit])}")
+            self.weights.setTitle(f"incoming weights ({len(flat):,})", size="9pt")
             self.weights.autoRange()
 
     def _draw_upstream(self, path, unit) -> None:
@@ -190,6 +190,13 @@ class UnitView(View):
             return
         path, unit = f
         act = s.act(path)
+        if act is not None and bool(act.dead[unit]):
+            self.saliency_for = (path, unit)
+            self.sample_img.clear()
+            self.sal_img.clear()
+            self.sample_label.setText("dead: never active")
+            self.sal_label.setText("on the validation data")
+            return
         i = int(np.argmax(act.per_sample[:, unit])) if act is not None else 0
         x = s.dataset.x[i: i + 1]
         model = s.model
@@ -209,8 +216,8 @@ class UnitView(View):
             self.sal_img.setImage(m, levels=(0.0, float(m.max()) or 1.0), autoLevels=False)
             self.sample_vb.autoRange(padding=0)
             self.sal_vb.autoRange(padding=0)
-            self.sample_label.setText(f"sample {i} (strongest response)")
-            self.sal_label.setText("saliency |d unit / d input|")
+            self.sample_label.setText(f"top sample #{i}")
+            self.sal_label.setText("saliency")
 
         self.tasks.submit("saliency", job, got)
 
