@@ -106,7 +106,7 @@ def bench_in_process(n_clicks: int) -> dict:
         before = s.plan
         t = time.perf_counter()
         QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
-        _wait(app, lambda: s.plan != before and st.score_plan == s.plan and st.score is not None
+        _wait(app, lambda before=before: s.plan != before and st.score_plan == s.plan and st.score is not None
               and win.preview.after_accuracy_text() == f"{100 * st.score.accuracy:.2f}%")
         times.append(time.perf_counter() - t)
         pause = time.perf_counter() + 0.25  # isolated clicks, as a user makes them

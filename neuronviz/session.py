@@ -16,6 +16,7 @@ Events (``subscribe(event, fn)``): "model", "data", "weight_stats", "act_stats",
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -66,7 +67,8 @@ class Session:
         self.taylor: dict | None = None  # Taylor importance per layer, once computed
         self.plan = Plan()
         self.layer: str | None = None
-        self._cache: dict = {}
+        self._cache: dict = {}  # per model: layer facts, sources, kernels
+        self._plans: OrderedDict = OrderedDict()  # (what, plan) -> value, most recent last
 
     # ---- events -----------------------------------------------------------------------
     def subscribe(self, event: str, fn: Callable) -> None:
@@ -111,6 +113,7 @@ class Session:
         self.sweep = self.taylor = None
         self.plan = Plan()
         self._cache.clear()
+        self._plans.clear()
         units = self.selectable_layers()
         self.layer = units[0] if units else None
         self.dataset = self.dataset if self._data_fits(self.dataset) else None
@@ -260,12 +263,21 @@ class Session:
         return None if g is None else self.trace.units.groups[g]
 
     # ---- selection --------------------------------------------------------------------
+    def _per_plan(self, what: str, plan: Plan, make: Callable):
+        """A cached value per plan (the most recent few hundred plans are kept)."""
+        key = (what, plan)
+        if key in self._plans:
+            self._plans.move_to_end(key)
+            return self._plans[key]
+        value = make()
+        self._plans[key] = value
+        while len(self._plans) > 300:
+            self._plans.popitem(last=False)
+        return value
+
     def check_plan(self, plan: Plan):
         """The resolved Selection of `plan` (raises NeuronvizError for a bad one)."""
-        key = ("sel", plan)
-        if key not in self._cache:
-            self._cache[key] = self.trace.select(plan)
-        return self._cache[key]
+        return self._per_plan("sel", plan, lambda: self.trace.select(plan))
 
     def set_plan(self, plan: Plan) -> None:
         if self.trace is None:
@@ -278,11 +290,8 @@ class Session:
     def removed(self, plan: Plan | None = None) -> dict[str, np.ndarray]:
         """Layer -> indices it loses under `plan` (coupled units over whole groups)."""
         plan = self.plan if plan is None else plan
-        key = ("removed", plan)
-        if key not in self._cache:
-            sel = self.check_plan(plan)
-            self._cache[key] = {k: np.asarray(v, np.int64) for k, v in sel.removed_by_layer().items()}
-        return self._cache[key]
+        return self._per_plan("removed", plan, lambda: {
+            k: np.asarray(v, np.int64) for k, v in self.check_plan(plan).removed_by_layer().items()})
 
     def selected_mask(self, path: str | None = None, plan: Plan | None = None) -> np.ndarray:
         path = path or self.layer
@@ -438,10 +447,7 @@ class Session:
         """Params and MACs of the pruned model, derived from the selection without
         rebuilding it (exact: the same slicing rules as the surgery)."""
         plan = self.plan if plan is None else plan
-        key = ("counts", plan)
-        if key not in self._cache:
-            self._cache[key] = _counts_after(self.trace, self.before, self.check_plan(plan))
-        return self._cache[key]
+        return self._per_plan("counts", plan, lambda: _counts_after(self.trace, self.before, self.check_plan(plan)))
 
     def __repr__(self) -> str:
         name = self.model_path.name if self.model_path else (self.model.name if self.model else None)

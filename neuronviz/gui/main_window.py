@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QEvent, QSettings, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
     QMainWindow,
@@ -15,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from neuronviz.gui import files
+from neuronviz.gui import files, theme
 from neuronviz.gui.menus import build_menus
 from neuronviz.gui.navigator import Navigator
 from neuronviz.gui.pipeline import Pipeline
@@ -120,6 +121,23 @@ class MainWindow(QMainWindow):
         self.tasks.finished.connect(self._on_task_finished)
         self.progress.cancel.connect(self.cancel_task)
         self.selection.stack.indexChanged.connect(lambda *_: self._update_title())
+        QGuiApplication.styleHints().colorSchemeChanged.connect(self.restyle)
+
+    def restyle(self, *args) -> None:
+        """Follow the system's light or dark scheme (Fusion updates the widgets; the
+        plots get matching backgrounds and axes)."""
+        import pyqtgraph as pg
+
+        theme.apply_theme()
+        for w in self.findChildren(pg.PlotWidget):
+            theme.style_plot(w)
+        for w in self.findChildren(pg.GraphicsLayoutWidget):
+            w.setBackground(theme.plot_colors()[0])
+
+    def changeEvent(self, ev) -> None:
+        super().changeEvent(ev)
+        if ev.type() in (QEvent.Type.ApplicationPaletteChange, QEvent.Type.PaletteChange):
+            self.restyle()
 
     # ---- opening ----------------------------------------------------------------------
     def open_model(self, path, data=None, layer: str | None = None) -> None:
