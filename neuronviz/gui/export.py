@@ -23,11 +23,14 @@ from neuronviz.gui.files import MODEL_FILTER
 
 
 def default_output(session) -> Path:
-    stem = session.model_path.stem if session.model_path else session.model.name
-    base = Path.cwd()
-    if session.model_path and session.model_path.parent.exists() and "resources" not in session.model_path.parts:
-        base = session.model_path.parent
-    return base / f"{stem}-pruned.keras"
+    """Next to the model file; in the working directory for the bundled demo."""
+    from neuronviz.resources import resources_dir
+
+    path = session.model_path
+    bundled = path is not None and resources_dir() in path.resolve().parents
+    if path is None or bundled or not path.parent.exists():
+        return Path.cwd() / f"{session.model.name}-pruned.keras"
+    return path.parent / f"{path.stem}-pruned.keras"
 
 
 class ExportDialog(QDialog):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QSettings, Qt
+from PySide6.QtCore import QEvent, QSettings, Qt, QTimer
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -189,6 +189,10 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.workspace if has else self.start)
         self.nav_dock.setVisible(has)
         self.side_dock.setVisible(has)
+        if has and not self._docks_sized:  # first time the workspace shows, no saved layout
+            self._docks_sized = True
+            QTimer.singleShot(0, lambda: self.resizeDocks([self.nav_dock, self.side_dock], [330, 360],
+                                                          Qt.Orientation.Horizontal))
         self.start.set_busy(None)
         for a in self.menus.needs_model:
             a.setEnabled(has)
@@ -242,8 +246,7 @@ class MainWindow(QMainWindow):
         if geo is not None:
             self.restoreGeometry(geo)
         state = self.settings.value("window/state")
-        if state is None or not self.restoreState(state):
-            self.resizeDocks([self.nav_dock, self.side_dock], [330, 360], Qt.Orientation.Horizontal)
+        self._docks_sized = state is not None and self.restoreState(state)
 
     def save_layout(self) -> None:
         self.settings.setValue("window/geometry", self.saveGeometry())

@@ -51,6 +51,7 @@ def style_plot(widget: pg.PlotWidget) -> None:
         ax = item.getAxis(name)
         ax.setPen(fg)
         ax.setTextPen(fg)
+        ax.enableAutoSIPrefix(False)
 
 
 def unit_brushes(n: int, selected: np.ndarray, direct: np.ndarray, dead: np.ndarray | None = None) -> list:

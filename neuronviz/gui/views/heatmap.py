@@ -10,8 +10,8 @@ from collections import OrderedDict
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
 
 from neuronviz.gui import theme
 from neuronviz.gui.views.base import View
@@ -65,14 +65,15 @@ class HeatmapView(View):
         self.range = QCheckBox("Range")
         self.range.setToolTip("Drag the band to select the units (rows) it covers")
         self.info = QLabel()
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.legend = QLabel(theme.legend_html())
         top = QHBoxLayout()
         for w in (self.by_class, self.scale, self.range):
             top.addWidget(w)
-        top.addStretch(1)
         top.addWidget(self.legend)
         top.addSpacing(12)
-        top.addWidget(self.info)
+        top.addWidget(self.info, 1)
         self.plot = pg.PlotWidget()
         theme.style_plot(self.plot)
         self.plot.setMenuEnabled(False)

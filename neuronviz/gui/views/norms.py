@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
 
 from neuronviz.gui import theme
 from neuronviz.gui.views.base import View
@@ -24,14 +25,15 @@ class NormView(View):
         self.range = QCheckBox("Range")
         self.range.setToolTip("Drag the band to select the units it covers (R)")
         self.info = QLabel()
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.legend = QLabel(theme.legend_html())
         top = QHBoxLayout()
         for w in (self.kind, self.sorted, self.range):
             top.addWidget(w)
-        top.addStretch(1)
         top.addWidget(self.legend)
         top.addSpacing(12)
-        top.addWidget(self.info)
+        top.addWidget(self.info, 1)
         self.plot = pg.PlotWidget()
         theme.style_plot(self.plot)
         self.plot.setMenuEnabled(False)

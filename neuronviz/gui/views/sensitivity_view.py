@@ -42,10 +42,10 @@ class SensitivityView(View):
         theme.style_plot(self.plot)
         self.plot.setMenuEnabled(False)
         pi = self.plot.getPlotItem()
-        pi.setLabel("bottom", "fraction of the layer's units removed")
-        pi.setLabel("left", "accuracy")
+        pi.setLabel("bottom", "% of the layer's units removed")
+        pi.setLabel("left", "accuracy (%)")
         pi.showGrid(x=True, y=True, alpha=0.2)
-        self.legend = pi.addLegend(offset=(-10, 10))
+        self.legend = pi.addLegend(offset=(10, -10))
         self.items: list = []
         self.points: dict[str, pg.ScatterPlotItem] = {}
         lay = QVBoxLayout(self)
@@ -82,14 +82,15 @@ class SensitivityView(View):
                               "Then click a point to select that many units of that layer."
                               if s.previewer is not None else "The sweep needs validation data.")
             return
-        base = pg.InfiniteLine(pos=res.baseline.accuracy, angle=0, pen=pg.mkPen((128, 128, 128), style=pg.QtCore.Qt.PenStyle.DashLine))
+        base = pg.InfiniteLine(pos=100 * res.baseline.accuracy, angle=0, pen=pg.mkPen((128, 128, 128), style=pg.QtCore.Qt.PenStyle.DashLine))
         self.plot.addItem(base)
         self.items.append(base)
         for i, c in enumerate(res.curves):
             colour = theme.CURVES[i % len(theme.CURVES)]
-            acc = np.array([a if math.isfinite(a) else np.nan for a in c.accuracy], float)
-            line = pg.PlotDataItem(c.fractions, acc, pen=pg.mkPen(colour, width=2), name=f"{c.layer} ({c.size})", connect="finite")
-            pts = pg.ScatterPlotItem(c.fractions, np.nan_to_num(acc, nan=0.0), size=9, brush=pg.mkBrush(colour),
+            acc = 100 * np.array([a if math.isfinite(a) else np.nan for a in c.accuracy], float)
+            xs = 100 * np.asarray(c.fractions, float)
+            line = pg.PlotDataItem(xs, acc, pen=pg.mkPen(colour, width=2), name=f"{c.layer} ({c.size} units)", connect="finite")
+            pts = pg.ScatterPlotItem(xs, np.nan_to_num(acc, nan=0.0), size=9, brush=pg.mkBrush(colour),
                                      pen=pg.mkPen(colour), hoverable=True, hoverSize=13, tip=None,
                                      data=[(c.layer, f, k) for f, k in zip(c.fractions, c.removed, strict=True)])
             pts.sigClicked.connect(self._on_point)
@@ -97,7 +98,9 @@ class SensitivityView(View):
                 self.plot.addItem(it)
                 self.items.append(it)
             self.points[c.layer] = pts
-        self.plot.getPlotItem().setYRange(0, 1.02)
+        finite = [a for c in res.curves for a in c.accuracy if math.isfinite(a)] or [0.0]
+        self.plot.getPlotItem().setYRange(max(0.0, 100 * min(finite) - 5), 100.5, padding=0)
+        self.plot.getPlotItem().setXRange(-3, 100 * max(max(c.fractions) for c in res.curves) + 3, padding=0)
         crit = dict(CRITERIA).get(s.sweep_criterion, s.sweep_criterion)
         skipped = "; ".join(f"{k}: {v}" for k, v in res.skipped.items())
         self.info.setText(f"By smallest {crit}. Baseline accuracy {100 * res.baseline.accuracy:.2f}% (dashed). "

@@ -34,11 +34,12 @@ class StatsView(View):
         grid = QGridLayout(self)
         grid.setContentsMargins(4, 4, 4, 4)
         self.plots = {}
-        specs = [("weights", "Weights of the layer", "weight value"),
+        specs = [("weights", "Weights", "weight value"),
                  ("mean", "Mean activation per unit", "mean activation"),
-                 ("apoz", "APoZ per unit (fraction of zeros)", "APoZ")]
+                 ("apoz", "APoZ per unit", "APoZ (fraction of zero outputs)")]
         for i, (name, title, xlabel) in enumerate(specs):
-            w = pg.PlotWidget(title=title)
+            w = pg.PlotWidget()
+            w.setTitle(title, size="10pt")
             theme.style_plot(w)
             w.setMenuEnabled(False)
             w.getPlotItem().setLabel("bottom", xlabel)
@@ -83,25 +84,27 @@ class StatsView(View):
             src, kernel, _ = k
             counts, edges = _hist(kernel)
             self._bars("weights", counts, edges, theme.UNIT)
-            self.plots["weights"].setTitle(f"Weights of '{src}' ({kernel.size:,} values)")
+            self.plots["weights"].setTitle(f"Weights of '{src}'", size="10pt")
         else:
-            self.plots["weights"].setTitle(f"'{path}' has no weights")
+            self.plots["weights"].setTitle("No weights of its own", size="10pt")
         act = s.act(path)
         sel = s.selected_mask(path)
         lines = [f"<b>{path}</b>", f"{s.units(path)} units, {int(sel.sum())} selected"]
+        if k is not None:
+            lines.append(f"{k[1].size:,} weights in '{k[0]}'")
         if act is None:
             for name in ("mean", "apoz"):
-                self.plots[name].setTitle("(needs validation data)")
+                self.plots[name].setTitle("(needs validation data)", size="10pt")
             self.summary.setText("<br>".join(lines))
             return
         for name, values, title in (("mean", act.mean, "Mean activation per unit"),
-                                    ("apoz", act.apoz, "APoZ per unit (fraction of zeros)")):
+                                    ("apoz", act.apoz, "APoZ per unit")):
             counts, edges = _hist(values, 40)
             self._bars(name, counts, edges, theme.UNIT)
             if sel.any():
                 c2, _ = _hist(np.asarray(values)[sel], edges=edges)
                 self._bars(name, c2, edges, theme.SELECTED, 200)
-            self.plots[name].setTitle(title)
+            self.plots[name].setTitle(title, size="10pt")
         dead = np.asarray(act.dead)
         if dead.any():
             c3, edges = _hist(np.asarray(act.apoz)[dead], edges=_hist(act.apoz, 40)[1])

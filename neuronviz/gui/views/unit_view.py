@@ -47,7 +47,7 @@ class UnitView(View):
         self.stats.setWordWrap(True)
         self.glw = pg.GraphicsLayoutWidget()
         self.glw.setBackground(theme.plot_colors()[0])
-        self.glw.setMinimumHeight(240)
+        self.glw.setMinimumHeight(230)
         self.weights = self.glw.addPlot(row=0, col=0, colspan=2, title="incoming weights")
         self.weights.setMenuEnabled(False)
         self.weights.setMouseEnabled(x=False, y=False)
@@ -58,6 +58,8 @@ class UnitView(View):
         self.sal_label = self.glw.addLabel("", row=1, col=1, size="9pt")
         self.sample_vb = self.glw.addViewBox(row=2, col=0, lockAspect=True, invertY=True, enableMouse=False)
         self.sal_vb = self.glw.addViewBox(row=2, col=1, lockAspect=True, invertY=True, enableMouse=False)
+        self.glw.ci.layout.setRowStretchFactor(0, 3)
+        self.glw.ci.layout.setRowStretchFactor(2, 2)
         self.sample_img = pg.ImageItem(axisOrder="row-major")
         self.sal_img = pg.ImageItem(axisOrder="row-major")
         self.sal_img.setColorMap(pg.colormap.get("inferno"))
@@ -111,8 +113,13 @@ class UnitView(View):
             rows += [("mean", f"{float(act.mean[unit]):.4g}"), ("std", f"{float(act.std[unit]):.4g}"),
                      ("max", f"{float(act.max[unit]):.4g}"), ("APoZ", f"{float(act.apoz[unit]):.3f}"),
                      ("dead", "yes" if bool(act.dead[unit]) else "no")]
-        self.stats.setText("<table>" + "".join(
-            f"<tr><td>{a}&nbsp;&nbsp;</td><td align=right>{b}</td></tr>" for a, b in rows) + "</table>")
+        half = (len(rows) + 1) // 2
+        cells = []
+        for i in range(half):
+            pair = rows[i: i + 1] + rows[half + i: half + i + 1]
+            cells.append("<tr>" + "".join(f"<td>{a}&nbsp;</td><td align=right>{b}&nbsp;&nbsp;&nbsp;&nbsp;</td>"
+                                          for a, b in pair) + "</tr>")
+        self.stats.setText("<table>" + "".join(cells) + "</table>")
         self._draw_weights(path, unit)
         self._draw_upstream(path, unit)
         if (path, unit) != self.saliency_for:
