@@ -84,6 +84,7 @@ def build_menus(win) -> SimpleNamespace:
     act(a, "sweep", "Run &Sensitivity Sweep", lambda: (win.tabs.setCurrentWidget(win.sensitivity), win.sensitivity.run()),
         "Ctrl+Shift+R")
     act(a, "cancel", "&Cancel Background Task", win.cancel_task, "Ctrl+.", False)
+    act(a, "dismiss", "&Dismiss Message", win.banner.hide, "Esc", False)
     if _has("neuronviz.gui.finetune_dialog"):
         a.addSeparator()
         act(a, "finetune", "&Fine-tune a Model…", lambda: _finetune(win))

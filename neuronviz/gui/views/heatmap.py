@@ -164,7 +164,8 @@ class HeatmapView(View):
             self._key = key
         self._draw_selection(units, cols)
         n = len(act.per_sample)
-        self.info.setText(f"{units} units × {n:,} samples" + (f" (shown as {cols} columns)" if cols < n else ""))
+        self.info.setText(f"{units} × {n:,}")
+        self.info.setToolTip(f"{units} units × {n:,} samples" + (f", each column the mean of {n / cols:.1f} samples" if cols < n else ""))
 
     def _draw_selection(self, units: int, cols: int) -> None:
         s = self.session

@@ -84,7 +84,8 @@ class NormView(View):
             self.plot.getPlotItem().setLabel("bottom", "unit (sorted by norm)" if self.sorted.isChecked() else "unit")
             self._key = key
         n_sel = int(s.selected_mask(path).sum())
-        self.info.setText(f"{path}: {n_sel} of {len(values)} selected")
+        self.info.setText(f"{n_sel} of {len(values)} selected")
+        self.info.setToolTip(f"{path}: {n_sel} of {len(values)} units selected (coupled units included)")
         if self.range_tool.visible:
             self.range_tool.region.setBounds((-0.5, len(values) - 0.5))
 
