@@ -230,20 +230,28 @@ class Session:
         the model's outputs directly (removing output units changes what the model means)."""
         if self.trace is None:
             return []
-        return [p for p in self.trace.layer_units if self.why_not_selectable(p) is None]
+        if "selectable" not in self._cache:
+            self._cache["selectable"] = [p for p in self.trace.layer_units if self.why_not_selectable(p) is None]
+        return self._cache["selectable"]
 
     def why_not_selectable(self, path: str) -> str | None:
         """None for a layer whose units can be selected, else a one-line reason."""
         if self.trace is None or path not in self.trace.layer_units:
             return "this layer has no units of its own"
-        g = self.trace.group_of(path)
-        for i in g if isinstance(g, list) else [g]:
+        for i in self._group_indices(path):
             grp = self.trace.units.groups[i]
             if grp.blocked:
                 return "its units cannot be removed: " + grp.blocked[0]
             if grp.reaches_output:
                 return "its units are the model's outputs"
         return None
+
+    def _group_indices(self, path: str) -> list[int]:
+        cache = self._cache.setdefault("group_of", {})
+        if path not in cache:
+            g = self.trace.group_of(path)
+            cache[path] = [] if g is None else (list(g) if isinstance(g, list) else [g])
+        return cache[path]
 
     def set_layer(self, path: str | None) -> None:
         if path is not None and (self.trace is None or path not in self.trace.layer_units):
@@ -258,9 +266,8 @@ class Session:
 
     def group(self, path: str):
         """The Group object of a layer with units (the first if it spans several)."""
-        g = self.trace.group_of(path)
-        g = g[0] if isinstance(g, list) else g
-        return None if g is None else self.trace.units.groups[g]
+        gs = self._group_indices(path) if self.trace is not None and path in self.trace.layer_units else []
+        return self.trace.units.groups[gs[0]] if gs else None
 
     # ---- selection --------------------------------------------------------------------
     def _per_plan(self, what: str, plan: Plan, make: Callable):
@@ -301,8 +308,10 @@ class Session:
 
     def unit_totals(self, plan: Plan | None = None) -> tuple[int, int]:
         """(removable units, units removed by `plan`), counting each coupled unit once."""
-        groups = {self.group(p).index: self.group(p).size for p in self.selectable_layers()}
-        return sum(groups.values()), int(len(self.check_plan(self.plan if plan is None else plan).removed))
+        if "total_units" not in self._cache:
+            groups = {self.group(p).index: self.group(p).size for p in self.selectable_layers()}
+            self._cache["total_units"] = sum(groups.values())
+        return self._cache["total_units"], int(len(self.check_plan(self.plan if plan is None else plan).removed))
 
     def direct_mask(self, path: str | None = None) -> np.ndarray:
         """Units of `path` named in the plan itself (the others in selected_mask are

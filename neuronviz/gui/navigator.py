@@ -60,7 +60,6 @@ class Navigator(QWidget):
         self.tree.setSortingEnabled(False)
         header = self.tree.header()
         header.setStretchLastSection(False)
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.filter)
@@ -122,6 +121,13 @@ class Navigator(QWidget):
             self.rows[info.path] = items
         self.tree.expandAll()
         self.update_selected()
+        header = self.tree.header()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.doItemsLayout()
+        widths = [header.sectionSize(i) for i in range(len(COLUMNS))]
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)  # cheap updates from now on
+        for i, w in enumerate(widths):
+            header.resizeSection(i, max(w, 40 if i in (1, 2) else 0))
         self.show_layer()
 
     def update_selected(self) -> None:
@@ -132,7 +138,10 @@ class Navigator(QWidget):
         for path, items in self.rows.items():
             n = len(removed.get(path, ()))
             units = s.units(path) if path in s.trace.layer_units else 0
-            items[2].setText(f"{n}" if n else ("" if not units else "·"))
+            text = f"{n}" if n else ("" if not units else "·")
+            if items[2].text() == text:
+                continue  # unchanged: each item change costs a model signal
+            items[2].setText(text)
             items[2].setData(n, SORT_ROLE)
             items[2].setForeground(QBrush(theme.SELECTED if n else theme.DEAD))
 

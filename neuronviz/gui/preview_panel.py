@@ -60,11 +60,10 @@ class PreviewPanel(QWidget):
                 grid.addWidget(lab, row, col)
             self.labels[name] = cells
         self.accuracy_label = self.labels["Accuracy"][1]
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 0)
-        self.progress.setMaximumHeight(6)
+        self.progress = QProgressBar()  # busy while the preview computes; always laid out
+        self.progress.setRange(0, 1)
+        self.progress.setMaximumHeight(4)
         self.progress.setTextVisible(False)
-        self.progress.setVisible(False)
         line = QFrame()
         line.setFrameShape(QFrame.Shape.HLine)
         lay = QVBoxLayout(self)
@@ -94,7 +93,7 @@ class PreviewPanel(QWidget):
                 for c in cells:
                     c.setText("–")
             self.status.setText("Open a model and validation data.")
-            self.progress.setVisible(False)
+            self._busy(False)
             return
         before, after = s.before, s.counts_after()
         self._row("Params", human(before.params), human(after.params), _shrink(before.params, after.params))
@@ -103,7 +102,7 @@ class PreviewPanel(QWidget):
         self._row("Units", str(total), str(total - n), f"−{n}" if n else "")
         base, score = st.baseline, st.score if st.score_plan == s.plan else None
         waiting = s.previewer is not None and score is None
-        self.progress.setVisible(waiting)
+        self._busy(waiting)
         self._row("Accuracy", _pct(base.accuracy) if base else "–",
                   _pct(score.accuracy) if score else ("…" if waiting else "–"),
                   _delta(base.accuracy, score.accuracy, pct=True) if base and score else "")
@@ -118,6 +117,10 @@ class PreviewPanel(QWidget):
             nsel = sum(len(v) for v in s.plan.remove.values())
             self.status.setText(f"{s.dataset.n:,} validation samples · {nsel} units selected directly, "
                                 f"{n} removed in total (coupled units included)")
+
+    def _busy(self, on: bool) -> None:
+        if on != (self.progress.maximum() == 0):
+            self.progress.setRange(0, 0 if on else 1)
 
     def _row(self, name, before, after, change) -> None:
         a, b, c = self.labels[name]

@@ -164,8 +164,10 @@ class HeatmapView(View):
             self._key = key
         self._draw_selection(units, cols)
         n = len(act.per_sample)
-        self.info.setText(f"{units} × {n:,}")
-        self.info.setToolTip(f"{units} units × {n:,} samples" + (f", each column the mean of {n / cols:.1f} samples" if cols < n else ""))
+        grouped = ", grouped by class" if self.by_class.isChecked() else ""
+        shown = f", {cols} columns of ~{n / cols:.1f} samples" if cols < n else ""
+        self.plot.getPlotItem().setLabel("bottom", f"samples ({n:,}{grouped}{shown})")
+        self.info.setText(f"{units} units")
 
     def _draw_selection(self, units: int, cols: int) -> None:
         s = self.session
