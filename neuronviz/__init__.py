@@ -12,8 +12,9 @@ def __getattr__(name):
     # Lazy, so that `import neuronviz` (e.g. for the CLI's --help) does not load TensorFlow.
     # The public names are listed once, in neuronviz.api.__all__.
     if not name.startswith("_"):
-        from neuronviz import api
+        import importlib
 
+        api = importlib.import_module("neuronviz.api")  # not `from neuronviz import api`: that recurses
         if name in api.__all__:
             return getattr(api, name)
     raise AttributeError(f"module 'neuronviz' has no attribute '{name}'")
