@@ -226,8 +226,8 @@ class Session:
         return self._cache["layers"]
 
     def selectable_layers(self) -> list[str]:
-        """Layers with units that can be removed: not in a blocked group, and not feeding
-        the model's outputs directly (removing output units changes what the model means)."""
+        """Layers with units that can be removed: not in a blocked group. Output units are
+        selectable (see `output_warning`)."""
         if self.trace is None:
             return []
         if "selectable" not in self._cache:
@@ -242,8 +242,15 @@ class Session:
             grp = self.trace.units.groups[i]
             if grp.blocked:
                 return "its units cannot be removed: " + grp.blocked[0]
-            if grp.reaches_output:
-                return "its units are the model's outputs"
+        return None
+
+    def output_warning(self, path: str) -> str | None:
+        """A one-line warning when `path`'s units are the model's outputs, else None."""
+        if self.trace is None or path not in self.trace.layer_units:
+            return None
+        if any(self.trace.units.groups[i].reaches_output for i in self._group_indices(path)):
+            return (f"Units of '{path}' are model outputs: removing them changes the model's "
+                    "output shape and what each output means.")
         return None
 
     def _group_indices(self, path: str) -> list[int]:

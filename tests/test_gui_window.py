@@ -194,9 +194,9 @@ def test_invert_clear_and_refusal(win, qtbot):
     win.menus.actions["invert"].trigger()  # would remove all 32 filters
     assert s.plan == Plan()
     assert "at least one unit" in win.banner.text()
-    s.set_layer("dense_1")
+    s.set_layer("dense_1")  # output units may go, with a warning
     win.selection.edit("dense_1", [0], "toggle")
-    assert s.plan == Plan() and "outputs" in win.banner.text()
+    assert s.plan == Plan({"dense_1": [0]}) and "model outputs" in win.banner.text()
 
 
 def test_navigator_rows_filter_and_click(win, qtbot):

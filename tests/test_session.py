@@ -42,14 +42,16 @@ def loaded(demo_model_path):
 
 def test_model_facts(session):
     assert session.layer == "conv2d"
-    assert session.selectable_layers() == ["conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "dense"]
-    assert "outputs" in session.why_not_selectable("dense_1")
+    assert session.selectable_layers() == ["conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "dense", "dense_1"]
+    assert session.why_not_selectable("dense_1") is None  # allowed, with a warning
+    assert "output shape" in session.output_warning("dense_1")
+    assert session.output_warning("dense") is None
     assert "no units" in session.why_not_selectable("flatten")
     rows = {r.path: r for r in session.layers()}
     assert rows["dense"].units == 512 and rows["dense"].type == "Dense"
     assert rows["flatten"].units is None and rows["flatten"].output_shape == (None, 3136)
     assert rows["dense"].params == 3136 * 512 + 512
-    assert session.unit_totals() == (32 + 64 + 512, 0)
+    assert session.unit_totals() == (32 + 64 + 512 + 10, 0)
 
 
 def test_events_fire_on_change(session):

@@ -74,7 +74,11 @@ class Selection(QObject):
             self.state.error(str(e))
             return False
         label = text or f"{op.capitalize()} {layer}:{format_spec(idx) if len(idx) else '-'}"
-        return self.apply(plan, label)
+        applied = self.apply(plan, label)
+        warning = s.output_warning(layer)
+        if applied and warning and plan.remove.get(layer):
+            self.state.warning(warning)
+        return applied
 
     def click(self, layer: str, unit: int, modifiers, order=None) -> bool:
         """A click on `unit`: plain click toggles it; Ctrl-click adds it; Shift-click

@@ -64,6 +64,9 @@ class State(QObject):
     def error(self, text: str) -> None:
         self.message.emit("error", text)
 
+    def warning(self, text: str) -> None:
+        self.message.emit("warning", text)
+
     def info(self, text: str) -> None:
         self.message.emit("info", text)
 
