@@ -90,7 +90,11 @@ def main(argv=None) -> int:
     model = nv.load_model(demo_model())
     tr, va = np.load(demo_train()), np.load(demo_val())
     train, val = (tr["x"], tr["y"]), (va["x"], va["y"])
-    out: dict = {"cpu_threads": os.cpu_count(), "tensorflow": tf.__version__, "keras": keras.__version__}
+    out: dict = {
+        "cpu_threads": os.cpu_count(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+    }
 
     t0 = time.perf_counter()
     out["accuracy"] = {"original": evaluate(model, val)}
@@ -101,7 +105,9 @@ def main(argv=None) -> int:
         res = nv.prune(model, {"dense": order[:k].tolist()})
         pruned[frac] = res.model
         before_ft = evaluate(res.model, val)
-        job = FinetuneJob(res.model, train, val, epochs=args.epochs, patience=args.epochs, learning_rate=1e-4)
+        job = FinetuneJob(
+            res.model, train, val, epochs=args.epochs, patience=args.epochs, learning_rate=1e-4
+        )
         tuned = job.run_all()
         out["accuracy"][f"pruned_{int(frac * 100)}"] = before_ft
         out["accuracy"][f"pruned_{int(frac * 100)}_finetuned"] = evaluate(tuned, val)
@@ -111,20 +117,33 @@ def main(argv=None) -> int:
         sparse[scope] = sparsify(model, 0.8, scope=scope)
         key = f"sparse_80_{scope}"
         out["accuracy"][key] = evaluate(sparse[scope].model, val)
-        job = FinetuneJob(sparse[scope].model, train, val, epochs=args.epochs, patience=args.epochs,
-                          masks=sparse[scope].masks)
+        job = FinetuneJob(
+            sparse[scope].model,
+            train,
+            val,
+            epochs=args.epochs,
+            patience=args.epochs,
+            masks=sparse[scope].masks,
+        )
         tuned = job.run_all()
         out["accuracy"][f"{key}_finetuned"] = evaluate(tuned, val)
         kernels = prunable_kernels(tuned)
         out["accuracy"][f"{key}_zeros_kept"] = all(
-            bool(np.all(kernels[n].numpy()[~m] == 0)) for n, m in sparse[scope].masks.items())
+            bool(np.all(kernels[n].numpy()[~m] == 0)) for n, m in sparse[scope].masks.items()
+        )
     out["accuracy_seconds"] = round(time.perf_counter() - t0, 1)
 
     # Extra, to show where the time goes: the convolutions dominate this CNN's MACs.
     conv_order = np.argsort(l2_scores(model, "conv2d_1"), kind="stable")
-    both = nv.prune(model, {"dense": order[:410].tolist(), "conv2d_1": conv_order[:32].tolist()}).model
-    models = {"original": model, "pruned_80": pruned[0.8], "sparse_80": sparse["layer"].model,
-              "pruned_80+conv50": both}
+    both = nv.prune(
+        model, {"dense": order[:410].tolist(), "conv2d_1": conv_order[:32].tolist()}
+    ).model
+    models = {
+        "original": model,
+        "pruned_80": pruned[0.8],
+        "sparse_80": sparse["layer"].model,
+        "pruned_80+conv50": both,
+    }
     out["macs"] = {name: int(nv.counts(m).macs) for name, m in models.items()}
     out["params"] = {name: int(m.count_params()) for name, m in models.items()}
     x = va["x"][:32]
@@ -132,7 +151,9 @@ def main(argv=None) -> int:
     out["keras_file_bytes"] = {name: model_file_size(m).to_dict() for name, m in models.items()}
     flat = {name: tflite_bytes(m) for name, m in models.items()}
     flat["sparse_80_tfl_sparse"] = tflite_bytes(sparse["layer"].model, sparse_encoding=True)
-    out["tflite_bytes"] = {name: {"raw": len(b), "gzip": len(gzip.compress(b, 6, mtime=0))} for name, b in flat.items()}
+    out["tflite_bytes"] = {
+        name: {"raw": len(b), "gzip": len(gzip.compress(b, 6, mtime=0))} for name, b in flat.items()
+    }
     out["tflite_latency_ms_batch32"] = tflite_latencies_ms(flat, x, args.repeats)
 
     _print(out)
@@ -146,17 +167,26 @@ def _print(out: dict) -> None:
     acc = out["accuracy"]
     print(f"TensorFlow {out['tensorflow']}, Keras {out['keras']}, {out['cpu_threads']} CPU threads")
     print("\nvalidation accuracy (demo val, 1000 images)")
-    rows = [("original", "original"), ("dense -50% units", "pruned_50"), ("  + fine-tuned", "pruned_50_finetuned"),
-            ("dense -80% units", "pruned_80"), ("  + fine-tuned", "pruned_80_finetuned"),
-            ("80% sparse, per layer", "sparse_80_layer"), ("  + masked fine-tuned", "sparse_80_layer_finetuned"),
-            ("80% sparse, global", "sparse_80_global"), ("  + masked fine-tuned", "sparse_80_global_finetuned")]
+    rows = [
+        ("original", "original"),
+        ("dense -50% units", "pruned_50"),
+        ("  + fine-tuned", "pruned_50_finetuned"),
+        ("dense -80% units", "pruned_80"),
+        ("  + fine-tuned", "pruned_80_finetuned"),
+        ("80% sparse, per layer", "sparse_80_layer"),
+        ("  + masked fine-tuned", "sparse_80_layer_finetuned"),
+        ("80% sparse, global", "sparse_80_global"),
+        ("  + masked fine-tuned", "sparse_80_global_finetuned"),
+    ]
     for label, key in rows:
         print(f"  {label:<24} acc {acc[key]['accuracy']:.4f}  loss {acc[key]['loss']:.4f}")
     kept = acc["sparse_80_layer_zeros_kept"] and acc["sparse_80_global_zeros_kept"]
     print(f"  (zeros kept exactly through masked fine-tuning: {kept}; {acc_seconds(out)})")
     print("\nCPU latency, batch 32, median (ms); file sizes (MB)")
-    print(f"  {'model':<21} {'MMACs':>6} {'keras ms':>9} {'tflite ms':>10} {'.keras raw':>11} {'.keras gz':>10} "
-          f"{'tflite raw':>11} {'tflite gz':>10}")
+    print(
+        f"  {'model':<21} {'MMACs':>6} {'keras ms':>9} {'tflite ms':>10} {'.keras raw':>11} {'.keras gz':>10} "
+        f"{'tflite raw':>11} {'tflite gz':>10}"
+    )
 
     def mb(v):
         return f"{v / 1e6:.2f}" if v is not None else "-"
@@ -166,9 +196,11 @@ def _print(out: dict) -> None:
         t = out["tflite_bytes"][name]
         ms = out["latency_ms_batch32"].get(name)
         macs = out["macs"].get(name)
-        print(f"  {name:<21} {(f'{macs / 1e6:.1f}' if macs else '-'):>6} {(f'{ms:.2f}' if ms is not None else '-'):>9} "
-              f"{out['tflite_latency_ms_batch32'][name]:>10.2f} {mb(k['raw']):>11} {mb(k['gzip']):>10} "
-              f"{mb(t['raw']):>11} {mb(t['gzip']):>10}")
+        print(
+            f"  {name:<21} {(f'{macs / 1e6:.1f}' if macs else '-'):>6} {(f'{ms:.2f}' if ms is not None else '-'):>9} "
+            f"{out['tflite_latency_ms_batch32'][name]:>10.2f} {mb(k['raw']):>11} {mb(k['gzip']):>10} "
+            f"{mb(t['raw']):>11} {mb(t['gzip']):>10}"
+        )
 
 
 def acc_seconds(out: dict) -> str:

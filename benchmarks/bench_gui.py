@@ -75,7 +75,9 @@ def bench_in_process(n_clicks: int) -> dict:
     win.resize(1280, 800)
     win.show()
     s, st = win.state.session, win.state
-    _wait(app, lambda: s.previewer is not None and s.act_stats is not None and st.baseline is not None)
+    _wait(
+        app, lambda: s.previewer is not None and s.act_stats is not None and st.baseline is not None
+    )
     ready = time.perf_counter() - t0
 
     # 2. UI stall while the first pass over the data runs (run it again, measured)
@@ -105,9 +107,18 @@ def bench_in_process(n_clicks: int) -> dict:
         pos = scene_pos(view, bars, win.norms.bar_center(unit))
         before = s.plan
         t = time.perf_counter()
-        QTest.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
-        _wait(app, lambda before=before: s.plan != before and st.score_plan == s.plan and st.score is not None
-              and win.preview.after_accuracy_text() == f"{100 * st.score.accuracy:.2f}%")
+        QTest.mouseClick(
+            view.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos
+        )
+        _wait(
+            app,
+            lambda before=before: (
+                s.plan != before
+                and st.score_plan == s.plan
+                and st.score is not None
+                and win.preview.after_accuracy_text() == f"{100 * st.score.accuracy:.2f}%"
+            ),
+        )
         times.append(time.perf_counter() - t)
         pause = time.perf_counter() + 0.25  # isolated clicks, as a user makes them
         while time.perf_counter() < pause:
@@ -132,8 +143,11 @@ def bench_startup(runs: int = 2) -> dict:
     xvfb = None
     if shutil.which("Xvfb"):
         n = next(i for i in range(150, 250) if not Path(f"/tmp/.X{i}-lock").exists())
-        xvfb = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        xvfb = subprocess.Popen(
+            ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 20
         while not Path(f"/tmp/.X11-unix/X{n}").exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -142,8 +156,13 @@ def bench_startup(runs: int = 2) -> dict:
     try:
         for _ in range(runs):
             env["NEURONVIZ_T0"] = repr(time.time())
-            r = subprocess.run([sys.executable, "-m", "neuronviz.cli", "--demo"], env=env,
-                               capture_output=True, text=True, timeout=300)
+            r = subprocess.run(
+                [sys.executable, "-m", "neuronviz.cli", "--demo"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
             line = [ln for ln in r.stdout.splitlines() if ln.startswith("first-paint-seconds")]
             if r.returncode != 0 or not line:
                 raise SystemExit(f"bench_gui: start-up run failed: {r.stderr[-500:]}")
@@ -173,7 +192,11 @@ def main(argv=None) -> int:
     ]
     print(f"neuronviz GUI benchmark ({os.cpu_count()} cores, start-up on {r['platform']})")
     for name, value, target, unit in rows:
-        verdict = "" if target is None else f"  target < {target} {unit}: {'OK' if value < target else 'MISSED'} ({value / target:.2f}x)"
+        verdict = (
+            ""
+            if target is None
+            else f"  target < {target} {unit}: {'OK' if value < target else 'MISSED'} ({value / target:.2f}x)"
+        )
         print(f"  {name:42s} {value:8.1f} {unit}{verdict}")
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=2))

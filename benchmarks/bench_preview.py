@@ -59,17 +59,24 @@ def _paired(model, data: Dataset, pv: Previewer, layer: str, repeats: int, click
     model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0)  # trace once
     previews, evaluations = [], []
     for i in range(repeats):
-        evaluations.append(_timed_both(lambda: model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0)))
+        evaluations.append(
+            _timed_both(lambda: model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0))
+        )
         for plan in plans[i * clicks : (i + 1) * clicks]:
             previews.append(_timed_both(lambda plan=plan: pv.score(plan)))
     med = statistics.median
-    return (med(p[0] for p in previews), med(p[1] for p in previews)), (med(e[0] for e in evaluations), med(e[1] for e in evaluations))
+    return (med(p[0] for p in previews), med(p[1] for p in previews)), (
+        med(e[0] for e in evaluations),
+        med(e[1] for e in evaluations),
+    )
 
 
 def _row(label: str, n: int, preview: tuple, evaluate: tuple) -> None:
     (pw, pc), (ew, ec) = preview, evaluate
-    print(f"{label:<40} {n:>6} {pw * 1e3:>10.2f} {ew * 1e3:>10.1f} {ew / pw:>7.1f}x "
-          f"{pc * 1e3:>10.2f} {ec * 1e3:>10.1f} {ec / max(pc, 1e-9):>7.1f}x")
+    print(
+        f"{label:<40} {n:>6} {pw * 1e3:>10.2f} {ew * 1e3:>10.1f} {ew / pw:>7.1f}x "
+        f"{pc * 1e3:>10.2f} {ec * 1e3:>10.1f} {ec / max(pc, 1e-9):>7.1f}x"
+    )
 
 
 def bench_demo(repeats: int) -> None:
@@ -85,20 +92,26 @@ def bench_demo(repeats: int) -> None:
     _row("demo CNN, Dense(512) 'dense'", big.n, dense, evaluate)
     conv, evaluate = _paired(model, big, pv, "conv2d", repeats)
     _row("demo CNN, first conv 'conv2d'", big.n, conv, evaluate)
-    print(f"  (warm-up of the demo preview on {big.n} samples: {warm:.2f} s; evaluate {evaluate[0]:.2f} s; "
-          f"cache {pv.cached_bytes / 2**20:.0f} MiB)")
+    print(
+        f"  (warm-up of the demo preview on {big.n} samples: {warm:.2f} s; evaluate {evaluate[0]:.2f} s; "
+        f"cache {pv.cached_bytes / 2**20:.0f} MiB)"
+    )
     small = Previewer(model, tr, val, batch_size=BATCH)
     t = time.perf_counter()
     small.warm()
     warm_small = time.perf_counter() - t
-    click = statistics.median(_timed(lambda p=p: small.score(p)) for p in _plans(small, "dense", 40))
+    click = statistics.median(
+        _timed(lambda p=p: small.score(p)) for p in _plans(small, "dense", 40)
+    )
     t = time.perf_counter()
     result = sweep(small, tr).run()
     took = time.perf_counter() - t
     points = sum(len(c.fractions) for c in result.curves)
     print(f"demo CNN, one click in 'dense' on {val.n} samples: {click * 1e3:.2f} ms")
-    print(f"demo CNN, full sensitivity sweep on {val.n} samples ({len(result.curves)} groups, {points} points): "
-          f"{took:.2f} s (+ {warm_small:.2f} s warm-up)")
+    print(
+        f"demo CNN, full sensitivity sweep on {val.n} samples ({len(result.curves)} groups, {points} points): "
+        f"{took:.2f} s (+ {warm_small:.2f} s warm-up)"
+    )
 
 
 def bench_resnet(repeats: int) -> None:
@@ -106,16 +119,22 @@ def bench_resnet(repeats: int) -> None:
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(0)
-    data = Dataset(rng.random((1000, 64, 64, 3), dtype=np.float32), rng.integers(0, 10, 1000), 10, "random")
+    data = Dataset(
+        rng.random((1000, 64, 64, 3), dtype=np.float32), rng.integers(0, 10, 1000), 10, "random"
+    )
     tr = trace(flatten(model))
     pv = Previewer(model, tr, data, batch_size=BATCH)
     t = time.perf_counter()
     pv.warm()
     warm = time.perf_counter() - t
-    preview, evaluate = _paired(model, data, pv, "conv5_block1_1_conv", max(1, repeats // 2), clicks=2)
+    preview, evaluate = _paired(
+        model, data, pv, "conv5_block1_1_conv", max(1, repeats // 2), clicks=2
+    )
     _row("ResNet50 64x64, 'conv5_block1_1_conv'", data.n, preview, evaluate)
-    print(f"  (warm-up of the ResNet50 preview: {warm:.2f} s; evaluate {evaluate[0]:.2f} s; "
-          f"cache {pv.cached_bytes / 2**20:.0f} MiB)")
+    print(
+        f"  (warm-up of the ResNet50 preview: {warm:.2f} s; evaluate {evaluate[0]:.2f} s; "
+        f"cache {pv.cached_bytes / 2**20:.0f} MiB)"
+    )
 
 
 def main() -> None:
@@ -123,9 +142,13 @@ def main() -> None:
     p.add_argument("--skip-resnet", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
     args = p.parse_args()
-    print(f"{'':<47} {'---------- wall clock ----------':>30} {'---- CPU time (all threads) ----':>30}")
-    print(f"{'selection':<40} {'n':>6} {'preview ms':>10} {'evaluate':>10} {'ratio':>8} "
-          f"{'preview ms':>10} {'evaluate':>10} {'ratio':>8}")
+    print(
+        f"{'':<47} {'---------- wall clock ----------':>30} {'---- CPU time (all threads) ----':>30}"
+    )
+    print(
+        f"{'selection':<40} {'n':>6} {'preview ms':>10} {'evaluate':>10} {'ratio':>8} "
+        f"{'preview ms':>10} {'evaluate':>10} {'ratio':>8}"
+    )
     bench_demo(args.repeats)
     if not args.skip_resnet:
         bench_resnet(args.repeats)

@@ -88,14 +88,24 @@ def _case(name: str, samples: int, batch_size: int) -> dict:
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     units = sum(len(s.mean) for s in stats.values())
-    all_acts = sum(int(np.prod(tr.graph.first_call(p).output_shapes[0][1:])) for p in stats) * len(x) * 4
+    all_acts = (
+        sum(int(np.prod(tr.graph.first_call(p).output_shapes[0][1:])) for p in stats) * len(x) * 4
+    )
     return {
-        "case": name, "samples": len(x), "batch_size": batch_size, "layers_with_units": len(stats),
-        "units": units, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 1), "samples_per_s": round(len(x) / seconds, 1),
-        "rss_before_mb": round(before / MB, 1), "rss_peak_delta_mb": round((peak.peak - before) / MB, 1),
+        "case": name,
+        "samples": len(x),
+        "batch_size": batch_size,
+        "layers_with_units": len(stats),
+        "units": units,
+        "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 1),
+        "samples_per_s": round(len(x) / seconds, 1),
+        "rss_before_mb": round(before / MB, 1),
+        "rss_peak_delta_mb": round((peak.peak - before) / MB, 1),
         "tracemalloc_peak_mb": round(traced_peak / MB, 1),
         "per_sample_mb": round(sum(s.per_sample.nbytes for s in stats.values()) / MB, 1),
-        "all_activations_mb": round(all_acts / MB, 1), "peak_live_tensors": job.peak_live,
+        "all_activations_mb": round(all_acts / MB, 1),
+        "peak_live_tensors": job.peak_live,
     }
 
 
@@ -112,14 +122,25 @@ def main() -> None:
         return
     results = []
     for case in a.cases.split(","):
-        cmd = [sys.executable, __file__, "--child", case, "--samples", str(a.samples), "--batch-size", str(a.batch_size)]
+        cmd = [
+            sys.executable,
+            __file__,
+            "--child",
+            case,
+            "--samples",
+            str(a.samples),
+            "--batch-size",
+            str(a.batch_size),
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         results.append(json.loads(out.strip().splitlines()[-1]))
         r = results[-1]
-        print(f"{r['case']:<9} {r['samples']} samples, batch {r['batch_size']}: {r['seconds']} s "
-              f"({r['samples_per_s']}/s, {r['cpu_seconds']} s CPU), {r['layers_with_units']} layers / {r['units']} units; "
-              f"peak RSS +{r['rss_peak_delta_mb']} MB, tracemalloc peak {r['tracemalloc_peak_mb']} MB "
-              f"(per_sample {r['per_sample_mb']} MB; all activations would be {r['all_activations_mb']} MB)")
+        print(
+            f"{r['case']:<9} {r['samples']} samples, batch {r['batch_size']}: {r['seconds']} s "
+            f"({r['samples_per_s']}/s, {r['cpu_seconds']} s CPU), {r['layers_with_units']} layers / {r['units']} units; "
+            f"peak RSS +{r['rss_peak_delta_mb']} MB, tracemalloc peak {r['tracemalloc_peak_mb']} MB "
+            f"(per_sample {r['per_sample_mb']} MB; all activations would be {r['all_activations_mb']} MB)"
+        )
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=2)

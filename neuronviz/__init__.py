@@ -14,7 +14,9 @@ def __getattr__(name):
     if not name.startswith("_"):
         import importlib
 
-        api = importlib.import_module("neuronviz.api")  # not `from neuronviz import api`: that recurses
+        api = importlib.import_module(
+            "neuronviz.api"
+        )  # not `from neuronviz import api`: that recurses
         if name in api.__all__:
             return getattr(api, name)
     raise AttributeError(f"module 'neuronviz' has no attribute '{name}'")

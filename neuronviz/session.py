@@ -182,7 +182,9 @@ class Session:
         from neuronviz.backend.sensitivity import DEFAULT_FRACTIONS, sweep
 
         if self.previewer is None:
-            raise NeuronvizError("The preview is not ready yet: open validation data and wait for the first pass.")
+            raise NeuronvizError(
+                "The preview is not ready yet: open validation data and wait for the first pass."
+            )
         previewer, taylor = self.previewer, self.taylor
         fractions = DEFAULT_FRACTIONS if fractions is None else fractions
 
@@ -190,7 +192,11 @@ class Session:
             nonlocal taylor
             importance = None
             if criterion == "l1":
-                importance = {p: w.norm_l1 for p, w in (self.weight_stats or {}).items() if p in self.criterion_layers()}
+                importance = {
+                    p: w.norm_l1
+                    for p, w in (self.weight_stats or {}).items()
+                    if p in self.criterion_layers()
+                }
             elif criterion == "taylor":
                 if taylor is None:
                     yield 0.0, "Taylor importance…"
@@ -218,10 +224,23 @@ class Session:
             out = []
             for path, layer in fg.layers.items():
                 call = fg.first_call(path)
-                shape = call.output_shapes[0] if len(call.output_shapes) == 1 else tuple(call.output_shapes)
+                shape = (
+                    call.output_shapes[0]
+                    if len(call.output_shapes) == 1
+                    else tuple(call.output_shapes)
+                )
                 p, m = self.before.layers.get(path, (0, 0))
-                out.append(LayerInfo(path, type(layer).__name__, tuple(shape), len(lu[path]) if path in lu else None,
-                                     p, m, self.trace.group_of(path)))
+                out.append(
+                    LayerInfo(
+                        path,
+                        type(layer).__name__,
+                        tuple(shape),
+                        len(lu[path]) if path in lu else None,
+                        p,
+                        m,
+                        self.trace.group_of(path),
+                    )
+                )
             self._cache["layers"] = out
         return self._cache["layers"]
 
@@ -231,7 +250,9 @@ class Session:
         if self.trace is None:
             return []
         if "selectable" not in self._cache:
-            self._cache["selectable"] = [p for p in self.trace.layer_units if self.why_not_selectable(p) is None]
+            self._cache["selectable"] = [
+                p for p in self.trace.layer_units if self.why_not_selectable(p) is None
+            ]
         return self._cache["selectable"]
 
     def why_not_selectable(self, path: str) -> str | None:
@@ -249,8 +270,10 @@ class Session:
         if self.trace is None or path not in self.trace.layer_units:
             return None
         if any(self.trace.units.groups[i].reaches_output for i in self._group_indices(path)):
-            return (f"Units of '{path}' are model outputs: removing them changes the model's "
-                    "output shape and what each output means.")
+            return (
+                f"Units of '{path}' are model outputs: removing them changes the model's "
+                "output shape and what each output means."
+            )
         return None
 
     def _group_indices(self, path: str) -> list[int]:
@@ -273,7 +296,11 @@ class Session:
 
     def group(self, path: str):
         """The Group object of a layer with units (the first if it spans several)."""
-        gs = self._group_indices(path) if self.trace is not None and path in self.trace.layer_units else []
+        gs = (
+            self._group_indices(path)
+            if self.trace is not None and path in self.trace.layer_units
+            else []
+        )
         return self.trace.units.groups[gs[0]] if gs else None
 
     # ---- selection --------------------------------------------------------------------
@@ -304,8 +331,14 @@ class Session:
     def removed(self, plan: Plan | None = None) -> dict[str, np.ndarray]:
         """Layer -> indices it loses under `plan` (coupled units over whole groups)."""
         plan = self.plan if plan is None else plan
-        return self._per_plan("removed", plan, lambda: {
-            k: np.asarray(v, np.int64) for k, v in self.check_plan(plan).removed_by_layer().items()})
+        return self._per_plan(
+            "removed",
+            plan,
+            lambda: {
+                k: np.asarray(v, np.int64)
+                for k, v in self.check_plan(plan).removed_by_layer().items()
+            },
+        )
 
     def selected_mask(self, path: str | None = None, plan: Plan | None = None) -> np.ndarray:
         path = path or self.layer
@@ -318,7 +351,9 @@ class Session:
         if "total_units" not in self._cache:
             groups = {self.group(p).index: self.group(p).size for p in self.selectable_layers()}
             self._cache["total_units"] = sum(groups.values())
-        return self._cache["total_units"], int(len(self.check_plan(self.plan if plan is None else plan).removed))
+        return self._cache["total_units"], int(
+            len(self.check_plan(self.plan if plan is None else plan).removed)
+        )
 
     def direct_mask(self, path: str | None = None) -> np.ndarray:
         """Units of `path` named in the plan itself (the others in selected_mask are
@@ -395,7 +430,9 @@ class Session:
         idx = np.unique(np.asarray(list(indices), np.int64))
         n = self.units(path)
         if len(idx) and (idx.min() < 0 or idx.max() >= n):
-            raise NeuronvizError(f"Expected `indices` in [0, {n}) for layer '{path}'. Received: indices={idx[idx >= n][:5].tolist()}")
+            raise NeuronvizError(
+                f"Expected `indices` in [0, {n}) for layer '{path}'. Received: indices={idx[idx >= n][:5].tolist()}"
+            )
         plan = self.plan
         if op == "add":
             return plan.merged(Plan({path: idx}))
@@ -432,41 +469,65 @@ class Session:
         if self.dataset is None:
             raise NeuronvizError("Open validation data to score units by Taylor importance.")
         n = min(self.dataset.n, max_samples)
-        x = self.dataset.x[:n] if not isinstance(self.dataset.x, list) else [a[:n] for a in self.dataset.x]
+        x = (
+            self.dataset.x[:n]
+            if not isinstance(self.dataset.x, list)
+            else [a[:n] for a in self.dataset.x]
+        )
         return taylor_importance(self.model, self.trace, x, self.dataset.y[:n])
 
-    def criterion_plan(self, criterion: str, *, fraction: float | None = None, n: int | None = None,
-                       scope: str = "layer", threshold: float = 0.9, layers: Iterable[str] | None = None,
-                       taylor: dict | None = None) -> Plan:
+    def criterion_plan(
+        self,
+        criterion: str,
+        *,
+        fraction: float | None = None,
+        n: int | None = None,
+        scope: str = "layer",
+        threshold: float = 0.9,
+        layers: Iterable[str] | None = None,
+        taylor: dict | None = None,
+    ) -> Plan:
         """The units a criterion picks ("l2", "l1", "dead", "apoz", "taylor"); not applied."""
         from neuronviz.core import criteria
 
         allowed = self.criterion_layers(layers)
         if criterion in ("l1", "l2"):
-            scores = {p: self.norms(p, criterion) for p in allowed if self.norms(p, criterion) is not None}
+            scores = {
+                p: self.norms(p, criterion) for p in allowed if self.norms(p, criterion) is not None
+            }
             return criteria.smallest(scores, fraction=fraction, n=n, scope=scope)
         if criterion == "taylor":
             if taylor is None:
                 raise NeuronvizError("Expected Taylor scores (compute them first). Received: none.")
-            return criteria.lowest_taylor({p: taylor[p] for p in allowed if p in taylor}, fraction=fraction, n=n, scope=scope)
+            return criteria.lowest_taylor(
+                {p: taylor[p] for p in allowed if p in taylor}, fraction=fraction, n=n, scope=scope
+            )
         if self.act_stats is None:
-            raise NeuronvizError("Activation statistics are not ready yet: open validation data and wait for the first pass.")
+            raise NeuronvizError(
+                "Activation statistics are not ready yet: open validation data and wait for the first pass."
+            )
         stats = {p: self.act_stats[p] for p in allowed if p in self.act_stats}
         if criterion == "dead":
             return criteria.dead_units(stats)
         if criterion == "apoz":
             return criteria.apoz_above(stats, threshold)
-        raise NeuronvizError(f"Expected a criterion in l1, l2, dead, apoz, taylor. Received: '{criterion}'")
+        raise NeuronvizError(
+            f"Expected a criterion in l1, l2, dead, apoz, taylor. Received: '{criterion}'"
+        )
 
     # ---- counts -----------------------------------------------------------------------
     def counts_after(self, plan: Plan | None = None):
         """Params and MACs of the pruned model, derived from the selection without
         rebuilding it (exact: the same slicing rules as the surgery)."""
         plan = self.plan if plan is None else plan
-        return self._per_plan("counts", plan, lambda: _counts_after(self.trace, self.before, self.check_plan(plan)))
+        return self._per_plan(
+            "counts", plan, lambda: _counts_after(self.trace, self.before, self.check_plan(plan))
+        )
 
     def __repr__(self) -> str:
-        name = self.model_path.name if self.model_path else (self.model.name if self.model else None)
+        name = (
+            self.model_path.name if self.model_path else (self.model.name if self.model else None)
+        )
         return f"Session(model={name!r}, layer={self.layer!r}, plan={dict(self.plan.remove)!r})"
 
 
@@ -506,9 +567,17 @@ def _counts_after(tr, before, sel):
             p_new = int(sum(np.size(w) for w in sliced))
             delta_p += layers[call.path][0] - p_new
             layers[call.path] = (p_new, layers[call.path][1])
-        shapes_in = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(call.input_shapes, in_keeps, strict=True)]
-        shapes_out = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(call.output_shapes, out_keeps, strict=True)]
-        view = dataclasses.replace(call, layer=_LayerView(layer, changes), input_shapes=shapes_in, output_shapes=shapes_out)
+        shapes_in = [
+            tuple(s[:-1]) + (int(k.sum()),)
+            for s, k in zip(call.input_shapes, in_keeps, strict=True)
+        ]
+        shapes_out = [
+            tuple(s[:-1]) + (int(k.sum()),)
+            for s, k in zip(call.output_shapes, out_keeps, strict=True)
+        ]
+        view = dataclasses.replace(
+            call, layer=_LayerView(layer, changes), input_shapes=shapes_in, output_shapes=shapes_out
+        )
         macs[call.path] += rule.macs(view)
     layers = {k: (p, macs[k]) for k, (p, _) in layers.items()}
     return Counts(before.params - delta_p, sum(m for _, m in layers.values()), layers)

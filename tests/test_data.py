@@ -73,7 +73,9 @@ def test_iter_batches_covers_everything_in_order(demo_model):
 def test_iter_batches_multi_input():
     ds = Dataset([np.zeros((5, 2)), np.ones((5, 3))], np.arange(5), 5)
     (xb, yb), *_ = iter_batches(ds, 2)
-    assert isinstance(xb, list) and [a.shape for a in xb] == [(2, 2), (2, 3)] and yb.tolist() == [0, 1]
+    assert (
+        isinstance(xb, list) and [a.shape for a in xb] == [(2, 2), (2, 3)] and yb.tolist() == [0, 1]
+    )
 
 
 def test_multi_input_npz(tmp_path):
@@ -164,10 +166,13 @@ def _image_folder(root, classes: dict):
 
 
 def test_image_folder_rgb(tmp_path, rgb_model):
-    root = _image_folder(tmp_path / "imgs", {
-        "b_dog": [((8, 8), "RGB", (255, 0, 0))],
-        "a_cat": [((16, 12), "RGB", (0, 255, 0)), ((8, 8), "L", 128)],
-    })
+    root = _image_folder(
+        tmp_path / "imgs",
+        {
+            "b_dog": [((8, 8), "RGB", (255, 0, 0))],
+            "a_cat": [((16, 12), "RGB", (0, 255, 0)), ((8, 8), "L", 128)],
+        },
+    )
     (root / "a_cat" / "notes.txt").write_text("ignored")
     ds = load_data(root, rgb_model)
     assert ds.x.shape == (3, 8, 8, 3) and ds.x.dtype == np.float32
@@ -179,7 +184,9 @@ def test_image_folder_rgb(tmp_path, rgb_model):
 
 
 def test_image_folder_grayscale_for_demo(tmp_path, demo_model):
-    root = _image_folder(tmp_path / "digits", {"0": [((40, 40), "RGB", (255, 255, 255))], "1": [((28, 28), "L", 0)]})
+    root = _image_folder(
+        tmp_path / "digits", {"0": [((40, 40), "RGB", (255, 255, 255))], "1": [((28, 28), "L", 0)]}
+    )
     ds = load_data(root, demo_model)
     assert ds.x.shape == (2, 28, 28, 1)
     assert ds.x[0].min() == pytest.approx(1.0) and ds.x[1].max() == 0.0
@@ -190,7 +197,9 @@ def test_image_folder_refusals(tmp_path, rgb_model, binary_model):
     empty.mkdir()
     assert "one subfolder per class" in _error(empty, rgb_model)
     many = _image_folder(tmp_path / "many", {c: [((8, 8), "RGB", 0)] for c in "abcd"})
-    assert "labels in [0, 3)" in _error(many, rgb_model) and "4 class subfolders" in _error(many, rgb_model)
+    assert "labels in [0, 3)" in _error(many, rgb_model) and "4 class subfolders" in _error(
+        many, rgb_model
+    )
     broken = _image_folder(tmp_path / "broken", {"a": [((8, 8), "RGB", 0)]})
     (broken / "a" / "bad.png").write_bytes(b"not a png")
     assert "Could not read image 'a/bad.png'" in _error(broken, rgb_model)

@@ -71,8 +71,15 @@ def test_finetuning_recovers_accuracy_of_a_pruned_model(pruned_80, demo_train, d
 def test_early_stopping_keeps_the_best_weights():
     model = tiny_model()
     train, val = tiny_data(256), tiny_data(128, seed=1)
-    job = FinetuneJob(model, train, val, epochs=6, batch_size=32, patience=2,
-                      optimizer=keras.optimizers.SGD(learning_rate=40.0))  # diverges at once
+    job = FinetuneJob(
+        model,
+        train,
+        val,
+        epochs=6,
+        batch_size=32,
+        patience=2,
+        optimizer=keras.optimizers.SGD(learning_rate=40.0),
+    )  # diverges at once
     events = list(job.run())
     assert job.stopped == "early_stopping"
     assert [e.epoch for e in job.history] == [0, 1, 2]
@@ -98,20 +105,32 @@ def test_cancel_stops_before_the_next_batch():
 
 def test_cancel_after_an_epoch_keeps_the_best_epoch():
     model = tiny_model()
-    job = FinetuneJob(model, tiny_data(256), tiny_data(64, seed=1), epochs=5, batch_size=32, learning_rate=1e-2)
+    job = FinetuneJob(
+        model, tiny_data(256), tiny_data(64, seed=1), epochs=5, batch_size=32, learning_rate=1e-2
+    )
     for event in job.run():
         if event.kind == "epoch" and event.epoch == 2:
             job.cancel()
     assert job.stopped == "cancelled" and len(job.history) == 3
     assert job.result is not None
-    assert evaluate(job.result, tiny_data(64, seed=1))["loss"] == pytest.approx(job.best["loss"], rel=1e-4)
+    assert evaluate(job.result, tiny_data(64, seed=1))["loss"] == pytest.approx(
+        job.best["loss"], rel=1e-4
+    )
 
 
 def test_masks_keep_sparse_weights_zero_while_finetuning():
     model = tiny_model()
     sparse = sparsify(model, 0.6)
-    job = FinetuneJob(sparse.model, tiny_data(512), tiny_data(64, seed=1), epochs=2, batch_size=16,
-                      learning_rate=1e-2, patience=None, masks=sparse.masks)
+    job = FinetuneJob(
+        sparse.model,
+        tiny_data(512),
+        tiny_data(64, seed=1),
+        epochs=2,
+        batch_size=16,
+        learning_rate=1e-2,
+        patience=None,
+        masks=sparse.masks,
+    )
     result = job.run_all()
     assert job.best["epoch"] > 0  # the weights did change
     for name, var in prunable_kernels(result).items():
@@ -124,7 +143,10 @@ def test_masks_keep_sparse_weights_zero_while_finetuning():
 def test_loss_for_uncompiled_models():
     logits = training_loss(tiny_model())
     probs = training_loss(tiny_model(softmax=True))
-    assert isinstance(logits, keras.losses.SparseCategoricalCrossentropy) and logits.get_config()["from_logits"]
+    assert (
+        isinstance(logits, keras.losses.SparseCategoricalCrossentropy)
+        and logits.get_config()["from_logits"]
+    )
     assert not probs.get_config()["from_logits"]
     job = FinetuneJob(tiny_model(softmax=True), tiny_data(64), tiny_data(32, seed=1), epochs=1)
     assert job.run_all().compiled
@@ -146,16 +168,22 @@ def test_evaluate_matches_keras(demo_model, demo_val):
     assert got["loss"] == pytest.approx(loss, rel=1e-4)
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({"epochs": 0}, "`epochs` >= 1"),
-    ({"batch_size": 0}, "`batch_size` >= 1"),
-    ({"learning_rate": 0.0}, "`learning_rate` > 0"),
-    ({"patience": 0}, "`patience` >= 1"),
-    ({"train": (np.zeros((4, 5), "float32"), np.zeros(4, "int64"))}, "shape (8,)"),
-    ({"train": (np.zeros((4, 8), "float32"), np.array([0, 1, 2, 3]))}, "labels in [0, 3)"),
-    ({"train": (np.zeros((4, 8), "float32"), np.zeros(3, "int64"))}, "as many labels as samples"),
-    ({"val": "nope"}, "(x, y) or a Dataset"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"epochs": 0}, "`epochs` >= 1"),
+        ({"batch_size": 0}, "`batch_size` >= 1"),
+        ({"learning_rate": 0.0}, "`learning_rate` > 0"),
+        ({"patience": 0}, "`patience` >= 1"),
+        ({"train": (np.zeros((4, 5), "float32"), np.zeros(4, "int64"))}, "shape (8,)"),
+        ({"train": (np.zeros((4, 8), "float32"), np.array([0, 1, 2, 3]))}, "labels in [0, 3)"),
+        (
+            {"train": (np.zeros((4, 8), "float32"), np.zeros(3, "int64"))},
+            "as many labels as samples",
+        ),
+        ({"val": "nope"}, "(x, y) or a Dataset"),
+    ],
+)
 def test_bad_arguments_are_refused(kwargs, needle):
     args = {"model": tiny_model(), "train": tiny_data(16), "val": tiny_data(8), **kwargs}
     with pytest.raises(NeuronvizError) as e:

@@ -25,8 +25,12 @@ def _w(layer, name):
 def test_dense_unit_gradient_is_sum_of_its_inputs(demo_model, demo_val):
     x = demo_val[0][:64]
     grads = unit_weight_gradients(demo_model, "dense_1", 3, x, batch_size=16)
-    assert set(grads) == {f"{n}/{w}" for n in ("conv2d", "conv2d_1", "dense", "dense_1") for w in ("kernel", "bias")}
-    inputs = keras.Model(demo_model.inputs, demo_model.get_layer("dense").output).predict(x, verbose=0)
+    assert set(grads) == {
+        f"{n}/{w}" for n in ("conv2d", "conv2d_1", "dense", "dense_1") for w in ("kernel", "bias")
+    }
+    inputs = keras.Model(demo_model.inputs, demo_model.get_layer("dense").output).predict(
+        x, verbose=0
+    )
     k = grads["dense_1/kernel"]
     np.testing.assert_allclose(k[:, 3], inputs.sum(0), rtol=1e-4, atol=1e-3)
     assert not np.delete(k, 3, axis=1).any()  # other units' columns do not affect unit 3
@@ -51,7 +55,9 @@ def test_saliency_of_linear_unit_is_its_weights(demo_model, demo_val):
     x = np.random.default_rng(1).standard_normal((4, 6)).astype("float32")
     s = saliency(model, "d", 1, x)
     assert s.shape == x.shape
-    np.testing.assert_allclose(s, np.tile(_w(model.get_layer("d"), "kernel")[:, 1], (4, 1)), rtol=1e-6)
+    np.testing.assert_allclose(
+        s, np.tile(_w(model.get_layer("d"), "kernel")[:, 1], (4, 1)), rtol=1e-6
+    )
     img = saliency(demo_model, "dense_1", 2, demo_val[0][:3], batch_size=2)
     assert img.shape == (3, 28, 28, 1) and np.abs(img).max() > 0
 
@@ -81,10 +87,14 @@ def _per_sample_objective(model, x, y, layer, unit, s):
             values[call.outputs[0]] = out * scale
         return True
 
-    out = keras.ops.convert_to_numpy(fg.run([keras.ops.convert_to_tensor(x)], hook=hook)[fg.outputs[0]])
+    out = keras.ops.convert_to_numpy(
+        fg.run([keras.ops.convert_to_tensor(x)], hook=hook)[fg.outputs[0]]
+    )
     if y is None:
         return out.reshape(len(x), -1).sum(1)
-    return keras.ops.convert_to_numpy(keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True))
+    return keras.ops.convert_to_numpy(
+        keras.losses.sparse_categorical_crossentropy(y, out, from_logits=True)
+    )
 
 
 @pytest.mark.parametrize("with_labels", [True, False])
@@ -154,7 +164,9 @@ def test_nested_layers_by_alias_and_reused_trace():
     np.testing.assert_allclose(g["inner/d/kernel"][:, 2], x.sum(0), rtol=1e-5)
     assert g["inner/d/bias"].tolist() == [0.0, 0.0, 5.0] and not g["out/kernel"].any()
     s = saliency(model, "inner/d", 0, x, trace=tr)
-    np.testing.assert_allclose(s[0], _w(model.get_layer("inner").get_layer("d"), "kernel")[:, 0], rtol=1e-6)
+    np.testing.assert_allclose(
+        s[0], _w(model.get_layer("inner").get_layer("d"), "kernel")[:, 0], rtol=1e-6
+    )
 
 
 def test_top_inputs_of_grouped_conv_point_into_its_group():

@@ -43,7 +43,11 @@ def test_export_writes_model_plan_and_report_then_reopens(qtbot, tmp_path):
     path, result = win.last_export
     assert path == out and out.exists()
     saved = nv.load_model(out)
-    widths = {layer.name: layer.output.shape[-1] for layer in saved.layers if layer.name in ("conv2d", "conv2d_1", "dense")}
+    widths = {
+        layer.name: layer.output.shape[-1]
+        for layer in saved.layers
+        if layer.name in ("conv2d", "conv2d_1", "dense")
+    }
     assert widths == {"conv2d": 32 - 3, "conv2d_1": 64, "dense": 512 - 200}
     assert result.after.params == s.counts_after(plan).params == saved.count_params()
     assert json.loads((tmp_path / "small.plan.json").read_text()) == plan.to_dict()

@@ -31,8 +31,15 @@ def tiny_data(n, seed=0):
 
 def test_finetune_dialog_runs_and_compares(qtbot):
     model = tiny_model()
-    dialog = FinetuneDialog(model, tiny_data(256), tiny_data(64, seed=1), before={"accuracy": 0.9, "loss": 0.3},
-                            epochs=2, batch_size=32, learning_rate=1e-2)
+    dialog = FinetuneDialog(
+        model,
+        tiny_data(256),
+        tiny_data(64, seed=1),
+        before={"accuracy": 0.9, "loss": 0.3},
+        epochs=2,
+        batch_size=32,
+        learning_rate=1e-2,
+    )
     qtbot.addWidget(dialog)
     assert not dialog.use_button.isEnabled() and dialog.result_model is None
     with qtbot.waitSignal(dialog.training_finished, timeout=60000) as blocker:
@@ -42,17 +49,27 @@ def test_finetune_dialog_runs_and_compares(qtbot):
     assert done.kind == "done" and done.stopped == "completed"
     assert dialog.progress_bar.value() == dialog.progress_bar.maximum()
     assert dialog.result_model is not None and dialog.result_model is not model
-    assert dialog.use_button.isEnabled() and dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
+    assert (
+        dialog.use_button.isEnabled()
+        and dialog.start_button.isEnabled()
+        and not dialog.cancel_button.isEnabled()
+    )
     x, y = dialog.train_loss_curve.getData()
     assert len(x) == 2 * 8 and x[-1] == pytest.approx(2.0)  # one point per batch
     vx, vy = dialog.val_loss_curve.getData()
     assert list(vx) == [0.0, 1.0, 2.0] and all(math.isfinite(v) for v in vy)
-    table = {dialog.table.verticalHeaderItem(r).text(): [dialog.table.item(r, c).text() for c in range(3)]
-             for r in range(3)}
+    table = {
+        dialog.table.verticalHeaderItem(r).text(): [
+            dialog.table.item(r, c).text() for c in range(3)
+        ]
+        for r in range(3)
+    }
     assert table["Before pruning"][:2] == ["0.9000", "0.3000"]
     pruned_acc, tuned = dialog.scores()["Pruned"][0], dialog.scores()["Fine-tuned"]
     assert table["Pruned"][0] == f"{pruned_acc:.4f}" and table["Fine-tuned"][1] == f"{tuned[1]:.4f}"
-    assert tuned[1] <= dialog.scores()["Pruned"][1]  # best validation loss, never worse than the start
+    assert (
+        tuned[1] <= dialog.scores()["Pruned"][1]
+    )  # best validation loss, never worse than the start
     assert table["Fine-tuned"][2].endswith("pts")
 
 
@@ -62,7 +79,9 @@ def test_cancel_really_cancels(qtbot):
     qtbot.addWidget(dialog)
     total = dialog.epochs.value() * 512
     dialog.start()
-    qtbot.waitUntil(lambda: dialog.last_event is not None and dialog.last_event.kind == "batch", timeout=30000)
+    qtbot.waitUntil(
+        lambda: dialog.last_event is not None and dialog.last_event.kind == "batch", timeout=30000
+    )
     assert dialog.cancel_button.isEnabled()
     with qtbot.waitSignal(dialog.training_finished, timeout=30000) as blocker:
         qtbot.mouseClick(dialog.cancel_button, Qt.MouseButton.LeftButton)
@@ -78,10 +97,14 @@ def test_cancel_really_cancels(qtbot):
 
 
 def test_closing_while_training_stops_the_worker(qtbot):
-    dialog = FinetuneDialog(tiny_model(), tiny_data(4096), tiny_data(64, seed=1), epochs=20, batch_size=8)
+    dialog = FinetuneDialog(
+        tiny_model(), tiny_data(4096), tiny_data(64, seed=1), epochs=20, batch_size=8
+    )
     qtbot.addWidget(dialog)
     dialog.start()
-    qtbot.waitUntil(lambda: dialog.last_event is not None and dialog.last_event.kind == "batch", timeout=30000)
+    qtbot.waitUntil(
+        lambda: dialog.last_event is not None and dialog.last_event.kind == "batch", timeout=30000
+    )
     dialog.reject()
     assert not dialog.running and dialog.job.cancelled
 
@@ -89,7 +112,9 @@ def test_closing_while_training_stops_the_worker(qtbot):
 def test_sparsify_dialog_threshold_follows_the_amount(qtbot, demo_model):
     dialog = SparsifyDialog(demo_model, amount=0.3)
     qtbot.addWidget(dialog)
-    assert dialog.view == "dense/kernel" and dialog.scope == "layer"  # the largest kernel by default
+    assert (
+        dialog.view == "dense/kernel" and dialog.scope == "layer"
+    )  # the largest kernel by default
     assert dialog.slider.value() == 300
     dense = np.sort(np.abs(demo_model.get_layer("dense").kernel.numpy()).ravel())
     positions = []
@@ -104,7 +129,9 @@ def test_sparsify_dialog_threshold_follows_the_amount(qtbot, demo_model):
     assert positions == sorted(positions) and positions[0] < positions[-1] - 0.5
     dialog.slider.setValue(450)  # the slider drives the spin box too
     assert dialog.amount == pytest.approx(0.45)
-    assert dialog.threshold_line.value() == pytest.approx(math.log10(dense[round(0.45 * dense.size) - 1]), abs=1e-6)
+    assert dialog.threshold_line.value() == pytest.approx(
+        math.log10(dense[round(0.45 * dense.size) - 1]), abs=1e-6
+    )
 
     dialog.set_view(ALL_KERNELS)
     assert not dialog.threshold_line.isVisible()  # per-layer thresholds differ

@@ -40,8 +40,13 @@ def make(qtbot, settings):
 def drop(win, *paths):
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
-    ev = QDropEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
-                    Qt.KeyboardModifier.NoModifier)
+    ev = QDropEvent(
+        QPointF(200, 200),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     win.dropEvent(ev)
 
 
@@ -64,7 +69,9 @@ def test_start_screen_demo_button_and_recent_files(make, qtbot, settings):
     win.close()  # saves the layout
     assert settings.value("window/geometry") is not None
     again = make()
-    assert again.start.recent.count() == 1 and again.start.recent.item(0).text() == str(demo_model())
+    assert again.start.recent.count() == 1 and again.start.recent.item(0).text() == str(
+        demo_model()
+    )
 
 
 def test_bad_model_file_shows_one_line_and_the_app_stays_usable(make, qtbot, tmp_path):

@@ -49,7 +49,9 @@ def make(qtbot, tmp_path):
     made = []
 
     def make(**kw):
-        w = create_main_window(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), **kw)
+        w = create_main_window(
+            settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), **kw
+        )
         qtbot.addWidget(w)
         w.show()
         qtbot.waitExposed(w)
@@ -88,7 +90,9 @@ def test_first_pass_progress_and_cancel(make, qtbot):
     win.state.session.open_data("demo")  # synchronous, so the pass below is the only one
     win.pipeline.stats_samples = None
     win.pipeline.analyze()
-    qtbot.waitUntil(lambda: win.progress.isVisible() and win.progress.bar.value() > 0, timeout=60000)
+    qtbot.waitUntil(
+        lambda: win.progress.isVisible() and win.progress.bar.value() > 0, timeout=60000
+    )
     with qtbot.waitSignal(win.tasks.finished, timeout=60000) as blocker:
         qtbot.mouseClick(win.progress.button, Qt.MouseButton.LeftButton)
     assert blocker.args == ["analysis", "cancelled"]
@@ -106,7 +110,16 @@ def test_taylor_criterion_and_dialog_hooks(make, qtbot):
     testing.wait_ready(qtbot, win)
     s = win.state.session
     s.dataset.x, s.dataset.y = s.dataset.x[:200], s.dataset.y[:200]  # keep Taylor quick
-    apply_spec(win, {"criterion": "taylor", "scope": "current", "fraction": 0.1, "threshold": 0.9, "mode": "replace"})
+    apply_spec(
+        win,
+        {
+            "criterion": "taylor",
+            "scope": "current",
+            "fraction": 0.1,
+            "threshold": 0.9,
+            "mode": "replace",
+        },
+    )
     qtbot.waitUntil(lambda: bool(s.plan), timeout=120000)
     order = np.argsort(s.taylor["dense"], kind="stable")[:51]
     assert set(s.plan.remove["dense"]) == set(order.tolist())
@@ -135,12 +148,16 @@ def test_follows_a_dark_colour_scheme(make, qtbot):
     dark.setColor(QPalette.ColorRole.Text, QColor(220, 220, 220))
     try:
         app.setPalette(dark)
-        qtbot.waitUntil(lambda: win.norms.plot.backgroundBrush().color().lightness() < 80, timeout=5000)
+        qtbot.waitUntil(
+            lambda: win.norms.plot.backgroundBrush().color().lightness() < 80, timeout=5000
+        )
         assert theme.is_dark()
         assert win.unit.glw.backgroundBrush().color().lightness() < 80
     finally:
         app.setPalette(light)
-    qtbot.waitUntil(lambda: win.norms.plot.backgroundBrush().color().lightness() > 200, timeout=5000)
+    qtbot.waitUntil(
+        lambda: win.norms.plot.backgroundBrush().color().lightness() > 200, timeout=5000
+    )
 
 
 def test_binding_refcount_guard_keeps_none_alive():

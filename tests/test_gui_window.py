@@ -33,12 +33,21 @@ def _wait(cond, timeout=120.0):
 def win(qapp, tmp_path_factory):
     from neuronviz.gui.app import create_main_window
 
-    settings = QSettings(str(tmp_path_factory.mktemp("settings") / "nv.ini"), QSettings.Format.IniFormat)
+    settings = QSettings(
+        str(tmp_path_factory.mktemp("settings") / "nv.ini"), QSettings.Format.IniFormat
+    )
     w = create_main_window(demo=True, settings=settings)
     w.resize(1280, 800)
     w.show()
     s = w.state.session
-    _wait(lambda: s.model is not None and s.act_stats is not None and s.previewer is not None and w.state.baseline is not None)
+    _wait(
+        lambda: (
+            s.model is not None
+            and s.act_stats is not None
+            and s.previewer is not None
+            and w.state.baseline is not None
+        )
+    )
     yield w
     w.close()
 
@@ -91,7 +100,9 @@ def test_click_bar_toggles_unit_and_preview_matches_engine(win, qtbot, demo_val)
     # the selected bars are drawn in the selection colour
     brushes = win.norms.bars.opts["brushes"]
     assert brushes[7].color() == theme.SELECTED and brushes[8].color() != theme.SELECTED
-    assert "dense · unit <b>12</b>" in win.unit.header.text().replace("</b> · unit", " · unit").replace("<b>dense", "dense")
+    assert "dense · unit <b>12</b>" in win.unit.header.text().replace(
+        "</b> · unit", " · unit"
+    ).replace("<b>dense", "dense")
     click_bar(qtbot, win, 7)  # toggles off
     assert win.state.session.plan == Plan({"dense": [12]})
 
@@ -115,7 +126,11 @@ def test_undo_redo_with_the_keyboard(win, qtbot):
     assert win.state.session.plan == Plan({"dense": [3]})
     qtbot.keyClick(win.norms.plot, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert win.state.session.plan == Plan()
-    qtbot.keyClick(win.norms.plot, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.keyClick(
+        win.norms.plot,
+        Qt.Key.Key_Z,
+        Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.ShiftModifier,
+    )
     assert win.state.session.plan == Plan({"dense": [3]})
     testing.wait_score(qtbot, win)
 
@@ -147,7 +162,9 @@ def test_norm_range_tool_and_sorted_order(win, qtbot):
     win.norms.sorted.setChecked(True)
     win.norms.range.setChecked(True)
     order = win.norms.bars.order.copy()
-    np.testing.assert_array_equal(order, np.argsort(win.state.session.norms("dense"), kind="stable"))
+    np.testing.assert_array_equal(
+        order, np.argsort(win.state.session.norms("dense"), kind="stable")
+    )
     region = win.norms.range_tool.region
     region.setRegion((-0.5, 9.5))
     region.sigRegionChangeFinished.emit(region)
@@ -174,7 +191,11 @@ def test_coupled_units_show_in_every_member_layer(win, qtbot):
     win.tabs.setCurrentWidget(win.heatmap)
     win.heatmap.ensure_drawn()
     strip = win.heatmap.strip.image
-    assert tuple(strip[3, 0, :3]) == (theme.COUPLED.red(), theme.COUPLED.green(), theme.COUPLED.blue())
+    assert tuple(strip[3, 0, :3]) == (
+        theme.COUPLED.red(),
+        theme.COUPLED.green(),
+        theme.COUPLED.blue(),
+    )
     # clicking the coupled unit in the member layer unselects it everywhere
     win.tabs.setCurrentWidget(win.norms)
     win.norms.plot.setXRange(-0.5, 31.5, padding=0)

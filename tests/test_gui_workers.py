@@ -98,6 +98,7 @@ def test_one_live_worker_and_stale_results_dropped(qtbot, tasks):
             finally:
                 with lock:
                     live[0] -= 1
+
         return run
 
     for v in range(5):

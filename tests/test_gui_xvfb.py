@@ -19,11 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 def xdisplay(tmp_path_factory):
     if not shutil.which("Xvfb"):
         pytest.skip("Xvfb is not installed (apt-get install xvfb) — no real X window to test")
-    n = next(i for i in range(91, 200) if not Path(f"/tmp/.X{i}-lock").exists()
-             and not Path(f"/tmp/.X11-unix/X{i}").exists())
+    n = next(
+        i
+        for i in range(91, 200)
+        if not Path(f"/tmp/.X{i}-lock").exists() and not Path(f"/tmp/.X11-unix/X{i}").exists()
+    )
     log = open(tmp_path_factory.mktemp("xvfb") / "xvfb.log", "w")
-    proc = subprocess.Popen(["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
-                            stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        ["Xvfb", f":{n}", "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 20
     while not Path(f"/tmp/.X11-unix/X{n}").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
@@ -41,7 +47,9 @@ def xdisplay(tmp_path_factory):
 
 def _env(display, tmp_path):
     env = dict(os.environ)
-    env.update(DISPLAY=display, QT_QPA_PLATFORM="xcb", NEURONVIZ_SETTINGS=str(tmp_path / "settings.ini"))
+    env.update(
+        DISPLAY=display, QT_QPA_PLATFORM="xcb", NEURONVIZ_SETTINGS=str(tmp_path / "settings.ini")
+    )
     return env
 
 
@@ -54,8 +62,13 @@ def _pixels(path: Path) -> np.ndarray:
 def test_cli_demo_paints_a_window(xdisplay, tmp_path):
     env = _env(xdisplay, tmp_path)
     env.update(NEURONVIZ_REPORT_FIRST_PAINT="quit", NEURONVIZ_T0=str(time.time()))
-    r = subprocess.run([sys.executable, "-m", "neuronviz.cli", "--demo"], env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "neuronviz.cli", "--demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "first-paint-seconds" in r.stdout
     assert "Traceback" not in r.stderr
@@ -64,11 +77,20 @@ def test_cli_demo_paints_a_window(xdisplay, tmp_path):
 def test_screenshot_is_not_blank_or_clipped(xdisplay, tmp_path):
     pytest.importorskip("PIL")
     shot, info_path = tmp_path / "shot.png", tmp_path / "info.json"
-    cmd = [sys.executable, str(ROOT / "packaging" / "screenshot.py"), "--out", str(shot), "--info", str(info_path)]
+    cmd = [
+        sys.executable,
+        str(ROOT / "packaging" / "screenshot.py"),
+        "--out",
+        str(shot),
+        "--info",
+        str(info_path),
+    ]
     root = tmp_path / "root.png"
     if shutil.which("import"):
         cmd += ["--root", str(root)]
-    r = subprocess.run(cmd, env=_env(xdisplay, tmp_path), capture_output=True, text=True, timeout=400)
+    r = subprocess.run(
+        cmd, env=_env(xdisplay, tmp_path), capture_output=True, text=True, timeout=400
+    )
     assert r.returncode == 0, r.stdout[-1000:] + r.stderr[-2000:]
     info = json.loads(info_path.read_text())
     assert info["platform"] == "xcb"
@@ -83,7 +105,7 @@ def test_screenshot_is_not_blank_or_clipped(xdisplay, tmp_path):
     assert len(np.unique(px.reshape(-1, 3)[::37], axis=0)) > 50  # plots, text, colours
     # the norm plot region is drawn (selected bars in the selection colour are present)
     g = info["widgets"]["norms"]
-    plot = px[g["y"]: g["y"] + g["h"], g["x"]: g["x"] + g["w"]]
+    plot = px[g["y"] : g["y"] + g["h"], g["x"] : g["x"] + g["w"]]
     orange = (np.abs(plot - np.array([228, 87, 46])).sum(axis=-1) < 30).mean()
     assert orange > 0.02
     if root.exists():

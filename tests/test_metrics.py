@@ -49,15 +49,27 @@ def test_binary_crossentropy_matches_keras(from_logits):
     if not from_logits:
         out = 1 / (1 + np.exp(-out))
     y = rng.integers(0, 2, 50)
-    want = _keras_loss(keras.losses.BinaryCrossentropy(from_logits=from_logits), y[:, None].astype("float32"), out)
+    want = _keras_loss(
+        keras.losses.BinaryCrossentropy(from_logits=from_logits), y[:, None].astype("float32"), out
+    )
     got = score(out, y, "logits" if from_logits else "sigmoid")
     assert got.loss == pytest.approx(want, rel=1e-4)
 
 
 def test_single_unit_thresholds():
     y = np.array([0, 1, 1, 0])
-    assert predict_classes(np.array([[0.4], [0.6], [0.51], [0.49]]), "sigmoid").tolist() == [0, 1, 1, 0]
-    assert predict_classes(np.array([[-0.1], [0.1], [3.0], [-2.0]]), "logits").tolist() == [0, 1, 1, 0]
+    assert predict_classes(np.array([[0.4], [0.6], [0.51], [0.49]]), "sigmoid").tolist() == [
+        0,
+        1,
+        1,
+        0,
+    ]
+    assert predict_classes(np.array([[-0.1], [0.1], [3.0], [-2.0]]), "logits").tolist() == [
+        0,
+        1,
+        1,
+        0,
+    ]
     assert score(np.array([[0.4], [0.6], [0.51], [0.49]]), y, "sigmoid").accuracy == 1.0
     # 0.3 is a positive logit but a negative probability decision
     assert score(np.array([[0.3]]), np.array([1]), "logits").accuracy == 1.0
@@ -102,7 +114,9 @@ def test_custom_loss_fn_receives_kept_rows():
         return np.full(len(labels), 0.25)
 
     out = np.ones((4, 3), np.float32)
-    s = score(out, np.array([0, 1, 2, 2]), "softmax", loss_fn=loss_fn, keep=np.array([True, True, False]))
+    s = score(
+        out, np.array([0, 1, 2, 2]), "softmax", loss_fn=loss_fn, keep=np.array([True, True, False])
+    )
     assert seen["shapes"] == ((2,), (2, 2))
     assert s.loss == 0.25
 
@@ -127,10 +141,16 @@ def test_metrics_module_does_not_import_tensorflow():
 
 
 @settings(max_examples=40, deadline=None)
-@given(hnp.arrays(np.float64, st.tuples(st.integers(1, 20), st.integers(2, 6)),
-                  elements=st.floats(-50, 50)), st.data())
+@given(
+    hnp.arrays(
+        np.float64, st.tuples(st.integers(1, 20), st.integers(2, 6)), elements=st.floats(-50, 50)
+    ),
+    st.data(),
+)
 def test_logits_loss_properties(z, data):
-    y = np.array(data.draw(st.lists(st.integers(0, z.shape[1] - 1), min_size=len(z), max_size=len(z))))
+    y = np.array(
+        data.draw(st.lists(st.integers(0, z.shape[1] - 1), min_size=len(z), max_size=len(z)))
+    )
     s = score(z, y, "logits")
     assert 0.0 <= s.accuracy <= 1.0
     assert s.loss >= -1e-9

@@ -200,17 +200,30 @@ def residual():
     out = keras.layers.Dense(4, activation="softmax", name="head")(h)
     model = keras.Model(inp, out)
     bn = model.get_layer("bn")
-    bn.set_weights([w + np.random.default_rng(0).uniform(0.1, 0.5, w.shape).astype("float32") for w in bn.get_weights()])
+    bn.set_weights(
+        [
+            w + np.random.default_rng(0).uniform(0.1, 0.5, w.shape).astype("float32")
+            for w in bn.get_weights()
+        ]
+    )
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 12, 12, 3)).astype("float32")
-    y = np.argmax(model.predict(x, verbose=0) + rng.normal(0, 0.05, (300, 4)), axis=1).astype(np.int64)
+    y = np.argmax(model.predict(x, verbose=0) + rng.normal(0, 0.05, (300, 4)), axis=1).astype(
+        np.int64
+    )
     return model, trace(flatten(model)), Dataset(x, y, 4)
 
 
-@pytest.mark.parametrize("plan", [
-    {"stem": [1, 6]}, {"inner": [0, 2, 5]}, {"fc": range(0, 16, 2)}, {"back": [3], "inner": [1], "fc": [0]},
-])
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"stem": [1, 6]},
+        {"inner": [0, 2, 5]},
+        {"fc": range(0, 16, 2)},
+        {"back": [3], "inner": [1], "fc": [0]},
+    ],
+)
 def test_residual_model_preview_equals_pruned(residual, plan):
     model, tr, data = residual
     plan = Plan(plan)
@@ -242,15 +255,21 @@ def test_other_compiled_loss_goes_through_keras(demo_model, small_data):
     assert got.loss == pytest.approx(want, rel=1e-4)
 
 
-@pytest.mark.parametrize("make, kind", [
-    (lambda h: keras.layers.Dense(3, activation="softmax")(h), "softmax"),
-    (lambda h: keras.layers.Activation("softmax")(keras.layers.Dense(3)(h)), "softmax"),
-    (lambda h: keras.layers.Dropout(0.2)(keras.layers.Softmax()(keras.layers.Dense(3)(h))), "softmax"),
-    (lambda h: keras.layers.Dense(1, activation="sigmoid")(h), "sigmoid"),
-    (lambda h: keras.layers.Dense(3)(h), "logits"),
-    (lambda h: keras.layers.Dense(3, activation="relu")(h), "logits"),
-    (lambda h: keras.ops.sigmoid(keras.layers.Dense(1)(h)), "sigmoid"),
-])
+@pytest.mark.parametrize(
+    "make, kind",
+    [
+        (lambda h: keras.layers.Dense(3, activation="softmax")(h), "softmax"),
+        (lambda h: keras.layers.Activation("softmax")(keras.layers.Dense(3)(h)), "softmax"),
+        (
+            lambda h: keras.layers.Dropout(0.2)(keras.layers.Softmax()(keras.layers.Dense(3)(h))),
+            "softmax",
+        ),
+        (lambda h: keras.layers.Dense(1, activation="sigmoid")(h), "sigmoid"),
+        (lambda h: keras.layers.Dense(3)(h), "logits"),
+        (lambda h: keras.layers.Dense(3, activation="relu")(h), "logits"),
+        (lambda h: keras.ops.sigmoid(keras.layers.Dense(1)(h)), "sigmoid"),
+    ],
+)
 def test_output_kind(make, kind):
     inp = keras.Input((5,))
     assert output_kind(keras.Model(inp, make(inp))) == kind
@@ -258,7 +277,10 @@ def test_output_kind(make, kind):
 
 def test_data_of_another_shape_is_refused(demo_model, demo_trace):
     data = Dataset(np.zeros((4, 32, 32, 3), np.float32), np.zeros(4, np.int64), 10)
-    with pytest.raises(NeuronvizError, match=r"Expected samples of shape \(28, 28, 1\) for model input 0\. Received: \(32, 32, 3\)"):
+    with pytest.raises(
+        NeuronvizError,
+        match=r"Expected samples of shape \(28, 28, 1\) for model input 0\. Received: \(32, 32, 3\)",
+    ):
         Previewer(demo_model, demo_trace, data)
 
 
@@ -270,7 +292,10 @@ def test_sliced_layers_score_like_zeroed_inputs(demo_model, demo_trace, small_da
     plan = PLANS["mixed"]
     assert not zeroed._sliced_layers(zeroed.masker(plan))
     assert {demo_trace.graph.calls[i].path for i in sliced._sliced_layers(sliced.masker(plan))} == {
-        "conv2d_1", "dense", "dense_1"}
+        "conv2d_1",
+        "dense",
+        "dense_1",
+    }
     np.testing.assert_allclose(sliced.predict(plan), zeroed.predict(plan), atol=1e-4, rtol=1e-4)
     a, b = sliced.score(plan), zeroed.score(plan)
     assert a.accuracy == b.accuracy and a.loss == pytest.approx(b.loss, rel=1e-5)
@@ -288,5 +313,7 @@ def test_sequence_output_scores_every_position():
     plan = Plan({"hidden": [0, 3]})
     got = Previewer(model, tr, Dataset(x, y, 4)).score(plan)
     want = score(masked_predict(model, plan, x, tr=tr), y, "logits")
-    assert got.accuracy == pytest.approx(want.accuracy) and got.loss == pytest.approx(want.loss, rel=1e-6)
+    assert got.accuracy == pytest.approx(want.accuracy) and got.loss == pytest.approx(
+        want.loss, rel=1e-6
+    )
     assert got.n == 300  # one label per position

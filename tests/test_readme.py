@@ -48,7 +48,9 @@ def test_quick_start_is_exactly_two_commands():
     section = _section(README.read_text(), "Quick start")
     assert not _blocks(section, langs=("", "text")), "Quick start should hold shell commands only"
     cmds = [c for block in _blocks(section) for c in _commands(block)]
-    assert len(cmds) == 2, f"Quick start should have exactly two commands, found {len(cmds)}: {cmds}"
+    assert len(cmds) == 2, (
+        f"Quick start should have exactly two commands, found {len(cmds)}: {cmds}"
+    )
     assert cmds[0].startswith("python3 -m venv .venv && ") and cmds[0].endswith("neuronviz --demo")
 
 
@@ -65,7 +67,11 @@ def _examples() -> list[list[str]]:
     for block in _blocks(README.read_text()):
         for line in _commands(block):
             words = shlex.split(line)
-            if words[0] in ("neuronviz", ".venv/bin/neuronviz") and len(words) > 1 and words[1] in CHECKED:
+            if (
+                words[0] in ("neuronviz", ".venv/bin/neuronviz")
+                and len(words) > 1
+                and words[1] in CHECKED
+            ):
                 steps.append(words)
             elif words[0] == "echo" and len(words) == 4 and words[2] == ">":
                 steps.append(words)
@@ -88,14 +94,17 @@ def test_readme_cli_examples_run(tmp_path):
         cmd = [sys.executable, "-m", "neuronviz.cli", *args]
         log = tmp_path / f"out{len(failures)}.txt"
         with open(log, "w") as out:
-            rc = subprocess.run(cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                timeout=600).returncode
+            rc = subprocess.run(
+                cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=600
+            ).returncode
         if rc != 0:
             failures.append(f"{shlex.join(words)} -> exit {rc}: {log.read_text()[-500:]}")
     assert not failures, "\n".join(failures)
 
 
-@pytest.mark.parametrize("name", ["neuronviz.desktop", "neuronviz.spec", "build.sh", "icon.png", "icon.svg"])
+@pytest.mark.parametrize(
+    "name", ["neuronviz.desktop", "neuronviz.spec", "build.sh", "icon.png", "icon.svg"]
+)
 def test_packaging_files_exist(name):
     assert (ROOT / "packaging" / name).is_file()
 
@@ -107,8 +116,14 @@ def test_readme_python_example_runs(tmp_path):
     script = tmp_path / "example.py"
     script.write_text(code + "\n")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    run = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                         env=env, timeout=600)
+    run = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr[-1000:]
     assert "{'dense': (512, 412)}" in run.stdout
     assert (tmp_path / "small.keras").is_file()

@@ -19,9 +19,15 @@ def test_schedule_fractions():
     assert schedule_fractions(0.8, 1) == [pytest.approx(0.8)]
 
 
-@pytest.mark.parametrize("args,needle", [
-    ((1.0, 3), "(0, 1)"), ((0.0, 3), "(0, 1)"), ((0.5, 0), "`steps` >= 1"), ((0.5, 3, "cubic"), "'polynomial' or 'constant'"),
-])
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        ((1.0, 3), "(0, 1)"),
+        ((0.0, 3), "(0, 1)"),
+        ((0.5, 0), "`steps` >= 1"),
+        ((0.5, 3, "cubic"), "'polynomial' or 'constant'"),
+    ],
+)
 def test_schedule_fraction_refusals(args, needle):
     with pytest.raises(NeuronvizError) as e:
         schedule_fractions(*args)
@@ -30,15 +36,20 @@ def test_schedule_fraction_refusals(args, needle):
 
 def test_l2_scores_are_kernel_column_norms(demo_model):
     dense = demo_model.get_layer("dense").kernel.numpy()
-    np.testing.assert_allclose(l2_scores(demo_model, "dense"), np.linalg.norm(dense, axis=0), rtol=1e-5)
+    np.testing.assert_allclose(
+        l2_scores(demo_model, "dense"), np.linalg.norm(dense, axis=0), rtol=1e-5
+    )
     conv = demo_model.get_layer("conv2d_1").kernel.numpy()
-    np.testing.assert_allclose(l2_scores(demo_model, "conv2d_1"),
-                               np.sqrt((conv ** 2).sum(axis=(0, 1, 2))), rtol=1e-5)
+    np.testing.assert_allclose(
+        l2_scores(demo_model, "conv2d_1"), np.sqrt((conv**2).sum(axis=(0, 1, 2))), rtol=1e-5
+    )
     inp = keras.Input((4, 4, 3))
     tconv = keras.layers.Conv2DTranspose(5, 3, name="up")(inp)
     model = keras.Model(inp, tconv)
     k = model.get_layer("up").kernel.numpy()  # (3, 3, out=5, in=3)
-    np.testing.assert_allclose(l2_scores(model, "up"), np.sqrt((k ** 2).sum(axis=(0, 1, 3))), rtol=1e-5)
+    np.testing.assert_allclose(
+        l2_scores(model, "up"), np.sqrt((k**2).sum(axis=(0, 1, 3))), rtol=1e-5
+    )
 
 
 def test_iterative_schedule_on_the_demo(demo_model, demo_val):
@@ -49,15 +60,26 @@ def test_iterative_schedule_on_the_demo(demo_model, demo_val):
     val = (demo_val[0][:300], demo_val[1][:300])
     before = demo_model.get_layer("dense").kernel.numpy().copy()
     progress = []
-    sched = PruneSchedule(demo_model, ["dense"], target=0.5, steps=2, schedule="constant", train=train, val=val,
-                          epochs_per_step=1, on_progress=progress.append)
+    sched = PruneSchedule(
+        demo_model,
+        ["dense"],
+        target=0.5,
+        steps=2,
+        schedule="constant",
+        train=train,
+        val=val,
+        epochs_per_step=1,
+        on_progress=progress.append,
+    )
     steps = list(sched.run())
     assert [s.step for s in steps] == [0, 1, 2]
     assert [s.widths["dense"] for s in steps] == [(512, 512), (512, 384), (512, 256)]
     assert steps[0].removed == {} and steps[0].pruned == steps[0].finetuned
     first = steps[1].removed["dense"]
     norms = np.linalg.norm(before, axis=0)
-    assert sorted(first) == sorted(np.argsort(norms, kind="stable")[:128].tolist())  # lowest L2 first
+    assert sorted(first) == sorted(
+        np.argsort(norms, kind="stable")[:128].tolist()
+    )  # lowest L2 first
     assert not set(first) & set(steps[2].removed["dense"])
     assert sorted(first + steps[2].removed["dense"]) == sched.removed["dense"]
     for s in steps[1:]:
@@ -70,8 +92,9 @@ def test_iterative_schedule_on_the_demo(demo_model, demo_val):
 
 def test_given_scores_decide_and_original_indices_are_reported(demo_model, demo_val):
     scores = {"dense": np.arange(512, dtype=float)}  # lowest index goes first
-    sched = PruneSchedule(demo_model, {"dense": 0.25}, steps=2, schedule="polynomial", val=demo_val,
-                          scores=scores)
+    sched = PruneSchedule(
+        demo_model, {"dense": 0.25}, steps=2, schedule="polynomial", val=demo_val, scores=scores
+    )
     steps = list(sched.run())
     removed = [i for s in steps for i in s.removed.get("dense", [])]
     assert removed == list(range(128))  # original ids, even after the first cut renumbered units
@@ -81,7 +104,9 @@ def test_given_scores_decide_and_original_indices_are_reported(demo_model, demo_
 
 
 def test_cancel_stops_the_schedule(demo_model, demo_val):
-    sched = PruneSchedule(demo_model, ["dense"], target=0.5, steps=4, val=(demo_val[0][:100], demo_val[1][:100]))
+    sched = PruneSchedule(
+        demo_model, ["dense"], target=0.5, steps=4, val=(demo_val[0][:100], demo_val[1][:100])
+    )
     seen = []
     for s in sched.run():
         seen.append(s.step)

@@ -63,7 +63,9 @@ def test_fraction_zero_is_the_baseline_and_damage_grows(demo_sweep, previewer):
         assert c.loss[-1] > c.loss[0]  # removing 90% of a group hurts
 
 
-def test_a_point_equals_the_pruned_model_without_the_weakest_units(demo_sweep, demo_model, demo_trace, previewer):
+def test_a_point_equals_the_pruned_model_without_the_weakest_units(
+    demo_sweep, demo_model, demo_trace, previewer
+):
     """Independent check: L2 norms by hand, the pruned model by surgery."""
     curve = demo_sweep[0].result.curve("conv2d_1")
     kernel = demo_model.get_layer("conv2d_1").get_weights()[0]
@@ -81,7 +83,9 @@ def test_l2_importance_matches_kernel_norms(demo_model, demo_trace):
     imp = l2_importance(demo_trace)
     assert set(imp) == {"conv2d", "conv2d_1", "dense", "dense_1"}
     kernel = demo_model.get_layer("dense").get_weights()[0]
-    np.testing.assert_allclose(imp["dense"], np.linalg.norm(kernel.astype(np.float64), axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        imp["dense"], np.linalg.norm(kernel.astype(np.float64), axis=0), rtol=1e-6
+    )
 
 
 def test_given_importance_decides_the_order(previewer, demo_trace):
@@ -89,7 +93,9 @@ def test_given_importance_decides_the_order(previewer, demo_trace):
     run = sweep(previewer, demo_trace, {"dense": order}, fractions=(0.25,))
     result = run.run()
     assert result.curve("dense").accuracy == [previewer.score(Plan({"dense": range(128)})).accuracy]
-    assert result.curve("dense").loss == pytest.approx([previewer.score(Plan({"dense": range(128)})).loss])
+    assert result.curve("dense").loss == pytest.approx(
+        [previewer.score(Plan({"dense": range(128)})).loss]
+    )
 
 
 def test_never_removes_a_whole_group(previewer, demo_trace):
@@ -111,7 +117,9 @@ def test_json_and_csv_outputs(demo_sweep):
 
 
 def test_bad_arguments(previewer, demo_trace):
-    with pytest.raises(NeuronvizError, match="Expected 512 finite importance values for layer 'dense'"):
+    with pytest.raises(
+        NeuronvizError, match="Expected 512 finite importance values for layer 'dense'"
+    ):
         sweep(previewer, demo_trace, {"dense": np.ones(10)})
     with pytest.raises(NeuronvizError, match="unknown layer 'dens'.*Did you mean 'dense'"):
         sweep(previewer, demo_trace, {"dens": np.ones(512)})

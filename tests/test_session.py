@@ -42,7 +42,14 @@ def loaded(demo_model_path):
 
 def test_model_facts(session):
     assert session.layer == "conv2d"
-    assert session.selectable_layers() == ["conv2d", "max_pooling2d", "conv2d_1", "max_pooling2d_1", "dense", "dense_1"]
+    assert session.selectable_layers() == [
+        "conv2d",
+        "max_pooling2d",
+        "conv2d_1",
+        "max_pooling2d_1",
+        "dense",
+        "dense_1",
+    ]
     assert session.why_not_selectable("dense_1") is None  # allowed, with a warning
     assert "output shape" in session.output_warning("dense_1")
     assert session.output_warning("dense") is None
@@ -99,11 +106,14 @@ def test_refuses_a_plan_that_empties_a_layer(session):
     assert session.plan == Plan()
 
 
-@pytest.mark.parametrize("plan", [
-    {"dense": list(range(100))},
-    {"conv2d": [1, 2, 5], "max_pooling2d_1": [3], "dense": [0, 9]},
-    {"conv2d_1": list(range(0, 64, 3))},
-])
+@pytest.mark.parametrize(
+    "plan",
+    [
+        {"dense": list(range(100))},
+        {"conv2d": [1, 2, 5], "max_pooling2d_1": [3], "dense": [0, 9]},
+        {"conv2d_1": list(range(0, 64, 3))},
+    ],
+)
 def test_counts_after_match_the_surgery(session, plan):
     plan = Plan(plan)
     after = session.counts_after(plan)

@@ -48,25 +48,43 @@ def test_layer_scope_zeroes_the_smallest_fraction_of_each_kernel(demo_model):
     for k, w in weights_by_name(demo_model).items():  # the input model is untouched
         np.testing.assert_array_equal(w, before[k])
     kernels = prunable_kernels(result.model)
-    assert set(result.masks) == set(kernels) == {"conv2d/kernel", "conv2d_1/kernel", "dense/kernel", "dense_1/kernel"}
+    assert (
+        set(result.masks)
+        == set(kernels)
+        == {"conv2d/kernel", "conv2d_1/kernel", "dense/kernel", "dense_1/kernel"}
+    )
     for name, keep in result.masks.items():
         original = np.abs(demo_model.get_layer(name.split("/")[0]).kernel.numpy())
         new = kernels[name].numpy()
         assert keep.dtype == bool and keep.shape == original.shape
         assert int((~keep).sum()) == round(0.8 * keep.size)
-        assert np.all(new[~keep] == 0) and np.array_equal(new[keep], demo_model.get_layer(name.split("/")[0]).kernel.numpy()[keep])
+        assert np.all(new[~keep] == 0) and np.array_equal(
+            new[keep], demo_model.get_layer(name.split("/")[0]).kernel.numpy()[keep]
+        )
         assert original[~keep].max() <= original[keep].min()  # the smallest magnitudes went
         assert result.layer_sparsity[name.split("/")[0]] == pytest.approx(0.8, abs=1e-3)
     for layer in ("conv2d", "dense"):  # biases are kept
-        np.testing.assert_array_equal(result.model.get_layer(layer).bias.numpy(), demo_model.get_layer(layer).bias.numpy())
+        np.testing.assert_array_equal(
+            result.model.get_layer(layer).bias.numpy(), demo_model.get_layer(layer).bias.numpy()
+        )
     assert result.sparsity == pytest.approx(0.8, abs=1e-4)
     assert 0.75 < result.model_sparsity < result.sparsity  # biases count in the overall figure
 
 
 def test_global_scope_uses_one_threshold_across_kernels(demo_model):
     result = sparsify(demo_model, 0.8, scope="global")
-    zeroed = np.concatenate([np.abs(demo_model.get_layer(n.split("/")[0]).kernel.numpy())[~m] for n, m in result.masks.items()])
-    kept = np.concatenate([np.abs(demo_model.get_layer(n.split("/")[0]).kernel.numpy())[m] for n, m in result.masks.items()])
+    zeroed = np.concatenate(
+        [
+            np.abs(demo_model.get_layer(n.split("/")[0]).kernel.numpy())[~m]
+            for n, m in result.masks.items()
+        ]
+    )
+    kept = np.concatenate(
+        [
+            np.abs(demo_model.get_layer(n.split("/")[0]).kernel.numpy())[m]
+            for n, m in result.masks.items()
+        ]
+    )
     assert zeroed.max() <= kept.min()
     assert result.sparsity == pytest.approx(0.8, abs=1e-6)
     spread = list(result.layer_sparsity.values())
@@ -82,19 +100,23 @@ def test_layers_restrict_what_is_touched(demo_model):
     result = sparsify(demo_model, 0.5, layers=["dense"])
     assert list(result.masks) == ["dense/kernel"]
     for layer in ("conv2d", "conv2d_1", "dense_1"):
-        np.testing.assert_array_equal(result.model.get_layer(layer).kernel.numpy(),
-                                      demo_model.get_layer(layer).kernel.numpy())
+        np.testing.assert_array_equal(
+            result.model.get_layer(layer).kernel.numpy(), demo_model.get_layer(layer).kernel.numpy()
+        )
     assert result.layer_sparsity == {"dense": pytest.approx(0.5, abs=1e-6)}
 
 
-@pytest.mark.parametrize("kwargs,needle", [
-    ({"amount": 1.0}, "amount` in [0, 1)"),
-    ({"amount": -0.1}, "amount` in [0, 1)"),
-    ({"amount": float("nan")}, "amount` in [0, 1)"),
-    ({"amount": 0.5, "scope": "model"}, "'layer' or 'global'"),
-    ({"amount": 0.5, "layers": ["dens"]}, "Did you mean 'dense'"),
-    ({"amount": 0.5, "layers": ["max_pooling2d"]}, "layer with a kernel"),
-])
+@pytest.mark.parametrize(
+    "kwargs,needle",
+    [
+        ({"amount": 1.0}, "amount` in [0, 1)"),
+        ({"amount": -0.1}, "amount` in [0, 1)"),
+        ({"amount": float("nan")}, "amount` in [0, 1)"),
+        ({"amount": 0.5, "scope": "model"}, "'layer' or 'global'"),
+        ({"amount": 0.5, "layers": ["dens"]}, "Did you mean 'dense'"),
+        ({"amount": 0.5, "layers": ["max_pooling2d"]}, "layer with a kernel"),
+    ],
+)
 def test_refusals_are_one_line(demo_model, kwargs, needle):
     with pytest.raises(NeuronvizError) as e:
         sparsify(demo_model, **kwargs)
@@ -114,18 +136,26 @@ def test_profile_threshold_grows_with_amount(demo_model):
 
 # ---- masks hold through training -------------------------------------------------------
 
+
 def _train_steps(model, optimizer, steps, x, y, batch=32):
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=False)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=False,
+    )
     for s in range(steps):
         lo = (s * batch) % (len(x) - batch)
         model.train_on_batch(x[lo : lo + batch], y[lo : lo + batch])
 
 
-@pytest.mark.parametrize("make_optimizer", [
-    lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
-    lambda: keras.optimizers.Adam(learning_rate=0.01),
-], ids=["sgd-momentum", "adam"])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: keras.optimizers.SGD(learning_rate=0.05, momentum=0.9),
+        lambda: keras.optimizers.Adam(learning_rate=0.01),
+    ],
+    ids=["sgd-momentum", "adam"],
+)
 def test_masked_weights_stay_exactly_zero_through_many_momentum_steps(make_optimizer):
     x, y = toy_data()
     model = small_model()
@@ -157,7 +187,9 @@ def test_zeroing_once_is_undone_by_momentum():
     for name, var in prunable_kernels(model).items():
         var.assign(np.where(masks[name], var.numpy(), 0))  # multiply by the mask once
     for s in range(50):
-        model.train_on_batch(x[(s % 7) * 32 : (s % 7) * 32 + 32], y[(s % 7) * 32 : (s % 7) * 32 + 32])
+        model.train_on_batch(
+            x[(s % 7) * 32 : (s % 7) * 32 + 32], y[(s % 7) * 32 : (s % 7) * 32 + 32]
+        )
     w = prunable_kernels(model)["hidden/kernel"].numpy()
     assert np.count_nonzero(w[~masks["hidden/kernel"]]) > 0.9 * (~masks["hidden/kernel"]).sum()
 
@@ -167,9 +199,12 @@ def test_masks_hold_inside_model_fit_with_several_steps_per_execution():
     model = small_model()
     masks = sparsify(model, 0.5, scope="global").masks
     apply_masks(model, masks)
-    model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  steps_per_execution=4, jit_compile=False)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        steps_per_execution=4,
+        jit_compile=False,
+    )
     model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # 64 steps, 4 per compiled call
     for name, var in prunable_kernels(model).items():
         assert np.all(var.numpy()[~masks[name]] == 0)
@@ -196,6 +231,7 @@ def test_masks_from_zeros_round_trip(tmp_path):
 
 
 # ---- export --------------------------------------------------------------------------
+
 
 def mlp(seed=0):
     keras.utils.set_random_seed(seed)
@@ -236,7 +272,9 @@ def test_tflite_failures_are_one_line_errors(tmp_path):
     model = keras.Model(inp, QrLayer()(inp))
     with pytest.raises(NeuronvizError) as e:
         export_tflite(model, tmp_path / "qr.tflite")
-    assert "TFLite converter" in str(e.value) and "(Qr)" in str(e.value) and "\n" not in str(e.value)
+    assert (
+        "TFLite converter" in str(e.value) and "(Qr)" in str(e.value) and "\n" not in str(e.value)
+    )
     assert not (tmp_path / "qr.tflite").exists()
     with pytest.raises(NeuronvizError, match="ending in .tflite"):
         export_tflite(small_model(), tmp_path / "model.keras")

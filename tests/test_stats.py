@@ -30,7 +30,9 @@ def test_demo_weight_norms_match_kernel_columns(demo_model, demo_trace):
     np.testing.assert_allclose(ws["dense"].norm_l1, np.abs(k).sum(axis=0), rtol=1e-6)
     np.testing.assert_array_equal(ws["dense"].bias, _w(demo_model.get_layer("dense"), "bias"))
     c = _w(demo_model.get_layer("conv2d_1"), "kernel")  # (5, 5, 32, 64)
-    np.testing.assert_allclose(ws["conv2d_1"].norm_l2, np.sqrt((c**2).sum(axis=(0, 1, 2))), rtol=1e-6)
+    np.testing.assert_allclose(
+        ws["conv2d_1"].norm_l2, np.sqrt((c**2).sum(axis=(0, 1, 2))), rtol=1e-6
+    )
     assert ws["conv2d"].bn_gamma is None and len(ws["conv2d"].norm_l2) == 32
 
 
@@ -48,10 +50,14 @@ def test_weight_norms_per_layer_type():
     bn.gamma.assign(np.arange(1, 6, dtype="float32"))
     ws = weight_stats(trace(flatten(model)))
     t = _w(model.get_layer("tconv"), "kernel")  # (3, 3, filters=5, in=3): unit axis -2
-    np.testing.assert_allclose(ws["tconv"].norm_l2, [np.linalg.norm(t[:, :, j, :]) for j in range(5)], rtol=1e-6)
+    np.testing.assert_allclose(
+        ws["tconv"].norm_l2, [np.linalg.norm(t[:, :, j, :]) for j in range(5)], rtol=1e-6
+    )
     np.testing.assert_array_equal(ws["tconv"].bn_gamma, np.arange(1, 6))
     p = _w(model.get_layer("sep"), "pointwise_kernel")
-    np.testing.assert_allclose(ws["sep"].norm_l2, np.linalg.norm(p.reshape(-1, 6), axis=0), rtol=1e-6)
+    np.testing.assert_allclose(
+        ws["sep"].norm_l2, np.linalg.norm(p.reshape(-1, 6), axis=0), rtol=1e-6
+    )
     emb = _w(model.get_layer("emb"), "embeddings")
     np.testing.assert_allclose(ws["emb"].norm_l1, np.abs(emb).sum(axis=0), rtol=1e-6)
     assert ws["emb"].bias is None
@@ -89,13 +95,17 @@ def test_batched_stats_equal_whole_set(demo_model, demo_trace, demo_val):
 
 def test_forced_dead_relu_unit_is_reported():
     rng = np.random.default_rng(0)
-    model = keras.Sequential([keras.Input((6,)), L.Dense(4, activation="relu", name="h"), L.Dense(2, name="out")])
+    model = keras.Sequential(
+        [keras.Input((6,)), L.Dense(4, activation="relu", name="h"), L.Dense(2, name="out")]
+    )
     k, b = model.get_layer("h").get_weights()
     b[2] = -1e4  # pre-activation always negative: unit 2 never fires
     b[[0, 1, 3]] = 10.0  # the others always fire
     model.get_layer("h").set_weights([k * 0.01, b])
     tr = trace(flatten(model))
-    s = activation_stats(model, tr, rng.standard_normal((50, 6)).astype("float32"), batch_size=16)["h"]
+    s = activation_stats(model, tr, rng.standard_normal((50, 6)).astype("float32"), batch_size=16)[
+        "h"
+    ]
     assert s.dead.tolist() == [False, False, True, False]
     assert s.apoz[2] == 1.0 and s.max[2] == 0.0 and s.apoz[0] == 0.0
     plan = criteria.dead_units({"h": s})
@@ -130,13 +140,18 @@ def test_tensors_are_freed_during_the_pass():
 
 
 def test_nested_and_multi_input_models():
-    inner = keras.Sequential([keras.Input((4,)), L.Dense(3, activation="relu", name="d")], name="inner")
+    inner = keras.Sequential(
+        [keras.Input((4,)), L.Dense(3, activation="relu", name="d")], name="inner"
+    )
     a, b = keras.Input((4,)), keras.Input((2,))
     h = L.Concatenate(name="cat")([inner(a), L.Dense(2, name="side")(b)])
     model = keras.Model([a, b], L.Dense(1, name="out")(h))
     tr = trace(flatten(model))
     rng = np.random.default_rng(1)
-    xa, xb = rng.standard_normal((9, 4)).astype("float32"), rng.standard_normal((9, 2)).astype("float32")
+    xa, xb = (
+        rng.standard_normal((9, 4)).astype("float32"),
+        rng.standard_normal((9, 2)).astype("float32"),
+    )
     stats = activation_stats(model, tr, [xa, xb], batch_size=4)
     assert {"inner/d", "side", "cat", "out"} <= set(stats)
     direct = keras.ops.convert_to_numpy(inner(xa))

@@ -106,7 +106,11 @@ def _label_limit(width: int) -> int:
 
 
 def _outputs_phrase(width: int) -> str:
-    return "the model's single (binary) output unit" if width == 1 else f"the model's {width} output units"
+    return (
+        "the model's single (binary) output unit"
+        if width == 1
+        else f"the model's {width} output units"
+    )
 
 
 # ---- .npz -----------------------------------------------------------------------------
@@ -139,12 +143,21 @@ def _read_npz(path: Path, input_names: list[str]) -> tuple[list[np.ndarray], np.
 def _checked(xs: list[np.ndarray], y: np.ndarray, model, label: str) -> Dataset:
     """Check `xs` and `y` against the model and return a Dataset."""
     specs = _input_specs(model)
-    xs = [_checked_x(x, shape, dtype, label, name) for x, (shape, dtype), name in
-          zip(xs, specs, ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))], strict=True)]
+    xs = [
+        _checked_x(x, shape, dtype, label, name)
+        for x, (shape, dtype), name in zip(
+            xs,
+            specs,
+            ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))],
+            strict=True,
+        )
+    ]
     n = len(xs[0])
     for i, x in enumerate(xs[1:], 1):
         if len(x) != n:
-            raise NeuronvizError(f"Expected the same number of samples in every input. Received: {n} in x0 and {len(x)} in x{i} in '{label}'")
+            raise NeuronvizError(
+                f"Expected the same number of samples in every input. Received: {n} in x0 and {len(x)} in x{i} in '{label}'"
+            )
     width = _output_width(model)
     labels = _checked_y(np.asarray(y), n, width, label, _label_positions(model))
     return Dataset(xs[0] if len(xs) == 1 else xs, labels, _label_limit(width), label)
@@ -153,7 +166,9 @@ def _checked(xs: list[np.ndarray], y: np.ndarray, model, label: str) -> Dataset:
 def _checked_x(x: np.ndarray, shape: tuple, dtype: str, label: str, name: str) -> np.ndarray:
     x = np.asarray(x)
     if x.dtype.kind not in "biuf":
-        raise NeuronvizError(f"Expected numbers in `{name}`. Received: dtype {x.dtype} in '{label}'")
+        raise NeuronvizError(
+            f"Expected numbers in `{name}`. Received: dtype {x.dtype} in '{label}'"
+        )
     want = (None,) + tuple(shape)
     got = tuple(x.shape)
     if len(got) == len(want) - 1 and shape and shape[-1] == 1 and got[1:] == tuple(shape[:-1]):
@@ -165,19 +180,25 @@ def _checked_x(x: np.ndarray, shape: tuple, dtype: str, label: str, name: str) -
             f"Expected `{name}` of shape {expected} to match the model input. Received: {name}.shape={got} in '{label}'"
         )
     if len(x) == 0:
-        raise NeuronvizError(f"Expected at least one sample. Received: an empty `{name}` in '{label}'")
+        raise NeuronvizError(
+            f"Expected at least one sample. Received: an empty `{name}` in '{label}'"
+        )
     if "int" in dtype:
         return x.astype(dtype, copy=False)
     x = x.astype(np.float32, copy=False)
     bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
     if bad:
-        raise NeuronvizError(f"Expected finite values in `{name}`. Received: {bad} NaN or inf values in '{label}'")
+        raise NeuronvizError(
+            f"Expected finite values in `{name}`. Received: {bad} NaN or inf values in '{label}'"
+        )
     return x
 
 
 def _checked_y(y: np.ndarray, n: int, width: int, label: str, positions: tuple = ()) -> np.ndarray:
     if y.dtype.kind not in "biuf":
-        raise NeuronvizError(f"Expected integer class labels in `y`. Received: dtype {y.dtype} in '{label}'")
+        raise NeuronvizError(
+            f"Expected integer class labels in `y`. Received: dtype {y.dtype} in '{label}'"
+        )
     if positions:  # one label per output position, e.g. per time step
         if tuple(y.shape[1:]) == positions + (width,) and width > 1:
             y = np.argmax(y, axis=-1)
@@ -197,13 +218,19 @@ def _checked_y(y: np.ndarray, n: int, width: int, label: str, positions: tuple =
             )
         y = np.argmax(y, axis=1)
     if y.ndim != 1 + len(positions):
-        raise NeuronvizError(f"Expected labels of shape (N,) or one-hot (N, C). Received: y.shape={tuple(y.shape)} in '{label}'")
+        raise NeuronvizError(
+            f"Expected labels of shape (N,) or one-hot (N, C). Received: y.shape={tuple(y.shape)} in '{label}'"
+        )
     if len(y) != n:
-        raise NeuronvizError(f"Expected one label per sample ({n} in `x`). Received: {len(y)} labels in '{label}'")
+        raise NeuronvizError(
+            f"Expected one label per sample ({n} in `x`). Received: {len(y)} labels in '{label}'"
+        )
     if y.dtype.kind == "f":
         whole = np.isfinite(y) & (y == np.round(y))
         if not whole.all():
-            raise NeuronvizError(f"Expected integer class labels in `y`. Received: {y[~whole][0]!r} in '{label}'")
+            raise NeuronvizError(
+                f"Expected integer class labels in `y`. Received: {y[~whole][0]!r} in '{label}'"
+            )
     y = y.astype(np.int64)
     limit = _label_limit(width)
     bad = y[(y < 0) | (y >= limit)]
@@ -225,17 +252,25 @@ def _load_image_folder(path: Path, model) -> Dataset:
         )
     classes = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
-        raise NeuronvizError(f"Expected an image folder with one subfolder per class. Received: '{path}' (no subfolders)")
+        raise NeuronvizError(
+            f"Expected an image folder with one subfolder per class. Received: '{path}' (no subfolders)"
+        )
     width = _output_width(model)
     if len(classes) > _label_limit(width):
         raise NeuronvizError(
             f"Expected labels in [0, {_label_limit(width)}) for {_outputs_phrase(width)}. "
             f"Received: {len(classes)} class subfolders in '{path.name}'"
         )
-    files = [(f, cid) for cid, d in enumerate(classes) for f in sorted(d.iterdir())
-             if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")]
+    files = [
+        (f, cid)
+        for cid, d in enumerate(classes)
+        for f in sorted(d.iterdir())
+        if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith(".")
+    ]
     if not files:
-        raise NeuronvizError(f"Expected images ({', '.join(IMAGE_SUFFIXES)}) in the class subfolders. Received: none in '{path}'")
+        raise NeuronvizError(
+            f"Expected images ({', '.join(IMAGE_SUFFIXES)}) in the class subfolders. Received: none in '{path}'"
+        )
     height, wide, channels = (int(d) for d in shape)
     x = np.empty((len(files), height, wide, channels), dtype=np.float32)
     for i, (f, _) in enumerate(files):
@@ -255,5 +290,7 @@ def _read_image(f: Path, root: Path, size: tuple[int, int], channels: int) -> np
             a = np.asarray(img, dtype=np.float32) / 255.0
     except (OSError, UnidentifiedImageError, ValueError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NeuronvizError(f"Could not read image '{f.relative_to(root)}': {first[:120]}") from None
+        raise NeuronvizError(
+            f"Could not read image '{f.relative_to(root)}': {first[:120]}"
+        ) from None
     return a[..., None] if channels == 1 else a

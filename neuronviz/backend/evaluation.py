@@ -17,12 +17,22 @@ from neuronviz.core import metrics
 from neuronviz.core.metrics import LossFn, Score
 
 # layers that pass their input's meaning through unchanged
-_TRANSPARENT = {"Dropout", "Flatten", "Reshape", "Identity", "GaussianNoise", "GaussianDropout",
-                "AlphaDropout", "ActivityRegularization", "SpatialDropout1D", "SpatialDropout2D"}
+_TRANSPARENT = {
+    "Dropout",
+    "Flatten",
+    "Reshape",
+    "Identity",
+    "GaussianNoise",
+    "GaussianDropout",
+    "AlphaDropout",
+    "ActivityRegularization",
+    "SpatialDropout1D",
+    "SpatialDropout2D",
+}
 
 
 def output_kind(model: keras.Model, graph: FlatGraph | None = None) -> str:
-    """"softmax", "sigmoid" or "logits": the activation of the layer making the first output."""
+    """ "softmax", "sigmoid" or "logits": the activation of the layer making the first output."""
     fg = graph or flatten(model)
     producers = fg.producers()
     key = fg.outputs[0]
@@ -35,7 +45,9 @@ def output_kind(model: keras.Model, graph: FlatGraph | None = None) -> str:
         name = getattr(fn, "__name__", "")
         if name in ("softmax", "sigmoid"):
             return name
-        if type(layer).__name__ in _TRANSPARENT or (type(layer).__name__ == "Activation" and name == "linear"):
+        if type(layer).__name__ in _TRANSPARENT or (
+            type(layer).__name__ == "Activation" and name == "linear"
+        ):
             key = call.inputs[0]
             continue
         break
@@ -93,14 +105,22 @@ class _NumpyCrossentropy:
         return metrics.crossentropy(outputs, labels, from_logits=self.from_logits)
 
 
-_CROSSENTROPY = {"sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy"}
+_CROSSENTROPY = {
+    "sparse_categorical_crossentropy",
+    "categorical_crossentropy",
+    "binary_crossentropy",
+}
 
 
 def _numpy_crossentropy(loss) -> _NumpyCrossentropy | None:
     """A NumPy stand-in for the standard Keras crossentropies (default options only)."""
     name = _loss_name(loss)
     opts = _loss_options(loss)
-    if name not in _CROSSENTROPY or opts.get("label_smoothing", 0) or opts.get("ignore_class") is not None:
+    if (
+        name not in _CROSSENTROPY
+        or opts.get("label_smoothing", 0)
+        or opts.get("ignore_class") is not None
+    ):
         return None
     if opts.get("axis", -1) != -1:
         return None
@@ -132,14 +152,18 @@ class _KerasLoss:
             try:
                 target = _target_for(_loss_name(self.loss), labels, outputs.shape[-1])
                 fn = self.loss.call if isinstance(self.loss, keras.losses.Loss) else self.loss
-                values = keras.ops.convert_to_numpy(fn(target, keras.ops.convert_to_tensor(outputs)))
+                values = keras.ops.convert_to_numpy(
+                    fn(target, keras.ops.convert_to_tensor(outputs))
+                )
                 values = np.asarray(values, dtype=np.float64)
                 return values.reshape(len(labels), -1).mean(axis=1) if values.ndim else values
             except Exception as e:  # noqa: BLE001 - reported once, then the built-in loss
                 self.failed = True
                 warnings.warn(
                     f"The compiled loss '{_loss_name(self.loss)}' could not score integer labels "
-                    f"({type(e).__name__}); using crossentropy instead.", stacklevel=2)
+                    f"({type(e).__name__}); using crossentropy instead.",
+                    stacklevel=2,
+                )
         return metrics.crossentropy(outputs, labels, from_logits=self.from_logits)
 
 

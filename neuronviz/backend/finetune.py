@@ -67,13 +67,18 @@ def xy(data) -> tuple:
     try:
         x, y = data
     except (TypeError, ValueError):
-        raise NeuronvizError(f"Expected data as (x, y) or a Dataset. Received: {type(data).__name__}") from None
+        raise NeuronvizError(
+            f"Expected data as (x, y) or a Dataset. Received: {type(data).__name__}"
+        ) from None
     return x, y
 
 
 def _is_softmax_output(model: keras.Model) -> bool:
     last = model.layers[-1] if model.layers else None
-    return isinstance(last, keras.layers.Softmax) or getattr(last, "activation", None) is keras.activations.softmax
+    return (
+        isinstance(last, keras.layers.Softmax)
+        or getattr(last, "activation", None) is keras.activations.softmax
+    )
 
 
 def training_loss(model: keras.Model):
@@ -101,7 +106,9 @@ def _check_data(model: keras.Model, x, y, what: str) -> tuple[np.ndarray, np.nda
         )
     want = tuple(model.inputs[0].shape[1:])
     if tuple(x.shape[1:]) != want:
-        raise NeuronvizError(f"Expected {what} samples of shape {want}. Received: {tuple(x.shape[1:])}")
+        raise NeuronvizError(
+            f"Expected {what} samples of shape {want}. Received: {tuple(x.shape[1:])}"
+        )
     classes = int(model.outputs[0].shape[-1])
     if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and (y.min() < 0 or y.max() >= classes):
         raise NeuronvizError(
@@ -111,7 +118,9 @@ def _check_data(model: keras.Model, x, y, what: str) -> tuple[np.ndarray, np.nda
     return (x.astype("float32") if x.dtype == np.float64 else x), y
 
 
-def compile_for_training(model: keras.Model, source: keras.Model, learning_rate: float, optimizer=None) -> None:
+def compile_for_training(
+    model: keras.Model, source: keras.Model, learning_rate: float, optimizer=None
+) -> None:
     model.compile(
         optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
         loss=training_loss(source),
@@ -142,17 +151,33 @@ class FinetuneJob:
     None until the run ends, and None if it was cancelled before the first epoch ended.
     """
 
-    def __init__(self, model: keras.Model, train, val, epochs: int = 3, batch_size: int = 64,
-                 learning_rate: float = 1e-4, patience: int | None = 2, masks=None, *,
-                 optimizer=None, seed: int = 0, min_delta: float = 0.0):
+    def __init__(
+        self,
+        model: keras.Model,
+        train,
+        val,
+        epochs: int = 3,
+        batch_size: int = 64,
+        learning_rate: float = 1e-4,
+        patience: int | None = 2,
+        masks=None,
+        *,
+        optimizer=None,
+        seed: int = 0,
+        min_delta: float = 0.0,
+    ):
         if int(epochs) < 1:
             raise NeuronvizError(f"Expected `epochs` >= 1. Received: epochs={epochs}")
         if int(batch_size) < 1:
             raise NeuronvizError(f"Expected `batch_size` >= 1. Received: batch_size={batch_size}")
         if not float(learning_rate) > 0:
-            raise NeuronvizError(f"Expected `learning_rate` > 0. Received: learning_rate={learning_rate}")
+            raise NeuronvizError(
+                f"Expected `learning_rate` > 0. Received: learning_rate={learning_rate}"
+            )
         if patience is not None and int(patience) < 1:
-            raise NeuronvizError(f"Expected `patience` >= 1 (or None for no early stopping). Received: patience={patience}")
+            raise NeuronvizError(
+                f"Expected `patience` >= 1 (or None for no early stopping). Received: patience={patience}"
+            )
         self.model = model
         self.x, self.y = _check_data(model, *xy(train), "training")
         self.val_x, self.val_y = _check_data(model, *xy(val), "validation")
@@ -177,13 +202,24 @@ class FinetuneJob:
     @property
     def initial(self) -> dict | None:
         """The validation score before training (available after the "start" event)."""
-        return next(({"loss": e.val_loss, "accuracy": e.val_accuracy} for e in self.history if e.kind == "start"), None)
+        return next(
+            (
+                {"loss": e.val_loss, "accuracy": e.val_accuracy}
+                for e in self.history
+                if e.kind == "start"
+            ),
+            None,
+        )
 
     @property
     def best(self) -> dict | None:
         """The validation score of the best state so far (that of `result` at the end)."""
         e = next((e for e in self.history if e.epoch == self._best_epoch), None)
-        return None if e is None else {"loss": e.val_loss, "accuracy": e.val_accuracy, "epoch": e.epoch}
+        return (
+            None
+            if e is None
+            else {"loss": e.val_loss, "accuracy": e.val_accuracy, "epoch": e.epoch}
+        )
 
     def run_all(self) -> keras.Model | None:
         for _ in self.run():
@@ -213,27 +249,50 @@ class FinetuneJob:
             seen = loss_sum = acc_sum = 0.0
             for b in range(self.batches):
                 if self.cancelled:
-                    yield self._finish(last, work if epoch > 1 else None, best_weights, "cancelled", constrained)
+                    yield self._finish(
+                        last, work if epoch > 1 else None, best_weights, "cancelled", constrained
+                    )
                     return
                 idx = np.sort(order[b * self.batch_size : (b + 1) * self.batch_size])
                 logs = work.train_on_batch(self.x[idx], self.y[idx], return_dict=True)
                 seen += len(idx)
                 loss_sum += float(logs["loss"]) * len(idx)
                 acc_sum += float(logs.get("accuracy", np.nan)) * len(idx)
-                last = Progress("batch", epoch, self.epochs, b + 1, self.batches,
-                                ((epoch - 1) * self.batches + b + 1) / (self.epochs * self.batches),
-                                loss_sum / seen, acc_sum / seen, best_epoch=best_epoch)
+                last = Progress(
+                    "batch",
+                    epoch,
+                    self.epochs,
+                    b + 1,
+                    self.batches,
+                    ((epoch - 1) * self.batches + b + 1) / (self.epochs * self.batches),
+                    loss_sum / seen,
+                    acc_sum / seen,
+                    best_epoch=best_epoch,
+                )
                 yield last
             score = batched_score(work, self.val_x, self.val_y, val_bs, lambda: self.cancelled)
             if score is None:
-                yield self._finish(last, work if epoch > 1 else None, best_weights, "cancelled", constrained)
+                yield self._finish(
+                    last, work if epoch > 1 else None, best_weights, "cancelled", constrained
+                )
                 return
             if score["loss"] < best_loss - self.min_delta:
-                best_loss, best_weights, best_epoch, waited = score["loss"], work.get_weights(), epoch, 0
+                best_loss, best_weights, best_epoch, waited = (
+                    score["loss"],
+                    work.get_weights(),
+                    epoch,
+                    0,
+                )
                 self._best_epoch = epoch
             else:
                 waited += 1
-            last = replace(last, kind="epoch", val_loss=score["loss"], val_accuracy=score["accuracy"], best_epoch=best_epoch)
+            last = replace(
+                last,
+                kind="epoch",
+                val_loss=score["loss"],
+                val_accuracy=score["accuracy"],
+                best_epoch=best_epoch,
+            )
             self.history.append(last)
             yield last
             if self.patience is not None and waited >= self.patience and epoch < self.epochs:
@@ -245,7 +304,9 @@ class FinetuneJob:
         for var in constrained:
             var.constraint = None
         if work is not None:
-            result = keras.models.clone_model(work)  # fresh variables: no constraints, no optimizer state
+            result = keras.models.clone_model(
+                work
+            )  # fresh variables: no constraints, no optimizer state
             result.set_weights(weights)
             try:
                 compiled = compile_like(result, self.model)
@@ -256,8 +317,15 @@ class FinetuneJob:
             self.result = result
         self.stopped = why
         best = self.best or {}
-        return replace(last, kind="done", fraction=1.0 if why != "cancelled" else last.fraction, stopped=why,
-                       val_loss=best.get("loss"), val_accuracy=best.get("accuracy"), best_epoch=best.get("epoch", 0))
+        return replace(
+            last,
+            kind="done",
+            fraction=1.0 if why != "cancelled" else last.fraction,
+            stopped=why,
+            val_loss=best.get("loss"),
+            val_accuracy=best.get("accuracy"),
+            best_epoch=best.get("epoch", 0),
+        )
 
 
 def evaluate(model: keras.Model, data, batch_size: int = 256) -> dict:
@@ -268,6 +336,8 @@ def evaluate(model: keras.Model, data, batch_size: int = 256) -> dict:
     pred = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
     total_loss = 0.0
     for s in range(0, len(x), batch_size):
-        total_loss += float(loss_fn(y[s : s + batch_size], pred[s : s + batch_size])) * len(pred[s : s + batch_size])
+        total_loss += float(loss_fn(y[s : s + batch_size], pred[s : s + batch_size])) * len(
+            pred[s : s + batch_size]
+        )
     labels = y if y.ndim == 1 else y.argmax(-1)
     return {"loss": total_loss / len(x), "accuracy": float((pred.argmax(-1) == labels).mean())}

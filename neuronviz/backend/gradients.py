@@ -32,14 +32,19 @@ def layer_path(fg: FlatGraph, name: str) -> str:
     aliases = fg.aliases()
     if name in aliases:
         return aliases[name]
-    raise NeuronvizError(f"Expected a layer of the model. Received: unknown layer '{name}'." + close_matches(name, list(fg.layers) + list(aliases)))
+    raise NeuronvizError(
+        f"Expected a layer of the model. Received: unknown layer '{name}'."
+        + close_matches(name, list(fg.layers) + list(aliases))
+    )
 
 
 def _unit_call(fg: FlatGraph, name: str, unit: int):
     call = fg.first_call(layer_path(fg, name))
     width = int(call.output_shapes[0][-1]) if len(call.output_shapes[0]) > 1 else 1
     if not 0 <= int(unit) < width:
-        raise NeuronvizError(f"Expected `unit` in [0, {width}) for layer '{call.path}'. Received: unit={unit}")
+        raise NeuronvizError(
+            f"Expected `unit` in [0, {width}) for layer '{call.path}'. Received: unit={unit}"
+        )
     return call
 
 
@@ -65,8 +70,9 @@ def _graph(model: keras.Model, trace: Trace | None) -> FlatGraph:
     return trace.graph if trace is not None else flatten(model)
 
 
-def unit_weight_gradients(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256,
-                          trace: Trace | None = None) -> dict[str, np.ndarray]:
+def unit_weight_gradients(
+    model: keras.Model, layer: str, unit: int, x, batch_size: int = 256, trace: Trace | None = None
+) -> dict[str, np.ndarray]:
     """d(sum over samples and positions of the unit's activation) / d(every trainable
     weight), keyed 'layer_path/weight_name'. Weights the unit does not depend on get
     zeros. Pass `trace` to reuse the model's flat graph."""
@@ -85,14 +91,18 @@ def unit_weight_gradients(model: keras.Model, layer: str, unit: int, x, batch_si
     return {k: g.astype(np.float32) for k, g in total.items()}
 
 
-def saliency(model: keras.Model, layer: str, unit: int, x, batch_size: int = 256, trace: Trace | None = None):
+def saliency(
+    model: keras.Model, layer: str, unit: int, x, batch_size: int = 256, trace: Trace | None = None
+):
     """d(unit activation summed over positions) / d(input), per sample: shaped like x
     (a list for several inputs)."""
     fg = _graph(model, trace)
     call = _unit_call(fg, layer, unit)
     xs = as_inputs(x, len(fg.inputs))
     if any(np.asarray(a[:1]).dtype.kind not in "f" for a in xs):
-        raise NeuronvizError("Expected floating-point model inputs for a saliency map. Received: integer inputs (e.g. token ids).")
+        raise NeuronvizError(
+            "Expected floating-point model inputs for a saliency map. Received: integer inputs (e.g. token ids)."
+        )
     out = [np.zeros(np.shape(a), np.float32) for a in xs]
     for s, batch in _batches(fg, xs, batch_size):
         with tf.GradientTape() as tape:
@@ -110,16 +120,22 @@ def per_sample_loss(model: keras.Model):
     """The compiled loss as fn(y_true, y_pred) -> unreduced per-sample values."""
     loss = getattr(model, "loss", None)
     if loss is None:
-        raise NeuronvizError("Expected a compiled model (with a loss) to score units with labels. Received: a model without a loss.")
+        raise NeuronvizError(
+            "Expected a compiled model (with a loss) to score units with labels. Received: a model without a loss."
+        )
     if isinstance(loss, (list, tuple, dict)):
-        raise NeuronvizError("Expected a single loss to score units with labels. Received: one loss per output.")
+        raise NeuronvizError(
+            "Expected a single loss to score units with labels. Received: one loss per output."
+        )
     fn = keras.losses.get(loss) if isinstance(loss, str) else loss
     if isinstance(fn, keras.losses.Loss):
         return fn.call
     return fn
 
 
-def taylor_importance(model: keras.Model, trace: Trace, x, y=None, batch_size: int = 64, layers=None) -> dict[str, np.ndarray]:
+def taylor_importance(
+    model: keras.Model, trace: Trace, x, y=None, batch_size: int = 64, layers=None
+) -> dict[str, np.ndarray]:
     """First-order Taylor importance of every layer with units (Molchanov et al. 2017).
 
     Per unit: |mean over positions of a * dL/da| per sample, then the mean over samples,
@@ -132,7 +148,9 @@ def taylor_importance(model: keras.Model, trace: Trace, x, y=None, batch_size: i
     watched = {fg.first_call(p).index for p in paths}
     loss = per_sample_loss(model) if y is not None else None
     if loss is not None and len(fg.outputs) != 1:
-        raise NeuronvizError(f"Expected a single-output model to score units with labels. Received: {len(fg.outputs)} outputs.")
+        raise NeuronvizError(
+            f"Expected a single-output model to score units with labels. Received: {len(fg.outputs)} outputs."
+        )
     acc = {p: np.zeros(int(fg.first_call(p).output_shapes[0][-1]), np.float64) for p in paths}
     n = 0
     for s, batch in _batches(fg, x, batch_size):
@@ -176,7 +194,9 @@ def unit_top_inputs(trace: Trace, layer: str, unit: int, k: int = 10) -> list[tu
     rule = trace.rule(call.path)
     w = unit_kernel(call.layer, rule)
     if w is None or not getattr(rule, "has_units", False):
-        raise NeuronvizError(f"Expected a layer that creates units (Dense, Conv, ...). Received: '{call.path}' ({type(call.layer).__name__})")
+        raise NeuronvizError(
+            f"Expected a layer that creates units (Dense, Conv, ...). Received: '{call.path}' ({type(call.layer).__name__})"
+        )
     col = w[..., int(unit)]
     offset = 0
     if col.ndim == 1:  # Dense, Embedding

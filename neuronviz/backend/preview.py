@@ -48,10 +48,18 @@ class Previewer:
     work_bytes = 32 << 20  # a cheap tail may run in fewer, larger batches up to this size
     slice_min_macs = 2e8  # slice a layer's removed inputs off when that saves this many MACs
 
-    def __init__(self, model: keras.Model, trace: Trace, dataset: Dataset,
-                 budget_bytes: int = 1 << 30, batch_size: int = 512):
+    def __init__(
+        self,
+        model: keras.Model,
+        trace: Trace,
+        dataset: Dataset,
+        budget_bytes: int = 1 << 30,
+        batch_size: int = 512,
+    ):
         if dataset is None or dataset.n == 0:
-            raise NeuronvizError("Expected validation data with at least one sample for the preview.")
+            raise NeuronvizError(
+                "Expected validation data with at least one sample for the preview."
+            )
         if len(dataset.inputs) != len(trace.graph.inputs):
             raise NeuronvizError(
                 f"Expected data for {len(trace.graph.inputs)} model inputs. Received: {len(dataset.inputs)}"
@@ -71,7 +79,9 @@ class Previewer:
         self._lock = threading.RLock()
         self._baseline: Score | None = None
         self._maskers: OrderedDict[Plan, Masker] = OrderedDict()
-        self._sliced: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # masker -> {call: ...}
+        self._sliced: weakref.WeakKeyDictionary = (
+            weakref.WeakKeyDictionary()
+        )  # masker -> {call: ...}
         self._inputs = dict(zip(self.graph.inputs, dataset.inputs, strict=True))
         self._arrays: dict[Key, np.ndarray] = dict(self._inputs)  # key -> array over all samples
         self._frontiers: OrderedDict[int, tuple] = OrderedDict()  # t -> keys (LRU order)
@@ -99,7 +109,11 @@ class Previewer:
         with self._lock:
             masker = self.masker(plan)
             outputs = self._masked_outputs(masker)
-            keep = masker.selection.keep(self.trace.map(self.graph.outputs[0])) if masker.selection else None
+            keep = (
+                masker.selection.keep(self.trace.map(self.graph.outputs[0]))
+                if masker.selection
+                else None
+            )
             return self._score_outputs(outputs, self.dataset.y, keep)
 
     def predict(self, plan: Plan) -> np.ndarray:
@@ -163,7 +177,9 @@ class Previewer:
         """The frontier of call `t`: tensors made before it and used at or after it."""
         keys = self._frontier_keys.get(t)
         if keys is None:
-            keys = tuple(k for k in self._order if self._produced_at[k] < t <= self._last_use.get(k, -2))
+            keys = tuple(
+                k for k in self._order if self._produced_at[k] < t <= self._last_use.get(k, -2)
+            )
             self._frontier_keys[t] = keys
         return keys
 
@@ -178,7 +194,9 @@ class Previewer:
             if layer is None:
                 continue
             try:
-                out.append(Masker(self.trace, self.trace.select(Plan({layer: [0]}))).first_affected())
+                out.append(
+                    Masker(self.trace, self.trace.select(Plan({layer: [0]}))).first_affected()
+                )
             except NeuronvizError:
                 continue
         return out
@@ -221,7 +239,9 @@ class Previewer:
         hook = self._counting(None)
         arrays: dict[Key, np.ndarray] = {}
         for lo in range(0, self.n, rows):
-            values = self.graph.run(None, start=s, stop=t, values=self._batch(s, lo, rows), hook=hook)
+            values = self.graph.run(
+                None, start=s, stop=t, values=self._batch(s, lo, rows), hook=hook
+            )
             for k in missing:
                 part = ops.convert_to_numpy(values[k])
                 if k not in arrays:
@@ -265,7 +285,11 @@ class Previewer:
         for index, masks in masker.input_masks.items():
             call = self.graph.calls[index]
             rule = self.trace.rule(call.path)
-            if len(call.inputs) != 1 or type(rule) not in _SLICEABLE or getattr(call.layer, "groups", 1) != 1:
+            if (
+                len(call.inputs) != 1
+                or type(rule) not in _SLICEABLE
+                or getattr(call.layer, "groups", 1) != 1
+            ):
                 continue
             key = call.inputs[0]
             keep = np.asarray(masks[key]) > 0
@@ -284,7 +308,9 @@ class Previewer:
     def _rows(self, start: int, stop: int) -> int:
         """Rows per batch: `batch_size`, or more while the working set stays small."""
         per_sample = sum(self._sample_bytes[k] for k in self.keys_at(start))
-        per_sample += sum(self._sample_bytes[k] for c in self.graph.calls[start:stop] for k in c.outputs)
+        per_sample += sum(
+            self._sample_bytes[k] for c in self.graph.calls[start:stop] for k in c.outputs
+        )
         return min(self.n, max(self.batch_size, self.work_bytes // max(per_sample, 1)))
 
     def _counting(self, hook):

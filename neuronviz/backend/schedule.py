@@ -26,18 +26,24 @@ from neuronviz.errors import NeuronvizError, close_matches
 SCHEDULES = ("polynomial", "constant")
 
 
-def schedule_fractions(target: float, steps: int, kind: str = "polynomial", power: int = 3) -> list[float]:
+def schedule_fractions(
+    target: float, steps: int, kind: str = "polynomial", power: int = 3
+) -> list[float]:
     """Cumulative fraction removed after each step (the last one is `target`).
 
     polynomial: target * (1 - (1 - t/n)^power) (Zhu & Gupta, 2017): big cuts first, while
     the network has the most redundancy, then smaller ones. constant: the same number of
     units at every step (target * t/n)."""
     if not 0.0 < float(target) < 1.0:
-        raise NeuronvizError(f"Expected a target fraction of units in (0, 1). Received: target={target}")
+        raise NeuronvizError(
+            f"Expected a target fraction of units in (0, 1). Received: target={target}"
+        )
     if int(steps) < 1:
         raise NeuronvizError(f"Expected `steps` >= 1. Received: steps={steps}")
     if kind not in SCHEDULES:
-        raise NeuronvizError(f"Expected `schedule` to be 'polynomial' or 'constant'. Received: schedule='{kind}'")
+        raise NeuronvizError(
+            f"Expected `schedule` to be 'polynomial' or 'constant'. Received: schedule='{kind}'"
+        )
     n = int(steps)
     if kind == "constant":
         return [target * t / n for t in range(1, n + 1)]
@@ -73,7 +79,9 @@ class ScheduleStep:
     widths: dict  # layer -> (original units, units now)
     removed: dict  # layer -> ORIGINAL indices removed at this step
     pruned: dict | None  # {"loss", "accuracy"} on val right after removal
-    finetuned: dict | None  # {"loss", "accuracy"} on val after fine-tuning (None without train data)
+    finetuned: (
+        dict | None
+    )  # {"loss", "accuracy"} on val after fine-tuning (None without train data)
     params: int
     stopped: str | None = None  # "cancelled" on the last step of a cancelled run
     extra: dict = field(default_factory=dict)
@@ -85,22 +93,39 @@ class PruneSchedule:
     current unit (lowest removed first), or a dict layer -> scores over the ORIGINAL units.
     `model` is not changed; the final model is `result`."""
 
-    def __init__(self, model: keras.Model, targets, target: float = 0.5, steps: int = 3,
-                 schedule: str = "polynomial", train=None, val=None, *,
-                 scores: Callable | Mapping | None = None, epochs_per_step: int = 1, batch_size: int = 64,
-                 learning_rate: float = 1e-4, patience: int | None = None,
-                 on_progress: Callable[[Progress], None] | None = None, seed: int = 0):
+    def __init__(
+        self,
+        model: keras.Model,
+        targets,
+        target: float = 0.5,
+        steps: int = 3,
+        schedule: str = "polynomial",
+        train=None,
+        val=None,
+        *,
+        scores: Callable | Mapping | None = None,
+        epochs_per_step: int = 1,
+        batch_size: int = 64,
+        learning_rate: float = 1e-4,
+        patience: int | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        seed: int = 0,
+    ):
         import neuronviz.api as nv
 
         if val is None:
-            raise NeuronvizError("Expected validation data (x, y) to report accuracy after each step. Received: val=None")
+            raise NeuronvizError(
+                "Expected validation data (x, y) to report accuracy after each step. Received: val=None"
+            )
         self.model = model
         tr = nv.analyze(model)
         aliases = tr.graph.aliases()
         if isinstance(targets, Mapping):
             wanted = {str(k): float(v) for k, v in targets.items()}
         else:
-            wanted = {str(k): float(target) for k in ([targets] if isinstance(targets, str) else targets)}
+            wanted = {
+                str(k): float(target) for k in ([targets] if isinstance(targets, str) else targets)
+            }
         if not wanted:
             raise NeuronvizError("Expected at least one layer to prune. Received: none")
         self.targets: dict[str, float] = {}
@@ -118,10 +143,17 @@ class PruneSchedule:
         self.steps, self.schedule = int(steps), schedule
         self.train, self.val = train, val
         self.scores = scores
-        self.finetune_args = dict(epochs=epochs_per_step, batch_size=batch_size, learning_rate=learning_rate,
-                                  patience=patience, seed=seed)
+        self.finetune_args = dict(
+            epochs=epochs_per_step,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            patience=patience,
+            seed=seed,
+        )
         self.on_progress = on_progress
-        self.alive = {p: np.arange(n) for p, n in self.original.items()}  # original ids, current order
+        self.alive = {
+            p: np.arange(n) for p, n in self.original.items()
+        }  # original ids, current order
         self.result: keras.Model | None = None
         self.history: list[ScheduleStep] = []
         self._cancel = threading.Event()
@@ -137,13 +169,18 @@ class PruneSchedule:
     @property
     def removed(self) -> dict[str, list[int]]:
         """Layer -> all ORIGINAL unit indices removed so far."""
-        return {p: sorted(set(range(n)) - set(self.alive[p].tolist())) for p, n in self.original.items()}
+        return {
+            p: sorted(set(range(n)) - set(self.alive[p].tolist())) for p, n in self.original.items()
+        }
 
     def _scores(self, model, path) -> np.ndarray:
         if self.scores is None:
             s = l2_scores(model, path)
         elif isinstance(self.scores, Mapping):
-            full = np.asarray(self.scores[path] if path in self.scores else l2_scores(self.model, path), dtype=np.float64)
+            full = np.asarray(
+                self.scores[path] if path in self.scores else l2_scores(self.model, path),
+                dtype=np.float64,
+            )
             if len(full) != self.original[path]:
                 raise NeuronvizError(
                     f"Expected {self.original[path]} scores for layer '{path}'. Received: {len(full)}"
@@ -159,11 +196,15 @@ class PruneSchedule:
 
     def _step(self, step: int, model, pruned, finetuned, removed, stopped=None) -> ScheduleStep:
         out = ScheduleStep(
-            step=step, steps=self.steps,
+            step=step,
+            steps=self.steps,
             fraction=max((plan[step - 1] if step else 0.0) for plan in self.plans.values()),
             widths={p: (n, len(self.alive[p])) for p, n in self.original.items()},
-            removed=removed, pruned=pruned, finetuned=finetuned,
-            params=int(model.count_params()), stopped=stopped,
+            removed=removed,
+            pruned=pruned,
+            finetuned=finetuned,
+            params=int(model.count_params()),
+            stopped=stopped,
         )
         self.history.append(out)
         return out

@@ -45,9 +45,16 @@ class GroupCurve:
     loss: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "layer": self.layer, "size": self.size, "members": list(self.members),
-                "fractions": list(self.fractions), "removed": list(self.removed),
-                "accuracy": [_finite(a) for a in self.accuracy], "loss": [_finite(v) for v in self.loss]}
+        return {
+            "name": self.name,
+            "layer": self.layer,
+            "size": self.size,
+            "members": list(self.members),
+            "fractions": list(self.fractions),
+            "removed": list(self.removed),
+            "accuracy": [_finite(a) for a in self.accuracy],
+            "loss": [_finite(v) for v in self.loss],
+        }
 
 
 @dataclass
@@ -63,8 +70,11 @@ class SweepResult:
         raise KeyError(name)
 
     def to_dict(self) -> dict:
-        return {"baseline": self.baseline.to_dict(), "groups": [c.to_dict() for c in self.curves],
-                "skipped": dict(self.skipped)}
+        return {
+            "baseline": self.baseline.to_dict(),
+            "groups": [c.to_dict() for c in self.curves],
+            "skipped": dict(self.skipped),
+        }
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -83,8 +93,13 @@ class SweepResult:
 class Sweep:
     """An iterator of progress floats; `result` is set (and returned) when it finishes."""
 
-    def __init__(self, previewer, trace: Trace, importance: Mapping[str, np.ndarray] | None,
-                 fractions=DEFAULT_FRACTIONS):
+    def __init__(
+        self,
+        previewer,
+        trace: Trace,
+        importance: Mapping[str, np.ndarray] | None,
+        fractions=DEFAULT_FRACTIONS,
+    ):
         self.previewer, self.trace = previewer, trace
         self.fractions = _checked_fractions(fractions)
         self.importance = _importance(trace, importance)
@@ -141,8 +156,12 @@ class Sweep:
         return self.result
 
 
-def sweep(previewer, trace: Trace, importance: Mapping[str, np.ndarray] | None = None,
-          fractions=DEFAULT_FRACTIONS) -> Sweep:
+def sweep(
+    previewer,
+    trace: Trace,
+    importance: Mapping[str, np.ndarray] | None = None,
+    fractions=DEFAULT_FRACTIONS,
+) -> Sweep:
     """A sensitivity sweep (see the module docstring). `importance`: layer -> one value
     per unit (higher = more important); layers left out get `l2_importance`."""
     return Sweep(previewer, trace, importance, fractions)
@@ -201,7 +220,8 @@ def _importance(trace: Trace, given: Mapping[str, np.ndarray] | None) -> dict[st
         if len(values) != len(lu[layer]) or not np.isfinite(values).all():
             raise NeuronvizError(
                 f"Expected {len(lu[layer])} finite importance values for layer '{layer}'. "
-                f"Received: {len(values)} values" + ("" if np.isfinite(values).all() else " with NaN or inf")
+                f"Received: {len(values)} values"
+                + ("" if np.isfinite(values).all() else " with NaN or inf")
             )
         out[layer] = values
     return out

@@ -68,13 +68,17 @@ def _check_amount(amount) -> float:
     except (TypeError, ValueError):
         value = float("nan")
     if not 0.0 <= value < 1.0:
-        raise NeuronvizError(f"Expected `amount` in [0, 1), the fraction of weights to zero. Received: amount={amount}")
+        raise NeuronvizError(
+            f"Expected `amount` in [0, 1), the fraction of weights to zero. Received: amount={amount}"
+        )
     return value
 
 
 def _check_scope(scope: str) -> str:
     if scope not in SCOPES:
-        raise NeuronvizError(f"Expected `scope` to be 'layer' or 'global'. Received: scope='{scope}'")
+        raise NeuronvizError(
+            f"Expected `scope` to be 'layer' or 'global'. Received: scope='{scope}'"
+        )
     return scope
 
 
@@ -82,7 +86,9 @@ def _layer_of(weight_path: str) -> str:
     return weight_path.rsplit("/", 1)[0]
 
 
-def magnitude_masks(kernels: dict[str, np.ndarray], amount: float, scope: str = "layer") -> dict[str, np.ndarray]:
+def magnitude_masks(
+    kernels: dict[str, np.ndarray], amount: float, scope: str = "layer"
+) -> dict[str, np.ndarray]:
     """Boolean keep-masks (True = weight stays) dropping the `amount` smallest |w|:
     within each kernel (scope='layer') or across all of them (scope='global')."""
     amount, scope = _check_amount(amount), _check_scope(scope)
@@ -115,9 +121,14 @@ class MagnitudeProfile:
     instantly (for sliders) without touching the model."""
 
     def __init__(self, model: keras.Model, layers=None):
-        self.sorted = {n: np.sort(np.abs(v.numpy()).ravel()) for n, v in prunable_kernels(model, layers).items()}
+        self.sorted = {
+            n: np.sort(np.abs(v.numpy()).ravel())
+            for n, v in prunable_kernels(model, layers).items()
+        }
         if not self.sorted:
-            raise NeuronvizError("Expected a model with at least one kernel (Dense, Conv, ...). Received: none.")
+            raise NeuronvizError(
+                "Expected a model with at least one kernel (Dense, Conv, ...). Received: none."
+            )
         self.all = np.sort(np.concatenate(list(self.sorted.values())))
 
     def threshold(self, amount: float, scope: str = "global", weight: str | None = None) -> float:
@@ -137,7 +148,9 @@ class MagnitudeProfile:
         thr = self.threshold(amount, "global")
         if thr == 0.0 and amount * self.all.size < 0.5:
             return dict.fromkeys(self.sorted, 0.0)
-        return {n: float(np.searchsorted(v, thr, side="right")) / v.size for n, v in self.sorted.items()}
+        return {
+            n: float(np.searchsorted(v, thr, side="right")) / v.size for n, v in self.sorted.items()
+        }
 
 
 @dataclass
@@ -173,7 +186,9 @@ def clone_with_weights(model: keras.Model) -> keras.Model:
     try:
         new = keras.models.clone_model(model)
     except Exception as e:
-        raise NeuronvizError(f"Could not copy the model: {type(e).__name__}: {str(e).splitlines()[0][:160]}") from None
+        raise NeuronvizError(
+            f"Could not copy the model: {type(e).__name__}: {str(e).splitlines()[0][:160]}"
+        ) from None
     new.set_weights(model.get_weights())
     with contextlib.suppress(Exception):  # a custom loss that cannot be rebuilt: leave uncompiled
         compile_like(new, model)
@@ -186,7 +201,9 @@ def sparsify(model: keras.Model, amount: float, layers=None, scope: str = "layer
     amount, scope = _check_amount(amount), _check_scope(scope)
     kernels = prunable_kernels(model, layers)
     if not kernels:
-        raise NeuronvizError("Expected a model with at least one kernel (Dense, Conv, ...). Received: none.")
+        raise NeuronvizError(
+            "Expected a model with at least one kernel (Dense, Conv, ...). Received: none."
+        )
     masks = magnitude_masks({n: v.numpy() for n, v in kernels.items()}, amount, scope)
     new = clone_with_weights(model)
     new_kernels = prunable_kernels(new)
@@ -343,7 +360,9 @@ def tflite_bytes(model: keras.Model, *, sparse_encoding: bool = False) -> bytes:
             warnings.simplefilter("ignore")
             return converter.convert()
     except Exception as e:
-        raise NeuronvizError(f"The TFLite converter could not convert model '{model.name}': {_converter_reason(e)}") from None
+        raise NeuronvizError(
+            f"The TFLite converter could not convert model '{model.name}': {_converter_reason(e)}"
+        ) from None
 
 
 def _converter_reason(e: Exception) -> str:
@@ -353,21 +372,33 @@ def _converter_reason(e: Exception) -> str:
     msg = str(e)
     ops_needed = re.search(r"TF Select ops: ([^\n]+)", msg)
     if ops_needed:
-        return (f"it uses TensorFlow ops without a TFLite builtin kernel ({ops_needed.group(1).strip()[:120]}); "
-                "they would need the TF Select (flex) runtime.")
+        return (
+            f"it uses TensorFlow ops without a TFLite builtin kernel ({ops_needed.group(1).strip()[:120]}); "
+            "they would need the TF Select (flex) runtime."
+        )
     line = msg.strip().splitlines()[0] if msg.strip() else ""
     return f"{type(e).__name__}: {line[:160]}"
 
 
-def export_tflite(model: keras.Model, path, *, source=None, sparse_encoding: bool = False,
-                  data: bytes | None = None) -> Path:
+def export_tflite(
+    model: keras.Model,
+    path,
+    *,
+    source=None,
+    sparse_encoding: bool = False,
+    data: bytes | None = None,
+) -> Path:
     """Write the TFLite flatbuffer atomically (`data`: already converted bytes); refuses to
     overwrite `source`."""
     path = Path(path)
     if path.suffix.lower() != ".tflite":
-        raise NeuronvizError(f"Expected a TFLite file name ending in .tflite. Received: '{path.name}'")
+        raise NeuronvizError(
+            f"Expected a TFLite file name ending in .tflite. Received: '{path.name}'"
+        )
     if source is not None and path.exists() and path.resolve() == Path(source).resolve():
-        raise NeuronvizError(f"Refusing to overwrite the input file '{path}'. Choose another output name.")
+        raise NeuronvizError(
+            f"Refusing to overwrite the input file '{path}'. Choose another output name."
+        )
     data = tflite_bytes(model, sparse_encoding=sparse_encoding) if data is None else data
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -95,7 +95,9 @@ def weight_stats(trace: Trace) -> dict[str, WeightStats]:
 
 def _following_gamma(trace: Trace, calls) -> np.ndarray | None:
     for call in calls:
-        if type(call.layer).__name__ == "BatchNormalization" and not isinstance(trace.rule(call.path), Opaque):
+        if type(call.layer).__name__ == "BatchNormalization" and not isinstance(
+            trace.rule(call.path), Opaque
+        ):
             gamma = getattr(call.layer, "gamma", None)
             return _np(gamma) if gamma is not None else None
     return None
@@ -106,8 +108,12 @@ def _np(v) -> np.ndarray:
 
 
 # ---- which layers a criterion may select from -------------------------------------------
-def prunable_layers(trace: Trace, candidates: Iterable[str] | None = None, one_per_group: bool = True,
-                    prefer: str = "first") -> list[str]:
+def prunable_layers(
+    trace: Trace,
+    candidates: Iterable[str] | None = None,
+    one_per_group: bool = True,
+    prefer: str = "first",
+) -> list[str]:
     """Layers whose units may be removed: with units, in exactly one group that is not
     blocked and does not reach a model output. `candidates` defaults to the unit-creating
     layers. With `one_per_group`, one candidate per group is kept, so per-layer selections
@@ -148,7 +154,9 @@ def _reduce(y):
     y = tf.cast(y, tf.float32)
     y = tf.reshape(y, (tf.shape(y)[0], -1, tf.shape(y)[-1]))
     sample_mean = tf.reduce_mean(y, axis=1)
-    m2 = tf.reduce_sum(tf.math.squared_difference(y, tf.reduce_mean(sample_mean, axis=0)), axis=(0, 1))
+    m2 = tf.reduce_sum(
+        tf.math.squared_difference(y, tf.reduce_mean(sample_mean, axis=0)), axis=(0, 1)
+    )
     zeros = tf.reduce_sum(tf.cast(tf.equal(y, 0.0), tf.int32), axis=(0, 1))
     return sample_mean, m2, tf.reduce_max(y, axis=(0, 1)), zeros, tf.shape(y)[1]
 
@@ -195,9 +203,13 @@ def as_inputs(x, n_inputs: int) -> list[np.ndarray]:
     """One array per model input, all with the same number of samples."""
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     if len(xs) != n_inputs:
-        raise NeuronvizError(f"Expected {n_inputs} input array(s) for the model. Received: {len(xs)}")
+        raise NeuronvizError(
+            f"Expected {n_inputs} input array(s) for the model. Received: {len(xs)}"
+        )
     if len({len(a) for a in xs}) != 1 or len(xs[0]) == 0:
-        raise NeuronvizError(f"Expected input arrays with the same, non-zero number of samples. Received: {[len(a) for a in xs]}")
+        raise NeuronvizError(
+            f"Expected input arrays with the same, non-zero number of samples. Received: {[len(a) for a in xs]}"
+        )
     return xs
 
 
@@ -225,8 +237,14 @@ class StatsJob:
     measured at their first call. The graph runs eagerly, call by call, reducing each
     measured output at once and freeing every tensor as soon as no later call needs it."""
 
-    def __init__(self, model: keras.Model, trace: Trace, x, batch_size: int = 256,
-                 layers: Iterable[str] | None = None):
+    def __init__(
+        self,
+        model: keras.Model,
+        trace: Trace,
+        x,
+        batch_size: int = 256,
+        layers: Iterable[str] | None = None,
+    ):
         self.model = model
         self.trace = trace
         fg = trace.graph
@@ -290,6 +308,8 @@ def _free_schedule(fg, stop: int) -> list[list]:
     return free
 
 
-def activation_stats(model: keras.Model, trace: Trace, x, batch_size: int = 256, layers=None) -> dict[str, UnitStats]:
+def activation_stats(
+    model: keras.Model, trace: Trace, x, batch_size: int = 256, layers=None
+) -> dict[str, UnitStats]:
     """StatsJob(...).run_all(), for scripts."""
     return StatsJob(model, trace, x, batch_size, layers).run_all()

@@ -11,12 +11,21 @@ from neuronviz.commands.prune import add_selection_arguments, selection_plan
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.keras or .h5)")
-    p.add_argument("--data", required=True,
-                   help="validation data: .npz with x and y, an image folder (one subfolder per class), or 'demo'")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="validation data: .npz with x and y, an image folder (one subfolder per class), or 'demo'",
+    )
     add_selection_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
-    p.add_argument("--json", action="store_true", help='print one JSON object {"accuracy", "loss", "n"}')
-    p.add_argument("--unsafe", action="store_true", help="allow code (Lambda layers) stored in the model file to run")
+    p.add_argument(
+        "--json", action="store_true", help='print one JSON object {"accuracy", "loss", "n"}'
+    )
+    p.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow code (Lambda layers) stored in the model file to run",
+    )
 
 
 def run(args) -> int:
@@ -37,8 +46,11 @@ def run(args) -> int:
     selection = trace.select(plan)
     data = load_data(args.data, model)
     if selection.touches_output():
-        warnings.warn("The selection removes output units: samples of removed classes count as wrong "
-                      "and are left out of the loss.", stacklevel=1)
+        warnings.warn(
+            "The selection removes output units: samples of removed classes count as wrong "
+            "and are left out of the loss.",
+            stacklevel=1,
+        )
     # one pass per score and nothing kept: a one-off evaluation gains nothing from caching
     previewer = Previewer(model, trace, data, budget_bytes=0, batch_size=args.batch_size)
     score = previewer.score(plan)
@@ -55,7 +67,9 @@ def run(args) -> int:
         if not trace.rule(layer).has_units:
             continue  # pass-through members (pooling, activations) lose the same units
         print(f"  {layer:<32} {len(lost):>6} of {len(trace.layer_units[layer])} units masked")
-    print(f"accuracy {score.accuracy:.4f} (unmasked {base.accuracy:.4f}, {100 * (score.accuracy - base.accuracy):+.2f} points)")
+    print(
+        f"accuracy {score.accuracy:.4f} (unmasked {base.accuracy:.4f}, {100 * (score.accuracy - base.accuracy):+.2f} points)"
+    )
     print(f"loss     {_num(score.loss)} (unmasked {_num(base.loss)})")
     print(f"samples  {score.n}")
     return 0

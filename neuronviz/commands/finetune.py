@@ -17,16 +17,43 @@ DEMO_SOURCES = {"demo": "val", "demo-val": "val", "demo-train": "train"}
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.keras or .h5)")
-    p.add_argument("--data", required=True, help="training data: .npz (x, y), image folder, 'demo-train' or 'demo'")
-    p.add_argument("--val", required=True, help="validation data for early stopping: .npz, image folder or 'demo'")
-    p.add_argument("-o", "--output", required=True, help="where to save the fine-tuned model (.keras or .h5)")
-    p.add_argument("--epochs", type=int, default=3, help="at most this many passes over TRAIN (default 3)")
-    p.add_argument("--batch-size", type=int, default=64, help="samples per training step (default 64)")
+    p.add_argument(
+        "--data",
+        required=True,
+        help="training data: .npz (x, y), image folder, 'demo-train' or 'demo'",
+    )
+    p.add_argument(
+        "--val",
+        required=True,
+        help="validation data for early stopping: .npz, image folder or 'demo'",
+    )
+    p.add_argument(
+        "-o", "--output", required=True, help="where to save the fine-tuned model (.keras or .h5)"
+    )
+    p.add_argument(
+        "--epochs", type=int, default=3, help="at most this many passes over TRAIN (default 3)"
+    )
+    p.add_argument(
+        "--batch-size", type=int, default=64, help="samples per training step (default 64)"
+    )
     p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default 1e-4)")
-    p.add_argument("--patience", type=int, default=2, help="stop after this many epochs without a better validation loss")
-    p.add_argument("--keep-zeros", action="store_true", help="keep zero weights of kernels at zero (sparse models)")
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=2,
+        help="stop after this many epochs without a better validation loss",
+    )
+    p.add_argument(
+        "--keep-zeros",
+        action="store_true",
+        help="keep zero weights of kernels at zero (sparse models)",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-    p.add_argument("--unsafe", action="store_true", help="allow code (Lambda layers) stored in the model file to run")
+    p.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow code (Lambda layers) stored in the model file to run",
+    )
 
 
 def load_split(source: str, model):
@@ -47,7 +74,9 @@ def check_output(output, *inputs) -> Path:
     out = Path(output)
     for src in inputs:
         if src and out.exists() and Path(src).exists() and out.resolve() == Path(src).resolve():
-            raise NeuronvizError(f"Refusing to overwrite the input file '{out}'. Choose another output name.")
+            raise NeuronvizError(
+                f"Refusing to overwrite the input file '{out}'. Choose another output name."
+            )
     return out
 
 
@@ -57,7 +86,11 @@ def run(args) -> int:
     from neuronviz.errors import NeuronvizError
 
     out = check_output(args.output, args.model)
-    for name, value in (("epochs", args.epochs), ("batch-size", args.batch_size), ("patience", args.patience)):
+    for name, value in (
+        ("epochs", args.epochs),
+        ("batch-size", args.batch_size),
+        ("patience", args.patience),
+    ):
         if value < 1:
             raise NeuronvizError(f"Expected --{name} >= 1. Received: {value}")
     if not args.lr > 0:
@@ -75,32 +108,52 @@ def run(args) -> int:
     model = nv.load_model(args.model, unsafe=args.unsafe)
     train, val = load_split(args.data, model), load_split(args.val, model)
     masks = masks_from_zeros(model) if args.keep_zeros else None
-    job = FinetuneJob(model, train, val, epochs=args.epochs, batch_size=args.batch_size,
-                      learning_rate=args.lr, patience=args.patience, masks=masks)
+    job = FinetuneJob(
+        model,
+        train,
+        val,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        patience=args.patience,
+        masks=masks,
+    )
     for event in job.run():
         if args.json or event.kind not in ("start", "epoch"):
             continue
         if event.kind == "start":
-            print(f"before      val_loss {event.val_loss:.4f}  val_acc {event.val_accuracy:.4f}", file=sys.stderr)
+            print(
+                f"before      val_loss {event.val_loss:.4f}  val_acc {event.val_accuracy:.4f}",
+                file=sys.stderr,
+            )
         else:
-            print(f"epoch {event.epoch}/{event.epochs}  loss {event.loss:.4f}  acc {event.accuracy:.4f}  "
-                  f"val_loss {event.val_loss:.4f}  val_acc {event.val_accuracy:.4f}", file=sys.stderr)
+            print(
+                f"epoch {event.epoch}/{event.epochs}  loss {event.loss:.4f}  acc {event.accuracy:.4f}  "
+                f"val_loss {event.val_loss:.4f}  val_acc {event.val_accuracy:.4f}",
+                file=sys.stderr,
+            )
     saved = nv.save_model(job.result, out, source=args.model)
     before, best = job.initial, job.best
     if args.json:
-        print(json.dumps({
-            "before": {"loss": before["loss"], "accuracy": before["accuracy"]},
-            "after": {"loss": best["loss"], "accuracy": best["accuracy"]},
-            "best_epoch": best["epoch"],
-            "epochs_run": len(job.history) - 1,
-            "stopped": job.stopped,
-            "train_samples": train.n,
-            "val_samples": val.n,
-            "kept_zeros": bool(masks),
-            "output": str(saved),
-        }))
+        print(
+            json.dumps(
+                {
+                    "before": {"loss": before["loss"], "accuracy": before["accuracy"]},
+                    "after": {"loss": best["loss"], "accuracy": best["accuracy"]},
+                    "best_epoch": best["epoch"],
+                    "epochs_run": len(job.history) - 1,
+                    "stopped": job.stopped,
+                    "train_samples": train.n,
+                    "val_samples": val.n,
+                    "kept_zeros": bool(masks),
+                    "output": str(saved),
+                }
+            )
+        )
         return 0
-    print(f"val accuracy {before['accuracy']:.4f} -> {best['accuracy']:.4f}, "
-          f"val loss {before['loss']:.4f} -> {best['loss']:.4f} (best epoch {best['epoch']}, {job.stopped})")
+    print(
+        f"val accuracy {before['accuracy']:.4f} -> {best['accuracy']:.4f}, "
+        f"val loss {before['loss']:.4f} -> {best['loss']:.4f} (best epoch {best['epoch']}, {job.stopped})"
+    )
     print(f"saved {saved}")
     return 0

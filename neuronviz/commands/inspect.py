@@ -14,9 +14,15 @@ import math
 def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.keras or .h5)")
     p.add_argument("--data", help="validation data (.npz with x and y, an image folder, or 'demo')")
-    p.add_argument("--batch-size", type=int, default=256, help="samples per batch for the statistics pass")
+    p.add_argument(
+        "--batch-size", type=int, default=256, help="samples per batch for the statistics pass"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--unsafe", action="store_true", help="allow code (Lambda layers) stored in the model file to run")
+    p.add_argument(
+        "--unsafe",
+        action="store_true",
+        help="allow code (Lambda layers) stored in the model file to run",
+    )
 
 
 def _floats(values) -> list:
@@ -47,12 +53,28 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
     for t in model.inputs:
         op = getattr(t, "_keras_history", None)
         name = op.operation.name if op is not None else t.name
-        rows.append({"name": name, "class": "InputLayer", "output_shape": list(t.shape), "units": None,
-                     "params": 0, "macs": 0, "group": None})
+        rows.append(
+            {
+                "name": name,
+                "class": "InputLayer",
+                "output_shape": list(t.shape),
+                "units": None,
+                "params": 0,
+                "macs": 0,
+                "group": None,
+            }
+        )
     for path, layer in fg.layers.items():
         params, macs = counts.layers.get(path, (0, 0))
-        row = {"name": path, "class": type(layer).__name__, "output_shape": _shape(fg.first_call(path).output_shapes),
-               "units": None, "params": params, "macs": macs, "group": trace.group_of(path)}
+        row = {
+            "name": path,
+            "class": type(layer).__name__,
+            "output_shape": _shape(fg.first_call(path).output_shapes),
+            "units": None,
+            "params": params,
+            "macs": macs,
+            "group": trace.group_of(path),
+        }
         if path in trace.layer_units:
             row["units"] = len(trace.layer_units[path])
             if path in norms:
@@ -118,10 +140,22 @@ def _table(data: dict) -> str:
     head += f" {'L2 mean':>8}" + (f" {'act mean':>9} {'APoZ':>6} {'dead':>5}" if with_data else "")
     lines += [head, "-" * len(head)]
     for r in data["layers"]:
-        shape = str(tuple(r["output_shape"])).replace("None", "N").replace(" ", "") if r["output_shape"] and not isinstance(r["output_shape"][0], list) else "multi"
-        group = "-" if r["group"] is None else ",".join(map(str, r["group"])) if isinstance(r["group"], list) else str(r["group"])
-        line = (f"{r['name'][:28]:<28} {r['class'][:20]:<20} {shape[:20]:<20} {'-' if r['units'] is None else r['units']:>6} "
-                f"{_num(r['params']):>8} {_num(r['macs']):>8} {group:>6}")
+        shape = (
+            str(tuple(r["output_shape"])).replace("None", "N").replace(" ", "")
+            if r["output_shape"] and not isinstance(r["output_shape"][0], list)
+            else "multi"
+        )
+        group = (
+            "-"
+            if r["group"] is None
+            else ",".join(map(str, r["group"]))
+            if isinstance(r["group"], list)
+            else str(r["group"])
+        )
+        line = (
+            f"{r['name'][:28]:<28} {r['class'][:20]:<20} {shape[:20]:<20} {'-' if r['units'] is None else r['units']:>6} "
+            f"{_num(r['params']):>8} {_num(r['macs']):>8} {group:>6}"
+        )
         line += f" {_mean(r.get('norm_l2')):>8}"
         if with_data:
             apoz = r.get("apoz")

@@ -32,7 +32,9 @@ def _count(size: int, fraction: float | None, n: int | None) -> int:
 
 def _check(fraction, n, scope) -> None:
     if (fraction is None) == (n is None):
-        raise NeuronvizError(f"Expected exactly one of `fraction` or `n`. Received: fraction={fraction}, n={n}")
+        raise NeuronvizError(
+            f"Expected exactly one of `fraction` or `n`. Received: fraction={fraction}, n={n}"
+        )
     if fraction is not None and not 0.0 <= float(fraction) <= 1.0:
         raise NeuronvizError(f"Expected `fraction` in [0, 1]. Received: fraction={fraction}")
     if n is not None and int(n) < 0:
@@ -55,8 +57,13 @@ def normalised(scores: np.ndarray) -> np.ndarray:
     return s / scale if scale > 0 else s
 
 
-def smallest(scores: Mapping[str, np.ndarray], fraction: float | None = None, n: int | None = None,
-             scope: str = "layer", allowed: Collection[str] | None = None) -> Plan:
+def smallest(
+    scores: Mapping[str, np.ndarray],
+    fraction: float | None = None,
+    n: int | None = None,
+    scope: str = "layer",
+    allowed: Collection[str] | None = None,
+) -> Plan:
     """The units with the smallest scores (e.g. L1/L2 norms).
 
     scope="layer": `fraction` (floor of fraction x units) or `n` units in each layer.
@@ -97,8 +104,13 @@ def smallest(scores: Mapping[str, np.ndarray], fraction: float | None = None, n:
     return Plan(out)
 
 
-def lowest_taylor(scores: Mapping[str, np.ndarray], fraction: float | None = None, n: int | None = None,
-                  scope: str = "layer", allowed: Collection[str] | None = None) -> Plan:
+def lowest_taylor(
+    scores: Mapping[str, np.ndarray],
+    fraction: float | None = None,
+    n: int | None = None,
+    scope: str = "layer",
+    allowed: Collection[str] | None = None,
+) -> Plan:
     """The units with the smallest first-order Taylor importance (see `smallest`)."""
     return smallest(scores, fraction=fraction, n=n, scope=scope, allowed=allowed)
 

@@ -37,11 +37,20 @@ class Score:
     def to_dict(self) -> dict:
         """JSON-ready: a non-finite loss becomes None."""
         loss = float(self.loss)
-        return {"accuracy": float(self.accuracy), "loss": loss if math.isfinite(loss) else None, "n": int(self.n)}
+        return {
+            "accuracy": float(self.accuracy),
+            "loss": loss if math.isfinite(loss) else None,
+            "n": int(self.n),
+        }
 
 
-def score(outputs: np.ndarray, y: np.ndarray, kind: str, loss_fn: LossFn | None = None,
-          keep: np.ndarray | None = None) -> Score:
+def score(
+    outputs: np.ndarray,
+    y: np.ndarray,
+    kind: str,
+    loss_fn: LossFn | None = None,
+    keep: np.ndarray | None = None,
+) -> Score:
     """Score `outputs` (N, C) against integer labels `y` (N,).
 
     `loss_fn` replaces the built-in crossentropy (e.g. the model's compiled loss); it
@@ -60,9 +69,13 @@ def score(outputs: np.ndarray, y: np.ndarray, kind: str, loss_fn: LossFn | None 
     if not scored.any():
         loss = float("nan")
     elif loss_fn is not None:
-        loss = float(np.mean(np.asarray(loss_fn(labels[scored], outputs[scored]), dtype=np.float64)))
+        loss = float(
+            np.mean(np.asarray(loss_fn(labels[scored], outputs[scored]), dtype=np.float64))
+        )
     else:
-        loss = float(np.mean(crossentropy(outputs[scored], labels[scored], from_logits=kind == "logits")))
+        loss = float(
+            np.mean(crossentropy(outputs[scored], labels[scored], from_logits=kind == "logits"))
+        )
     return Score(float(np.mean(hits)), loss, n)
 
 
@@ -115,7 +128,9 @@ def _kept(outputs: np.ndarray, labels: np.ndarray, keep) -> tuple[np.ndarray, np
     classes = len(keep) if keep is not None else width
     limit = 2 if classes == 1 else classes
     if len(labels) and (labels.min() < 0 or labels.max() >= limit):
-        raise ValueError(f"Expected labels in [0, {limit}). Received: {labels.min()}..{labels.max()}")
+        raise ValueError(
+            f"Expected labels in [0, {limit}). Received: {labels.min()}..{labels.max()}"
+        )
     if keep is None:
         return outputs, labels
     keep = np.asarray(keep, dtype=bool)
@@ -124,7 +139,9 @@ def _kept(outputs: np.ndarray, labels: np.ndarray, keep) -> tuple[np.ndarray, np
     if width == classes:
         outputs = outputs[:, keep]
     elif width != int(keep.sum()):
-        raise ValueError(f"Expected outputs with {classes} or {int(keep.sum())} columns. Received: {width}")
+        raise ValueError(
+            f"Expected outputs with {classes} or {int(keep.sum())} columns. Received: {width}"
+        )
     new_id = np.full(classes, -1, dtype=np.int64)
     new_id[keep] = np.arange(int(keep.sum()))
     return outputs, new_id[labels]

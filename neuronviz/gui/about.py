@@ -36,8 +36,10 @@ def versions() -> dict[str, str]:
 
 def about_text() -> str:
     rows = "".join(f"<tr><td>{k}</td><td>&nbsp;{v}</td></tr>" for k, v in versions().items())
-    return ("<h3>neuronviz</h3><p>Look inside Keras models and make them smaller by removing neurons.</p>"
-            f"<table>{rows}</table>")
+    return (
+        "<h3>neuronviz</h3><p>Look inside Keras models and make them smaller by removing neurons.</p>"
+        f"<table>{rows}</table>"
+    )
 
 
 def show_about(parent) -> QMessageBox:
@@ -54,9 +56,13 @@ def show_shortcuts(parent, actions: dict) -> QMessageBox:
     for a in actions.values():
         keys = ", ".join(k.toString() for k in a.shortcuts())
         if keys:
-            rows.append(f"<tr><td>{a.text().replace('&', '')}</td><td>&nbsp;&nbsp;<b>{keys}</b></td></tr>")
+            rows.append(
+                f"<tr><td>{a.text().replace('&', '')}</td><td>&nbsp;&nbsp;<b>{keys}</b></td></tr>"
+            )
     rows.append("<tr><td>Click a bar or row</td><td>&nbsp;&nbsp;<b>toggle the unit</b></td></tr>")
-    rows.append("<tr><td>Shift-click / Ctrl-click</td><td>&nbsp;&nbsp;<b>select a range / add</b></td></tr>")
+    rows.append(
+        "<tr><td>Shift-click / Ctrl-click</td><td>&nbsp;&nbsp;<b>select a range / add</b></td></tr>"
+    )
     box = QMessageBox(parent)
     box.setWindowTitle("Keyboard shortcuts")
     box.setText("<table>" + "".join(rows) + "</table>")

@@ -45,13 +45,25 @@ def ensure_app(argv=None) -> QApplication:
     return app
 
 
-def create_main_window(model=None, data=None, demo: bool = False, unsafe: bool = False, *,
-                       settings: QSettings | None = None, session=None, layer: str | None = None):
+def create_main_window(
+    model=None,
+    data=None,
+    demo: bool = False,
+    unsafe: bool = False,
+    *,
+    settings: QSettings | None = None,
+    session=None,
+    layer: str | None = None,
+):
     """A MainWindow (not shown) that starts opening `model` / `data` / the demo."""
     ensure_app()
     from neuronviz.gui.main_window import MainWindow
 
-    win = MainWindow(settings=settings if settings is not None else app_settings(), session=session, unsafe=unsafe)
+    win = MainWindow(
+        settings=settings if settings is not None else app_settings(),
+        session=session,
+        unsafe=unsafe,
+    )
     if demo:
         from neuronviz.resources import demo_model
 
@@ -59,7 +71,9 @@ def create_main_window(model=None, data=None, demo: bool = False, unsafe: bool =
     elif model is not None:
         win.open_model(Path(model), data=data, layer=layer)
     elif data is not None:
-        win.show_message("error", "Open a model before opening validation data (neuronviz MODEL --data DATA).")
+        win.show_message(
+            "error", "Open a model before opening validation data (neuronviz MODEL --data DATA)."
+        )
     return win
 
 
@@ -71,7 +85,11 @@ class _FirstPaint(QObject):
         self.t0, self.quit_after, self.done = t0, quit_after, False
 
     def eventFilter(self, obj, ev) -> bool:
-        if ev.type() == QEvent.Type.Paint and not self.done and getattr(obj, "isWindow", None) is not None:
+        if (
+            ev.type() == QEvent.Type.Paint
+            and not self.done
+            and getattr(obj, "isWindow", None) is not None
+        ):
             self.done = True
             print(f"first-paint-seconds {time.time() - self.t0:.3f}", flush=True)
             if self.quit_after:

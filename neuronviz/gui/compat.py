@@ -36,8 +36,10 @@ def leaks_per_call(samples: int = 64) -> dict[str, float]:
     for _ in range(samples):
         obj.setObjectName("probe")
         obj.ping.emit()
-    return {"None": (none0 - sys.getrefcount(None)) / samples,
-            "True": (true0 - sys.getrefcount(True)) / samples}
+    return {
+        "None": (none0 - sys.getrefcount(None)) / samples,
+        "True": (true0 - sys.getrefcount(True)) / samples,
+    }
 
 
 def guard() -> bool:

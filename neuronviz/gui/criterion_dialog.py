@@ -17,9 +17,18 @@ from PySide6.QtWidgets import (
 from neuronviz.core.plan import Plan
 from neuronviz.errors import NeuronvizError
 
-CRITERIA = [("l2", "Smallest L2 norm"), ("l1", "Smallest L1 norm"), ("dead", "Dead units (never active)"),
-            ("apoz", "APoZ above a threshold"), ("taylor", "Lowest Taylor importance (computes gradients)")]
-SCOPES = [("current", "Current layer"), ("layer", "Every layer, k% each"), ("global", "All layers, k% overall (ranked globally)")]
+CRITERIA = [
+    ("l2", "Smallest L2 norm"),
+    ("l1", "Smallest L1 norm"),
+    ("dead", "Dead units (never active)"),
+    ("apoz", "APoZ above a threshold"),
+    ("taylor", "Lowest Taylor importance (computes gradients)"),
+]
+SCOPES = [
+    ("current", "Current layer"),
+    ("layer", "Every layer, k% each"),
+    ("global", "All layers, k% overall (ranked globally)"),
+]
 
 
 class CriterionDialog(QDialog):
@@ -53,7 +62,9 @@ class CriterionDialog(QDialog):
         form.addRow("Amount (k)", self.percent)
         form.addRow("APoZ threshold", self.threshold)
         form.addRow("Then", self.mode)
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
@@ -67,22 +78,31 @@ class CriterionDialog(QDialog):
         self._update()
 
     def spec(self) -> dict:
-        return {"criterion": self.criterion.currentData(), "scope": self.scope.currentData(),
-                "fraction": self.percent.value() / 100.0, "threshold": self.threshold.value(),
-                "mode": self.mode.currentData()}
+        return {
+            "criterion": self.criterion.currentData(),
+            "scope": self.scope.currentData(),
+            "fraction": self.percent.value() / 100.0,
+            "threshold": self.threshold.value(),
+            "mode": self.mode.currentData(),
+        }
 
     def _update(self) -> None:
         spec = self.spec()
         self.percent.setEnabled(spec["criterion"] in ("l1", "l2", "taylor"))
         self.threshold.setEnabled(spec["criterion"] == "apoz")
         if spec["criterion"] == "taylor" and self.win.state.session.taylor is None:
-            self.preview.setText("Taylor importance is computed on the validation data when you press OK.")
+            self.preview.setText(
+                "Taylor importance is computed on the validation data when you press OK."
+            )
             return
         try:
             plan = plan_for(self.win.state.session, spec)
             n = sum(len(v) for v in plan.remove.values())
-            self.preview.setText(f"Selects {n} unit{'s' if n != 1 else ''} in {len(plan.remove)} layer"
-                                 f"{'s' if len(plan.remove) != 1 else ''}" + (f": {', '.join(plan.remove)}" if plan.remove else "."))
+            self.preview.setText(
+                f"Selects {n} unit{'s' if n != 1 else ''} in {len(plan.remove)} layer"
+                f"{'s' if len(plan.remove) != 1 else ''}"
+                + (f": {', '.join(plan.remove)}" if plan.remove else ".")
+            )
             self.buttons.button(QDialogButtonBox.StandardButton.Ok).setEnabled(True)
         except NeuronvizError as e:
             self.preview.setText(str(e))
@@ -93,10 +113,18 @@ def plan_for(session, spec: dict, taylor: dict | None = None) -> Plan:
     """The units the criterion picks (not merged with the current selection)."""
     layers = [session.layer] if spec["scope"] == "current" else None
     if layers and session.why_not_selectable(layers[0]) is not None:
-        raise NeuronvizError(f"Units of layer '{layers[0]}' cannot be selected: {session.why_not_selectable(layers[0])}.")
+        raise NeuronvizError(
+            f"Units of layer '{layers[0]}' cannot be selected: {session.why_not_selectable(layers[0])}."
+        )
     scope = "global" if spec["scope"] == "global" else "layer"
-    return session.criterion_plan(spec["criterion"], fraction=spec["fraction"], scope=scope,
-                                  threshold=spec["threshold"], layers=layers, taylor=taylor or session.taylor)
+    return session.criterion_plan(
+        spec["criterion"],
+        fraction=spec["fraction"],
+        scope=scope,
+        threshold=spec["threshold"],
+        layers=layers,
+        taylor=taylor or session.taylor,
+    )
 
 
 def apply_spec(win, spec: dict) -> None:
@@ -123,7 +151,12 @@ def apply_spec(win, spec: dict) -> None:
             win.statusBar().showMessage(f"{name}: {n} units selected.", 6000)
 
     if spec["criterion"] == "taylor" and s.taylor is None:
-        win.tasks.submit("taylor", s.taylor_scores, finish, lambda msg: win.state.error(f"Taylor importance failed: {msg}"))
+        win.tasks.submit(
+            "taylor",
+            s.taylor_scores,
+            finish,
+            lambda msg: win.state.error(f"Taylor importance failed: {msg}"),
+        )
     else:
         finish()
 

@@ -47,7 +47,9 @@ class ExportDialog(QDialog):
         row.addWidget(browse)
         total, n = s.unit_totals()
         after = s.counts_after()
-        summary = QLabel(f"Removes {n} of {total} units: {s.before.params:,} → {after.params:,} parameters.")
+        summary = QLabel(
+            f"Removes {n} of {total} units: {s.before.params:,} → {after.params:,} parameters."
+        )
         summary.setWordWrap(True)
         self.save_plan = QCheckBox("Also save the selection as a plan (.plan.json)")
         self.save_plan.setChecked(True)
@@ -58,7 +60,9 @@ class ExportDialog(QDialog):
         from neuronviz.gui.integrations import has_finetune
 
         self.finetune.setVisible(has_finetune())
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
@@ -71,14 +75,20 @@ class ExportDialog(QDialog):
         self.resize(560, self.sizeHint().height())
 
     def _browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the pruned model", self.path.text(), MODEL_FILTER)
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Save the pruned model", self.path.text(), MODEL_FILTER
+        )
         if path:
             self.path.setText(path)
 
     def options(self) -> dict:
-        return {"path": Path(self.path.text()).expanduser(), "plan": self.save_plan.isChecked(),
-                "report": self.report.isChecked(), "reopen": self.reopen.isChecked(),
-                "finetune": self.finetune.isChecked() and self.finetune.isVisible()}
+        return {
+            "path": Path(self.path.text()).expanduser(),
+            "plan": self.save_plan.isChecked(),
+            "report": self.report.isChecked(),
+            "reopen": self.reopen.isChecked(),
+            "finetune": self.finetune.isChecked() and self.finetune.isVisible(),
+        }
 
 
 def start_export(win, options: dict) -> None:
@@ -131,8 +141,11 @@ def start_export(win, options: dict) -> None:
             open_finetune(win, path)
         elif options.get("reopen"):
             win.open_model(path, data=s.data_source)
-        st.message.emit("info", f"Saved {', '.join(written)} — {result.before.params:,} → {result.after.params:,} parameters "
-                                f"(reload check passed).")
+        st.message.emit(
+            "info",
+            f"Saved {', '.join(written)} — {result.before.params:,} → {result.after.params:,} parameters "
+            f"(reload check passed).",
+        )
 
     win.tasks.submit("export", job, done, lambda msg: st.error(f"Export failed: {msg}"))
 

@@ -34,19 +34,25 @@ def _start_dir(win, kind: str) -> str:
 
 
 def ask_open_model(win) -> None:
-    path, _ = QFileDialog.getOpenFileName(win, "Open a model", _start_dir(win, "models"), MODEL_FILTER)
+    path, _ = QFileDialog.getOpenFileName(
+        win, "Open a model", _start_dir(win, "models"), MODEL_FILTER
+    )
     if path:
         win.open_model(path)
 
 
 def ask_open_data(win) -> None:
-    path, _ = QFileDialog.getOpenFileName(win, "Open validation data (.npz)", _start_dir(win, "data"), DATA_FILTER)
+    path, _ = QFileDialog.getOpenFileName(
+        win, "Open validation data (.npz)", _start_dir(win, "data"), DATA_FILTER
+    )
     if path:
         win.open_data(path)
 
 
 def ask_open_image_folder(win) -> None:
-    path = QFileDialog.getExistingDirectory(win, "Open an image folder (one sub-folder per class)", _start_dir(win, "data"))
+    path = QFileDialog.getExistingDirectory(
+        win, "Open an image folder (one sub-folder per class)", _start_dir(win, "data")
+    )
     if path:
         win.open_data(path)
 
@@ -54,13 +60,20 @@ def ask_open_image_folder(win) -> None:
 def ask_save_plan(win) -> None:
     s = win.state.session
     base = (s.model_path.stem if s.model_path else "model") + "-plan.json"
-    path, _ = QFileDialog.getSaveFileName(win, "Save the selection as a plan", str(Path(_start_dir(win, "models")) / base), PLAN_FILTER)
+    path, _ = QFileDialog.getSaveFileName(
+        win,
+        "Save the selection as a plan",
+        str(Path(_start_dir(win, "models")) / base),
+        PLAN_FILTER,
+    )
     if path:
         win.selection.save(path)
 
 
 def ask_load_plan(win) -> None:
-    path, _ = QFileDialog.getOpenFileName(win, "Load a selection plan", _start_dir(win, "models"), PLAN_FILTER)
+    path, _ = QFileDialog.getOpenFileName(
+        win, "Load a selection plan", _start_dir(win, "models"), PLAN_FILTER
+    )
     if path:
         win.selection.load(path)
 
@@ -78,5 +91,8 @@ def open_any(win, paths: list[str]) -> None:
     if plans and not models:
         win.selection.load(plans[0])
     if other and not (models or data or plans):
-        win.show_message("error", f"Expected a .keras/.h5 model, .npz data, an image folder or a .json plan. "
-                                  f"Received: '{Path(other[0]).name}'")
+        win.show_message(
+            "error",
+            f"Expected a .keras/.h5 model, .npz data, an image folder or a .json plan. "
+            f"Received: '{Path(other[0]).name}'",
+        )

@@ -70,7 +70,9 @@ class FinetuneWorker(QObject):
             from neuronviz.errors import NeuronvizError
 
             text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            self.failed.emit(text if isinstance(e, NeuronvizError) else f"{type(e).__name__}: {text[:200]}")
+            self.failed.emit(
+                text if isinstance(e, NeuronvizError) else f"{type(e).__name__}: {text[:200]}"
+            )
             return
         self.finished.emit(last)
 
@@ -82,8 +84,21 @@ class FinetuneDialog(QDialog):
 
     training_finished = Signal(object)  # the "done" Progress, or None on failure
 
-    def __init__(self, model, train, val, *, before=None, pruned=None, epochs: int = 3, batch_size: int = 64,
-                 learning_rate: float = 1e-4, patience: int = 2, masks=None, parent: QWidget | None = None):
+    def __init__(
+        self,
+        model,
+        train,
+        val,
+        *,
+        before=None,
+        pruned=None,
+        epochs: int = 3,
+        batch_size: int = 64,
+        learning_rate: float = 1e-4,
+        patience: int = 2,
+        masks=None,
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         self.setWindowTitle("Fine-tune to recover accuracy")
         self.model, self.train, self.val, self.masks = model, train, val, masks
@@ -105,7 +120,9 @@ class FinetuneDialog(QDialog):
     def _build(self, epochs, batch_size, learning_rate, patience) -> None:
         self.epochs = QSpinBox(minimum=1, maximum=1000, value=int(epochs))
         self.batch_size = QSpinBox(minimum=1, maximum=65536, value=int(batch_size))
-        self.learning_rate = QDoubleSpinBox(decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-4, value=float(learning_rate))
+        self.learning_rate = QDoubleSpinBox(
+            decimals=6, minimum=1e-6, maximum=1.0, singleStep=1e-4, value=float(learning_rate)
+        )
         self.patience = QSpinBox(minimum=1, maximum=1000, value=int(patience))
         form = QFormLayout()
         form.addRow("Epochs (at most)", self.epochs)
@@ -114,8 +131,10 @@ class FinetuneDialog(QDialog):
         form.addRow("Early-stopping patience", self.patience)
         n_train, n_val = len(_xy(self.train)[1]), len(_xy(self.val)[1])
         masked = " Masked weights stay zero." if self.masks else ""
-        self.info = QLabel(f"{n_train:,} training and {n_val:,} validation samples. The best epoch "
-                           f"(lowest validation loss) is kept.{masked}")
+        self.info = QLabel(
+            f"{n_train:,} training and {n_val:,} validation samples. The best epoch "
+            f"(lowest validation loss) is kept.{masked}"
+        )
         self.info.setWordWrap(True)
 
         self.start_button = QPushButton("Start")
@@ -138,12 +157,24 @@ class FinetuneDialog(QDialog):
             plot.addLegend(offset=(-10, 10))
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setMinimumHeight(160)
-        self.train_loss_curve = self.loss_plot.plot(pen=pg.mkPen(TRAIN_COLOR, width=2), name="train")
-        self.val_loss_curve = self.loss_plot.plot(pen=pg.mkPen(VAL_COLOR, width=2), symbol="o", symbolSize=7,
-                                                  symbolBrush=VAL_COLOR, name="validation")
+        self.train_loss_curve = self.loss_plot.plot(
+            pen=pg.mkPen(TRAIN_COLOR, width=2), name="train"
+        )
+        self.val_loss_curve = self.loss_plot.plot(
+            pen=pg.mkPen(VAL_COLOR, width=2),
+            symbol="o",
+            symbolSize=7,
+            symbolBrush=VAL_COLOR,
+            name="validation",
+        )
         self.train_acc_curve = self.acc_plot.plot(pen=pg.mkPen(TRAIN_COLOR, width=2), name="train")
-        self.val_acc_curve = self.acc_plot.plot(pen=pg.mkPen(VAL_COLOR, width=2), symbol="o", symbolSize=7,
-                                                symbolBrush=VAL_COLOR, name="validation")
+        self.val_acc_curve = self.acc_plot.plot(
+            pen=pg.mkPen(VAL_COLOR, width=2),
+            symbol="o",
+            symbolSize=7,
+            symbolBrush=VAL_COLOR,
+            name="validation",
+        )
         plots = QHBoxLayout()
         plots.addWidget(self.loss_plot)
         plots.addWidget(self.acc_plot)
@@ -155,7 +186,9 @@ class FinetuneDialog(QDialog):
         self.table.setMaximumHeight(130)
         self._fill_table()
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Close)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Close
+        )
         self.use_button = self.buttons.button(QDialogButtonBox.StandardButton.Ok)
         self.use_button.setText("Use fine-tuned model")
         self.use_button.setEnabled(False)
@@ -191,13 +224,27 @@ class FinetuneDialog(QDialog):
         from neuronviz.errors import NeuronvizError
 
         try:
-            self.job = FinetuneJob(self.model, self.train, self.val, epochs=self.epochs.value(),
-                                   batch_size=self.batch_size.value(), learning_rate=self.learning_rate.value(),
-                                   patience=self.patience.value(), masks=self.masks)
+            self.job = FinetuneJob(
+                self.model,
+                self.train,
+                self.val,
+                epochs=self.epochs.value(),
+                batch_size=self.batch_size.value(),
+                learning_rate=self.learning_rate.value(),
+                patience=self.patience.value(),
+                masks=self.masks,
+            )
         except NeuronvizError as e:
             self._on_failed(str(e))
             return
-        for series in (self._train_x, self._train_loss, self._train_acc, self._val_x, self._val_loss, self._val_acc):
+        for series in (
+            self._train_x,
+            self._train_loss,
+            self._train_acc,
+            self._val_x,
+            self._val_loss,
+            self._val_acc,
+        ):
             series.clear()
         self.error, self.last_event = None, None
         self._redraw()
@@ -245,15 +292,20 @@ class FinetuneDialog(QDialog):
             self._train_x.append(e.epoch - 1 + e.batch / e.batches)
             self._train_loss.append(e.loss)
             self._train_acc.append(e.accuracy)
-            self.status.setText(f"Epoch {e.epoch}/{e.epochs}, batch {e.batch}/{e.batches}: "
-                                f"loss {e.loss:.4f}, accuracy {e.accuracy:.4f}")
+            self.status.setText(
+                f"Epoch {e.epoch}/{e.epochs}, batch {e.batch}/{e.batches}: "
+                f"loss {e.loss:.4f}, accuracy {e.accuracy:.4f}"
+            )
         elif e.kind in ("start", "epoch"):
             self._val_x.append(float(e.epoch))
             self._val_loss.append(e.val_loss)
             self._val_acc.append(e.val_accuracy)
-            self.status.setText(f"Epoch {e.epoch}/{e.epochs}: validation loss {e.val_loss:.4f}, "
-                                f"accuracy {e.val_accuracy:.4f}" if e.epoch else
-                                f"Before training: validation loss {e.val_loss:.4f}, accuracy {e.val_accuracy:.4f}")
+            self.status.setText(
+                f"Epoch {e.epoch}/{e.epochs}: validation loss {e.val_loss:.4f}, "
+                f"accuracy {e.val_accuracy:.4f}"
+                if e.epoch
+                else f"Before training: validation loss {e.val_loss:.4f}, accuracy {e.val_accuracy:.4f}"
+            )
         self._redraw()
 
     def _redraw(self) -> None:
@@ -266,12 +318,17 @@ class FinetuneDialog(QDialog):
     def _on_finished(self, e) -> None:
         self.last_event = e
         self._set_running(False)
-        why = {"completed": "Finished", "early_stopping": "Stopped early (no better validation loss)",
-               "cancelled": "Cancelled"}.get(getattr(e, "stopped", None), "Finished")
+        why = {
+            "completed": "Finished",
+            "early_stopping": "Stopped early (no better validation loss)",
+            "cancelled": "Cancelled",
+        }.get(getattr(e, "stopped", None), "Finished")
         if self.result_model is not None:
             best = self.job.best
-            self.status.setText(f"{why}. Keeping epoch {best['epoch']}: validation accuracy "
-                                f"{best['accuracy']:.4f}, loss {best['loss']:.4f}.")
+            self.status.setText(
+                f"{why}. Keeping epoch {best['epoch']}: validation accuracy "
+                f"{best['accuracy']:.4f}, loss {best['loss']:.4f}."
+            )
         else:
             self.status.setText(f"{why} before the first epoch ended: no fine-tuned model.")
         self._fill_table()
@@ -287,17 +344,28 @@ class FinetuneDialog(QDialog):
     # ---- comparison -----------------------------------------------------------------
     def scores(self) -> dict[str, tuple[float | None, float | None]]:
         """Row label -> (accuracy, loss) as shown in the comparison table."""
-        pruned = self.pruned if self.pruned is not None else (self.job.initial if self.job is not None else None)
+        pruned = (
+            self.pruned
+            if self.pruned is not None
+            else (self.job.initial if self.job is not None else None)
+        )
         tuned = self.job.best if self.result_model is not None else None
-        return {"Before pruning": score_values(self.before), "Pruned": score_values(pruned),
-                "Fine-tuned": score_values(tuned)}
+        return {
+            "Before pruning": score_values(self.before),
+            "Pruned": score_values(pruned),
+            "Fine-tuned": score_values(tuned),
+        }
 
     def _fill_table(self) -> None:
         rows = self.scores()
         ref = rows["Pruned"][0]
         for r, (acc, loss) in enumerate(rows.values()):
             delta = f"{(acc - ref) * 100:+.2f} pts" if acc is not None and ref is not None else "—"
-            cells = (f"{acc:.4f}" if acc is not None else "—", f"{loss:.4f}" if loss is not None else "—", delta)
+            cells = (
+                f"{acc:.4f}" if acc is not None else "—",
+                f"{loss:.4f}" if loss is not None else "—",
+                delta,
+            )
             for c, text in enumerate(cells):
                 item = QTableWidgetItem(text)
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)

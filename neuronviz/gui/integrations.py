@@ -41,7 +41,9 @@ def training_data(win, model):
         from neuronviz.resources import demo_train
 
         return load_data(demo_train(), model)
-    path, _ = QFileDialog.getOpenFileName(win, "Training data for fine-tuning (.npz)", str(Path.home()), DATA_FILTER)
+    path, _ = QFileDialog.getOpenFileName(
+        win, "Training data for fine-tuning (.npz)", str(Path.home()), DATA_FILTER
+    )
     return load_data(path, model) if path else None
 
 
@@ -68,13 +70,19 @@ def open_finetune(win, model_path=None):
     if train is None:
         return None
     base, score = win.state.baseline, win.state.score
-    dlg = mod.FinetuneDialog(model, train, s.dataset, before=base, pruned=score if model_path else None, parent=win)
+    dlg = mod.FinetuneDialog(
+        model, train, s.dataset, before=base, pruned=score if model_path else None, parent=win
+    )
 
     def accepted():
         tuned = dlg.result_model
         if tuned is None:
             return
-        out = path.with_name(path.stem + "-finetuned.keras") if path else Path.cwd() / "finetuned.keras"
+        out = (
+            path.with_name(path.stem + "-finetuned.keras")
+            if path
+            else Path.cwd() / "finetuned.keras"
+        )
         try:
             api.save_model(tuned, out, source=s.model_path)
         except Exception as e:  # noqa: BLE001
@@ -99,8 +107,9 @@ def open_sparsify(win):
 
     def applied(result):
         stem = s.model_path.stem if s.model_path else s.model.name
-        path, _ = QFileDialog.getSaveFileName(win, "Save the sparse model", str(Path.cwd() / f"{stem}-sparse.keras"),
-                                              MODEL_FILTER)
+        path, _ = QFileDialog.getSaveFileName(
+            win, "Save the sparse model", str(Path.cwd() / f"{stem}-sparse.keras"), MODEL_FILTER
+        )
         if not path:
             return
         import neuronviz.api as api

@@ -32,12 +32,22 @@ from neuronviz.gui.widgets import Banner, StartScreen, TaskProgress
 from neuronviz.gui.workers import Tasks
 from neuronviz.session import Session
 
-TASK_LABELS = {"open": "Opening…", "analysis": "Analysing…", "sensitivity": "Sensitivity sweep…",
-               "export": "Exporting…", "taylor": "Taylor importance…"}
+TASK_LABELS = {
+    "open": "Opening…",
+    "analysis": "Analysing…",
+    "sensitivity": "Sensitivity sweep…",
+    "export": "Exporting…",
+    "taylor": "Taylor importance…",
+}
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: QSettings | None = None, session: Session | None = None, unsafe: bool = False):
+    def __init__(
+        self,
+        settings: QSettings | None = None,
+        session: Session | None = None,
+        unsafe: bool = False,
+    ):
         super().__init__()
         self.setWindowTitle("neuronviz")
         self.setObjectName("neuronviz-main")
@@ -72,8 +82,12 @@ class MainWindow(QMainWindow):
         self.preview = PreviewPanel(st)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
-        for view, name in ((self.norms, "Norms"), (self.heatmap, "Activations"), (self.stats, "Statistics"),
-                           (self.sensitivity, "Sensitivity")):
+        for view, name in (
+            (self.norms, "Norms"),
+            (self.heatmap, "Activations"),
+            (self.stats, "Statistics"),
+            (self.sensitivity, "Sensitivity"),
+        ):
             self.tabs.addTab(view, name)
         self.banner = Banner()
         self.stack = QStackedWidget()
@@ -86,13 +100,17 @@ class MainWindow(QMainWindow):
         col.addWidget(self.banner)
         col.addWidget(self.stack, 1)
         self.setCentralWidget(central)
-        self.nav_dock = self._dock("Layers", "layers", self.navigator, Qt.DockWidgetArea.LeftDockWidgetArea)
+        self.nav_dock = self._dock(
+            "Layers", "layers", self.navigator, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
         right = QWidget()
         rc = QVBoxLayout(right)
         rc.setContentsMargins(0, 0, 0, 0)
         rc.addWidget(self.preview)
         rc.addWidget(self.unit, 1)
-        self.side_dock = self._dock("Preview and unit", "preview", right, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.side_dock = self._dock(
+            "Preview and unit", "preview", right, Qt.DockWidgetArea.RightDockWidgetArea
+        )
         self.progress = TaskProgress()
         self.statusBar().addPermanentWidget(self.progress)
         self.views = [self.norms, self.heatmap, self.stats, self.sensitivity, self.unit]
@@ -101,7 +119,10 @@ class MainWindow(QMainWindow):
         d = QDockWidget(title, self)
         d.setObjectName(name)
         d.setWidget(widget)
-        d.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetFloatable)
+        d.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable
+            | QDockWidget.DockWidgetFeature.DockWidgetFloatable
+        )
         self.addDockWidget(area, d)
         return d
 
@@ -116,7 +137,11 @@ class MainWindow(QMainWindow):
         self.start.openRecent.connect(lambda p: self.open_model(p))
         self.pipeline.failed.connect(self._on_failed)
         self.pipeline.opened.connect(self._on_opened)
-        self.tasks.progress.connect(lambda name, f, text: self.progress.update_task(name, f, text or TASK_LABELS.get(name, name)))
+        self.tasks.progress.connect(
+            lambda name, f, text: self.progress.update_task(
+                name, f, text or TASK_LABELS.get(name, name)
+            )
+        )
         self.tasks.started.connect(self._on_task_started)
         self.tasks.finished.connect(self._on_task_finished)
         self.progress.cancel.connect(self.cancel_task)
@@ -158,7 +183,10 @@ class MainWindow(QMainWindow):
     def open_data(self, source) -> None:
         self.banner.dismiss_errors()
         self.statusBar().showMessage(f"Opening data {source}…")
-        self.pipeline.open_data(source, then=lambda: files.remember(self, "data", str(source)) if source != "demo" else None)
+        self.pipeline.open_data(
+            source,
+            then=lambda: files.remember(self, "data", str(source)) if source != "demo" else None,
+        )
 
     def open_demo(self) -> None:
         from neuronviz.resources import demo_model
@@ -168,8 +196,11 @@ class MainWindow(QMainWindow):
     def _on_opened(self, what: str) -> None:
         s = self.state.session
         if what == "model":
-            self.statusBar().showMessage(f"Opened {s.model_path.name if s.model_path else s.model.name}: "
-                                         f"{len(s.trace.graph.layers)} layers, {len(s.trace.units.groups)} unit groups", 8000)
+            self.statusBar().showMessage(
+                f"Opened {s.model_path.name if s.model_path else s.model.name}: "
+                f"{len(s.trace.graph.layers)} layers, {len(s.trace.units.groups)} unit groups",
+                8000,
+            )
         else:
             self.statusBar().showMessage(f"Opened {s.dataset.n:,} validation samples", 8000)
         self.refresh_recent()
@@ -191,8 +222,12 @@ class MainWindow(QMainWindow):
         self.side_dock.setVisible(has)
         if has and not self._docks_sized:  # first time the workspace shows, no saved layout
             self._docks_sized = True
-            QTimer.singleShot(0, lambda: self.resizeDocks([self.nav_dock, self.side_dock], [330, 360],
-                                                          Qt.Orientation.Horizontal))
+            QTimer.singleShot(
+                0,
+                lambda: self.resizeDocks(
+                    [self.nav_dock, self.side_dock], [330, 360], Qt.Orientation.Horizontal
+                ),
+            )
         self.start.set_busy(None)
         for a in self.menus.needs_model:
             a.setEnabled(has)
@@ -222,7 +257,15 @@ class MainWindow(QMainWindow):
                 self.start.set_busy(None)
 
     def cancel_task(self, name: str | None = None) -> None:
-        names = [name] if name else [n for n in ("analysis", "sensitivity", "export", "taylor", "open") if self.tasks.is_running(n)]
+        names = (
+            [name]
+            if name
+            else [
+                n
+                for n in ("analysis", "sensitivity", "export", "taylor", "open")
+                if self.tasks.is_running(n)
+            ]
+        )
         for n in names:
             self.tasks.cancel(n)
 

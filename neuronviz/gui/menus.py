@@ -35,16 +35,37 @@ def build_menus(win) -> SimpleNamespace:
         return a
 
     f = bar.addMenu("&File")
-    act(f, "open", "&Open Model…", lambda: files.ask_open_model(win), QKeySequence.StandardKey.Open, False)
+    act(
+        f,
+        "open",
+        "&Open Model…",
+        lambda: files.ask_open_model(win),
+        QKeySequence.StandardKey.Open,
+        False,
+    )
     m.recent = f.addMenu("Open &Recent")
     m.recent.aboutToShow.connect(lambda: _fill_recent(win, m.recent))
-    act(f, "demo", "Open the &Demo", win.open_demo, None, False, "A small MNIST CNN with validation data")
+    act(
+        f,
+        "demo",
+        "Open the &Demo",
+        win.open_demo,
+        None,
+        False,
+        "A small MNIST CNN with validation data",
+    )
     f.addSeparator()
     act(f, "data", "Open Validation &Data…", lambda: files.ask_open_data(win), "Ctrl+D")
     act(f, "folder", "Open &Image Folder…", lambda: files.ask_open_image_folder(win))
     f.addSeparator()
     act(f, "export", "&Export Pruned Model…", lambda: _export(win), "Ctrl+E")
-    act(f, "save_plan", "&Save Selection as Plan…", lambda: files.ask_save_plan(win), QKeySequence.StandardKey.Save)
+    act(
+        f,
+        "save_plan",
+        "&Save Selection as Plan…",
+        lambda: files.ask_save_plan(win),
+        QKeySequence.StandardKey.Save,
+    )
     act(f, "load_plan", "&Load Selection Plan…", lambda: files.ask_load_plan(win), "Ctrl+L")
     f.addSeparator()
     act(f, "quit", "&Quit", win.close, QKeySequence.StandardKey.Quit, False)
@@ -68,11 +89,23 @@ def build_menus(win) -> SimpleNamespace:
 
     v = bar.addMenu("&View")
     for i in range(win.tabs.count()):
-        act(v, f"tab{i}", win.tabs.tabText(i), lambda i=i: win.tabs.setCurrentIndex(i), f"Ctrl+{i + 1}")
+        act(
+            v,
+            f"tab{i}",
+            win.tabs.tabText(i),
+            lambda i=i: win.tabs.setCurrentIndex(i),
+            f"Ctrl+{i + 1}",
+        )
     v.addSeparator()
     act(v, "next_layer", "&Next Layer", lambda: _step_layer(win, 1), "Ctrl+Down")
     act(v, "prev_layer", "&Previous Layer", lambda: _step_layer(win, -1), "Ctrl+Up")
-    act(v, "filter", "&Filter Layers", lambda: (win.navigator.filter.setFocus(), win.navigator.filter.selectAll()), "Ctrl+F")
+    act(
+        v,
+        "filter",
+        "&Filter Layers",
+        lambda: (win.navigator.filter.setFocus(), win.navigator.filter.selectAll()),
+        "Ctrl+F",
+    )
     act(v, "sorted", "&Sort Bars by Norm", lambda: win.norms.sorted.toggle(), "Ctrl+T")
     act(v, "range", "&Range Select Tool", lambda: _toggle_range(win), "Ctrl+G")
     v.addSeparator()
@@ -81,8 +114,13 @@ def build_menus(win) -> SimpleNamespace:
 
     a = bar.addMenu("&Analysis")
     act(a, "stats", "&Recompute Statistics", win.pipeline.analyze, "Ctrl+R")
-    act(a, "sweep", "Run &Sensitivity Sweep", lambda: (win.tabs.setCurrentWidget(win.sensitivity), win.sensitivity.run()),
-        "Ctrl+Shift+R")
+    act(
+        a,
+        "sweep",
+        "Run &Sensitivity Sweep",
+        lambda: (win.tabs.setCurrentWidget(win.sensitivity), win.sensitivity.run()),
+        "Ctrl+Shift+R",
+    )
     act(a, "cancel", "&Cancel Background Task", win.cancel_task, "Ctrl+.", False)
     act(a, "dismiss", "&Dismiss Message", win.banner.hide, "Esc", False)
     if _has("neuronviz.gui.finetune_dialog"):

@@ -95,13 +95,32 @@ class Navigator(QWidget):
                     parents[key] = folder[0]
                 parent = parents[key]
             why = s.why_not_selectable(info.path)
-            group = info.group if info.group is None or isinstance(info.group, int) else ",".join(map(str, info.group))
-            cells = [parts[-1], "" if info.units is None else str(info.units), "", info.type,
-                     _shape(info.output_shape),
-                     human(info.params) if info.params else "", human(info.macs) if info.macs else "",
-                     "" if group is None else str(group)]
+            group = (
+                info.group
+                if info.group is None or isinstance(info.group, int)
+                else ",".join(map(str, info.group))
+            )
+            cells = [
+                parts[-1],
+                "" if info.units is None else str(info.units),
+                "",
+                info.type,
+                _shape(info.output_shape),
+                human(info.params) if info.params else "",
+                human(info.macs) if info.macs else "",
+                "" if group is None else str(group),
+            ]
             items = [QStandardItem(c) for c in cells]
-            sort_keys = [info.path, info.units or 0, 0, info.type, cells[4], info.params, info.macs, -1 if group is None else group]
+            sort_keys = [
+                info.path,
+                info.units or 0,
+                0,
+                info.type,
+                cells[4],
+                info.params,
+                info.macs,
+                -1 if group is None else group,
+            ]
             for it, k in zip(items, sort_keys, strict=True):
                 it.setData(info.path, PATH_ROLE)
                 it.setData(k, SORT_ROLE)
@@ -113,10 +132,14 @@ class Navigator(QWidget):
                     it.setForeground(QBrush(theme.DEAD))
                     it.setToolTip(f"{info.path}: {why}")
             for col in (1, 2, 5, 6, 7):
-                items[col].setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                items[col].setTextAlignment(
+                    Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+                )
             if why is None:
                 g = s.group(info.path)
-                items[0].setToolTip(f"{info.path} — group {g.index} '{g.name}': {', '.join(g.members)}")
+                items[0].setToolTip(
+                    f"{info.path} — group {g.index} '{g.name}': {', '.join(g.members)}"
+                )
             parent.appendRow(items)
             self.rows[info.path] = items
         self.tree.expandAll()
@@ -169,8 +192,11 @@ class Navigator(QWidget):
         return self.tree.visualRect(idx)
 
     def cleanup(self) -> None:
-        for sig, slot in ((self.state.modelChanged, self.rebuild), (self.state.planChanged, self.update_selected),
-                          (self.state.layerChanged, self.show_layer)):
+        for sig, slot in (
+            (self.state.modelChanged, self.rebuild),
+            (self.state.planChanged, self.update_selected),
+            (self.state.layerChanged, self.show_layer),
+        ):
             try:
                 sig.disconnect(slot)
             except (RuntimeError, TypeError):

@@ -52,8 +52,12 @@ class Pipeline(QObject):
             if then is not None:
                 then()
 
-        self.tasks.submit("open", lambda: self.session.load_model_parts(path, unsafe), done,
-                          lambda msg: self.failed.emit("model", msg))
+        self.tasks.submit(
+            "open",
+            lambda: self.session.load_model_parts(path, unsafe),
+            done,
+            lambda msg: self.failed.emit("model", msg),
+        )
 
     def open_data(self, source, then=None) -> None:
         source = str(source)
@@ -69,8 +73,12 @@ class Pipeline(QObject):
             if then is not None:
                 then()
 
-        self.tasks.submit("open", lambda: self.session.load_data_parts(source), done,
-                          lambda msg: self.failed.emit("data", msg))
+        self.tasks.submit(
+            "open",
+            lambda: self.session.load_data_parts(source),
+            done,
+            lambda msg: self.failed.emit("data", msg),
+        )
 
     # ---- the first pass over the data -------------------------------------------------
     def analyze(self) -> None:
@@ -98,7 +106,9 @@ class Pipeline(QObject):
             s.set_act_stats(stats)
             self.analysisDone.emit()
 
-        self.tasks.submit("analysis", work, got, lambda msg: self.state.error(f"Analysis failed: {msg}"))
+        self.tasks.submit(
+            "analysis", work, got, lambda msg: self.state.error(f"Analysis failed: {msg}")
+        )
 
     def cancel_analysis(self) -> None:
         self.tasks.cancel("analysis")
@@ -131,5 +141,9 @@ class Pipeline(QObject):
             if s.plan == plan and s.previewer is previewer:
                 self.state.set_score(plan, score)
 
-        self.tasks.submit("preview", lambda: previewer.score(plan), got,
-                          lambda msg: self.state.error(f"Preview failed: {msg}"))
+        self.tasks.submit(
+            "preview",
+            lambda: previewer.score(plan),
+            got,
+            lambda msg: self.state.error(f"Preview failed: {msg}"),
+        )

@@ -74,8 +74,10 @@ class PreviewPanel(QWidget):
         lay.addWidget(self.status)
         lay.addWidget(line)
         self._conns = [
-            (state.planChanged, self.refresh), (state.modelChanged, self.refresh),
-            (state.scoreChanged, self.refresh), (state.previewerChanged, self.refresh),
+            (state.planChanged, self.refresh),
+            (state.modelChanged, self.refresh),
+            (state.scoreChanged, self.refresh),
+            (state.previewerChanged, self.refresh),
             (state.dataChanged, self.refresh),
         ]
         for sig, slot in self._conns:
@@ -96,27 +98,40 @@ class PreviewPanel(QWidget):
             self._busy(False)
             return
         before, after = s.before, s.counts_after()
-        self._row("Params", human(before.params), human(after.params), _shrink(before.params, after.params))
+        self._row(
+            "Params",
+            human(before.params),
+            human(after.params),
+            _shrink(before.params, after.params),
+        )
         self._row("MACs", human(before.macs), human(after.macs), _shrink(before.macs, after.macs))
         total, n = s.unit_totals()
         self._row("Units", str(total), str(total - n), f"−{n}" if n else "")
         base, score = st.baseline, st.score if st.score_plan == s.plan else None
         waiting = s.previewer is not None and score is None
         self._busy(waiting)
-        self._row("Accuracy", _pct(base.accuracy) if base else "–",
-                  _pct(score.accuracy) if score else ("…" if waiting else "–"),
-                  _delta(base.accuracy, score.accuracy, pct=True) if base and score else "")
-        self._row("Loss", _num(base.loss) if base else "–",
-                  _num(score.loss) if score else ("…" if waiting else "–"),
-                  _delta(base.loss, score.loss, good_up=False) if base and score else "")
+        self._row(
+            "Accuracy",
+            _pct(base.accuracy) if base else "–",
+            _pct(score.accuracy) if score else ("…" if waiting else "–"),
+            _delta(base.accuracy, score.accuracy, pct=True) if base and score else "",
+        )
+        self._row(
+            "Loss",
+            _num(base.loss) if base else "–",
+            _num(score.loss) if score else ("…" if waiting else "–"),
+            _delta(base.loss, score.loss, good_up=False) if base and score else "",
+        )
         if s.dataset is None:
             self.status.setText("Open validation data (Ctrl+D) to preview accuracy.")
         elif s.previewer is None:
             self.status.setText("Preparing the preview…")
         else:
             nsel = sum(len(v) for v in s.plan.remove.values())
-            self.status.setText(f"{s.dataset.n:,} validation samples · {nsel} units selected directly, "
-                                f"{n} removed in total (coupled units included)")
+            self.status.setText(
+                f"{s.dataset.n:,} validation samples · {nsel} units selected directly, "
+                f"{n} removed in total (coupled units included)"
+            )
 
     def _busy(self, on: bool) -> None:
         if on != (self.progress.maximum() == 0):

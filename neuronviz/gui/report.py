@@ -33,9 +33,13 @@ def _plot(title: str) -> pg.PlotWidget:
 
 
 def widths_plot(session, result, path: Path) -> Path:
-    layers = [p for p in session.selectable_layers() if p in session.weight_stats or p in result.removed]
+    layers = [
+        p for p in session.selectable_layers() if p in session.weight_stats or p in result.removed
+    ]
     before = np.array([session.units(p) for p in layers], float)
-    after = np.array([before[i] - len(result.removed.get(p, ())) for i, p in enumerate(layers)], float)
+    after = np.array(
+        [before[i] - len(result.removed.get(p, ())) for i, p in enumerate(layers)], float
+    )
     w = _plot("Units per layer: before (grey) and after (blue)")
     x = np.arange(len(layers))
     w.addItem(pg.BarGraphItem(x=x - 0.2, height=before, width=0.4, brush=(180, 180, 180)))
@@ -52,8 +56,15 @@ def norms_plot(session, layer: str, path: Path) -> Path | None:
     order = np.argsort(values, kind="stable")
     w = _plot(f"'{layer}': L2 norm of each unit, sorted (removed units in red)")
     brushes = theme.unit_brushes(len(values), sel, session.direct_mask(layer) | sel)
-    w.addItem(pg.BarGraphItem(x=np.arange(len(values)), height=values[order], width=1.0,
-                              brushes=[brushes[i] for i in order], pen=pg.mkPen(None)))
+    w.addItem(
+        pg.BarGraphItem(
+            x=np.arange(len(values)),
+            height=values[order],
+            width=1.0,
+            brushes=[brushes[i] for i in order],
+            pen=pg.mkPen(None),
+        )
+    )
     return _export(w, path)
 
 
@@ -64,8 +75,15 @@ def sweep_plot(session, path: Path) -> Path | None:
     w = _plot("Sensitivity: accuracy vs fraction of the layer's units removed")
     w.addLegend()
     for i, c in enumerate(res.curves):
-        w.plot(c.fractions, np.nan_to_num(np.array(c.accuracy, float)), pen=pg.mkPen(theme.CURVES[i % 10], width=2),
-               symbol="o", symbolSize=5, symbolBrush=theme.CURVES[i % 10], name=c.layer)
+        w.plot(
+            c.fractions,
+            np.nan_to_num(np.array(c.accuracy, float)),
+            pen=pg.mkPen(theme.CURVES[i % 10], width=2),
+            symbol="o",
+            symbolSize=5,
+            symbolBrush=theme.CURVES[i % 10],
+            name=c.layer,
+        )
     return _export(w, path)
 
 
@@ -73,7 +91,9 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
 
 
-def write_report(session, model_path: Path, result, baseline=None, score=None, plan_path: Path | None = None) -> Path:
+def write_report(
+    session, model_path: Path, result, baseline=None, score=None, plan_path: Path | None = None
+) -> Path:
     """Write `<stem>-report/report.md` with PNG plots; returns the Markdown path."""
     model_path = Path(model_path)
     folder = model_path.parent / f"{model_path.stem}-report"
@@ -88,7 +108,8 @@ def write_report(session, model_path: Path, result, baseline=None, score=None, p
         f"# Pruning report: {model_path.name}",
         "",
         f"Made by neuronviz on {datetime.datetime.now():%Y-%m-%d %H:%M} from `{src}`"
-        + (f" with validation data `{session.data_source}`" if session.data_source else "") + ".",
+        + (f" with validation data `{session.data_source}`" if session.data_source else "")
+        + ".",
         "",
         "| | before | after | change |",
         "| --- | ---: | ---: | ---: |",
@@ -96,17 +117,31 @@ def write_report(session, model_path: Path, result, baseline=None, score=None, p
         f"| MACs | {human(b.macs)} | {human(a.macs)} | {100 * (a.macs - b.macs) / max(b.macs, 1):+.1f}% |",
     ]
     if baseline is not None and score is not None:
-        lines.append(f"| accuracy ({baseline.n:,} samples) | {_pct(baseline.accuracy)} | {_pct(score.accuracy)} | "
-                     f"{100 * (score.accuracy - baseline.accuracy):+.2f} pt |")
-        lines.append(f"| loss | {baseline.loss:.4f} | {score.loss:.4f} | {score.loss - baseline.loss:+.4f} |")
-    lines += ["", "## What was removed", "", "| layer | units before | units after | removed indices |",
-              "| --- | ---: | ---: | --- |"]
+        lines.append(
+            f"| accuracy ({baseline.n:,} samples) | {_pct(baseline.accuracy)} | {_pct(score.accuracy)} | "
+            f"{100 * (score.accuracy - baseline.accuracy):+.2f} pt |"
+        )
+        lines.append(
+            f"| loss | {baseline.loss:.4f} | {score.loss:.4f} | {score.loss - baseline.loss:+.4f} |"
+        )
+    lines += [
+        "",
+        "## What was removed",
+        "",
+        "| layer | units before | units after | removed indices |",
+        "| --- | ---: | ---: | --- |",
+    ]
     for layer, (n0, n1) in result.widths().items():
         spec = format_spec(result.removed[layer])
-        lines.append(f"| `{layer}` | {n0} | {n1} | {spec if len(spec) < 120 else spec[:117] + '...'} |")
+        lines.append(
+            f"| `{layer}` | {n0} | {n1} | {spec if len(spec) < 120 else spec[:117] + '...'} |"
+        )
     if plan_path is not None:
-        lines += ["", f"The selection is saved as a plan: `{plan_path.name}` "
-                      f"(replay it with `neuronviz prune {src} --plan {plan_path.name}`)."]
+        lines += [
+            "",
+            f"The selection is saved as a plan: `{plan_path.name}` "
+            f"(replay it with `neuronviz prune {src} --plan {plan_path.name}`).",
+        ]
     lines += ["", "## Plots", ""]
     for img in images:
         if img is not None:

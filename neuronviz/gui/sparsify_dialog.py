@@ -39,8 +39,15 @@ EXPLANATION = (
     "{sparse_gz} MB; removing 80% of the Dense(512) units gives {pruned_ms} ms and "
     "{pruned_gz} MB, and also removing half of conv2d_1's filters gives {both_ms} ms."
 )
-MEASURED = {"dense_ms": "15.5", "sparse_ms": "15.3", "pruned_ms": "13.7", "both_ms": "9.8",
-            "dense_gz": "6.19", "sparse_gz": "1.61", "pruned_gz": "1.39"}
+MEASURED = {
+    "dense_ms": "15.5",
+    "sparse_ms": "15.3",
+    "pruned_ms": "13.7",
+    "both_ms": "9.8",
+    "dense_gz": "6.19",
+    "sparse_gz": "1.61",
+    "pruned_gz": "1.39",
+}
 
 
 class SparsifyDialog(QDialog):
@@ -49,8 +56,15 @@ class SparsifyDialog(QDialog):
 
     applied = Signal(object)  # the SparseResult
 
-    def __init__(self, model, *, layers=None, amount: float = 0.5, scope: str = "layer",
-                 parent: QWidget | None = None):
+    def __init__(
+        self,
+        model,
+        *,
+        layers=None,
+        amount: float = 0.5,
+        scope: str = "layer",
+        parent: QWidget | None = None,
+    ):
         super().__init__(parent)
         from neuronviz.backend.sparsity import MagnitudeProfile
 
@@ -78,7 +92,9 @@ class SparsifyDialog(QDialog):
     # ---- layout ---------------------------------------------------------------------
     def _build(self, amount: float, scope: str) -> None:
         self.slider = QSlider(Qt.Orientation.Horizontal, minimum=0, maximum=SLIDER_STEPS)
-        self.spin = QDoubleSpinBox(decimals=1, minimum=0.0, maximum=SLIDER_STEPS / 10, singleStep=1.0, suffix=" %")
+        self.spin = QDoubleSpinBox(
+            decimals=1, minimum=0.0, maximum=SLIDER_STEPS / 10, singleStep=1.0, suffix=" %"
+        )
         self.scope_box = QComboBox()
         self.scope_box.addItem("per layer: the same fraction of every kernel", "layer")
         self.scope_box.addItem("global: the smallest weights of all kernels together", "global")
@@ -100,11 +116,20 @@ class SparsifyDialog(QDialog):
         self.plot.setLabel("bottom", "log10 |weight|")
         self.plot.setLabel("left", "weights")
         self.plot.setMinimumHeight(220)
-        self.bars = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=(86, 131, 181, 150),
-                                    pen=pg.mkPen((86, 131, 181), width=1))
+        self.bars = pg.PlotDataItem(
+            stepMode="center",
+            fillLevel=0,
+            brush=(86, 131, 181, 150),
+            pen=pg.mkPen((86, 131, 181), width=1),
+        )
         self.plot.addItem(self.bars)
-        self.threshold_line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen((228, 87, 46), width=2),
-                                              label="threshold", labelOpts={"position": 0.9})
+        self.threshold_line = pg.InfiniteLine(
+            angle=90,
+            movable=False,
+            pen=pg.mkPen((228, 87, 46), width=2),
+            label="threshold",
+            labelOpts={"position": 0.9},
+        )
         self.plot.addItem(self.threshold_line)
 
         self.threshold_label = QLabel()
@@ -114,7 +139,9 @@ class SparsifyDialog(QDialog):
         self.explanation = QLabel(EXPLANATION.format(**MEASURED))
         self.explanation.setWordWrap(True)
 
-        self.buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Sparsify")
         self.buttons.accepted.connect(self.apply)
         self.buttons.rejected.connect(self.reject)
@@ -175,7 +202,9 @@ class SparsifyDialog(QDialog):
         and the pooled view is shown)."""
         if self.scope == "layer" and self.view == ALL_KERNELS:
             return None
-        return self.profile.threshold(self.amount, self.scope, None if self.view == ALL_KERNELS else self.view)
+        return self.profile.threshold(
+            self.amount, self.scope, None if self.view == ALL_KERNELS else self.view
+        )
 
     def predicted_sparsity(self) -> tuple[dict[str, float], float]:
         """Per kernel and overall zero fraction for the current amount and scope."""
@@ -192,16 +221,22 @@ class SparsifyDialog(QDialog):
         self.threshold_line.setVisible(thr is not None and thr > 0)
         if thr is not None and thr > 0:
             self.threshold_line.setValue(math.log10(thr))
-            self.threshold_label.setText(f"Threshold |w| ≤ {thr:.3g} (log10 {math.log10(thr):.2f})"
-                                         + (f"; {zeros:,} weights are already zero" if zeros else ""))
+            self.threshold_label.setText(
+                f"Threshold |w| ≤ {thr:.3g} (log10 {math.log10(thr):.2f})"
+                + (f"; {zeros:,} weights are already zero" if zeros else "")
+            )
         elif thr is None:
-            self.threshold_label.setText("Per-layer scope: each kernel has its own threshold; pick a kernel to see it.")
+            self.threshold_label.setText(
+                "Per-layer scope: each kernel has its own threshold; pick a kernel to see it."
+            )
         else:
             self.threshold_label.setText("Nothing is zeroed at 0 %.")
         per, total = self.predicted_sparsity()
         parts = ", ".join(f"{n.rsplit('/', 1)[0]} {f:.1%}" for n, f in per.items())
-        self.sparsity_label.setText(f"Resulting sparsity: {total:.1%} of kernel weights ({parts}). "
-                                    "Biases and normalisation weights are kept.")
+        self.sparsity_label.setText(
+            f"Resulting sparsity: {total:.1%} of kernel weights ({parts}). "
+            "Biases and normalisation weights are kept."
+        )
 
     @Slot()
     def apply(self) -> None:

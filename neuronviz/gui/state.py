@@ -29,9 +29,13 @@ class State(QObject):
         self.score = None  # Score of the current plan (None while computing)
         self.score_plan = None
         self._signals = {
-            "model": self.modelChanged, "data": self.dataChanged, "weight_stats": self.weightStatsChanged,
-            "act_stats": self.actStatsChanged, "previewer": self.previewerChanged,
-            "plan": self.planChanged, "layer": self.layerChanged,
+            "model": self.modelChanged,
+            "data": self.dataChanged,
+            "weight_stats": self.weightStatsChanged,
+            "act_stats": self.actStatsChanged,
+            "previewer": self.previewerChanged,
+            "plan": self.planChanged,
+            "layer": self.layerChanged,
             "sweep": self.sweepChanged,
         }
         assert set(self._signals) == set(EVENTS)

@@ -16,25 +16,39 @@ def scene_pos(view, item, point: QPointF):
 def click_item(qtbot, view, item, point: QPointF, modifier=Qt.KeyboardModifier.NoModifier) -> None:
     """A real mouse click on `item` at `point` (item coordinates)."""
     QApplication.processEvents()
-    qtbot.mouseClick(view.viewport(), Qt.MouseButton.LeftButton, modifier, pos=scene_pos(view, item, point))
+    qtbot.mouseClick(
+        view.viewport(), Qt.MouseButton.LeftButton, modifier, pos=scene_pos(view, item, point)
+    )
     QApplication.processEvents()
 
 
 def wait_model(qtbot, win, timeout: int = TIMEOUT_MS) -> None:
-    qtbot.waitUntil(lambda: win.state.session.model is not None and not win.tasks.is_running("open"), timeout=timeout)
+    qtbot.waitUntil(
+        lambda: win.state.session.model is not None and not win.tasks.is_running("open"),
+        timeout=timeout,
+    )
 
 
 def wait_ready(qtbot, win, timeout: int = TIMEOUT_MS) -> None:
     """Until the model, data, preview and activation statistics are all there."""
     s = win.state.session
-    qtbot.waitUntil(lambda: s.model is not None and s.previewer is not None and s.act_stats is not None
-                    and win.state.baseline is not None, timeout=timeout)
+    qtbot.waitUntil(
+        lambda: (
+            s.model is not None
+            and s.previewer is not None
+            and s.act_stats is not None
+            and win.state.baseline is not None
+        ),
+        timeout=timeout,
+    )
 
 
 def wait_score(qtbot, win, timeout: int = TIMEOUT_MS) -> None:
     """Until the preview shows the score of the current selection."""
     st = win.state
-    qtbot.waitUntil(lambda: st.score is not None and st.score_plan == st.session.plan, timeout=timeout)
+    qtbot.waitUntil(
+        lambda: st.score is not None and st.score_plan == st.session.plan, timeout=timeout
+    )
 
 
 def wait_idle(qtbot, win, timeout: int = TIMEOUT_MS) -> None:
@@ -52,7 +66,9 @@ def drag(qtbot, view, start, end, steps: int = 8) -> None:
 
     def send(kind, pos, button, buttons):
         p = QPointF(pos)
-        ev = QMouseEvent(kind, p, QPointF(vp.mapToGlobal(QPoint(int(p.x()), int(p.y())))), button, buttons, mods)
+        ev = QMouseEvent(
+            kind, p, QPointF(vp.mapToGlobal(QPoint(int(p.x()), int(p.y())))), button, buttons, mods
+        )
         QApplication.sendEvent(vp, ev)
         QApplication.processEvents()
 

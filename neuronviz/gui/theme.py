@@ -12,7 +12,18 @@ SELECTED = QColor(228, 87, 46)  # selected in this layer
 COUPLED = QColor(243, 167, 18)  # removed because a coupled layer's unit is selected
 DEAD = QColor(150, 150, 150)
 HOVER = QColor(46, 196, 182)
-CURVES = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+CURVES = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
+]
 
 
 def is_dark() -> bool:
@@ -54,7 +65,9 @@ def style_plot(widget: pg.PlotWidget) -> None:
         ax.enableAutoSIPrefix(False)
 
 
-def unit_brushes(n: int, selected: np.ndarray, direct: np.ndarray, dead: np.ndarray | None = None) -> list:
+def unit_brushes(
+    n: int, selected: np.ndarray, direct: np.ndarray, dead: np.ndarray | None = None
+) -> list:
     """One brush per unit: selected (in this layer), coupled, dead, or plain."""
     plain, sel, cpl = pg.mkBrush(UNIT), pg.mkBrush(SELECTED), pg.mkBrush(COUPLED)
     dd = pg.mkBrush(DEAD)

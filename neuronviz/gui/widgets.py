@@ -18,7 +18,11 @@ from PySide6.QtWidgets import (
 
 from neuronviz.gui import theme
 
-_COLOURS = {"error": ("#fdecea", "#8a1c1c"), "warning": ("#fff4e5", "#7a4b00"), "info": ("#e8f4fd", "#0b4f79")}
+_COLOURS = {
+    "error": ("#fdecea", "#8a1c1c"),
+    "warning": ("#fff4e5", "#7a4b00"),
+    "info": ("#e8f4fd", "#0b4f79"),
+}
 
 
 class Banner(QFrame):
@@ -49,7 +53,9 @@ class Banner(QFrame):
         bg, fg = _COLOURS.get(level, _COLOURS["info"])
         if theme.is_dark():
             bg, fg = fg, "#ffffff"
-        self.setStyleSheet(f"#banner {{ background: {bg}; border-radius: 4px; }} QLabel {{ color: {fg}; }}")
+        self.setStyleSheet(
+            f"#banner {{ background: {bg}; border-radius: 4px; }} QLabel {{ color: {fg}; }}"
+        )
         self.level = level
         self.label.setText(text)
         self.show()
@@ -73,7 +79,9 @@ class StartScreen(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        title = QLabel("<h1>neuronviz</h1><p>Look inside a Keras model and make it smaller by removing neurons.</p>")
+        title = QLabel(
+            "<h1>neuronviz</h1><p>Look inside a Keras model and make it smaller by removing neurons.</p>"
+        )
         title.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.demo = QPushButton("Open the demo")
         self.demo.setToolTip("A small MNIST CNN with 1,000 validation images")
@@ -103,7 +111,9 @@ class StartScreen(QWidget):
         col.addStretch(3)
         self.demo.clicked.connect(self.openDemo)
         self.open.clicked.connect(self.openModel)
-        self.recent.itemActivated.connect(lambda it: self.openRecent.emit(it.data(Qt.ItemDataRole.UserRole)))
+        self.recent.itemActivated.connect(
+            lambda it: self.openRecent.emit(it.data(Qt.ItemDataRole.UserRole))
+        )
 
     def set_recent(self, paths: list[str]) -> None:
         self.recent.clear()

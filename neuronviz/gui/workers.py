@@ -122,7 +122,7 @@ class _Job:
                     gen.close()
                     raise Cancelled()
                 item = next(gen)
-                frac, text = (item if isinstance(item, tuple) else (item, ""))
+                frac, text = item if isinstance(item, tuple) else (item, "")
                 self.emit_progress(frac, text)
         except StopIteration as stop:
             return stop.value
@@ -151,8 +151,14 @@ class Tasks(QObject):
         self._bridge = _Bridge(self)
         self._bridge.wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
 
-    def submit(self, name: str, job: Callable, on_result: Callable | None = None,
-               on_error: Callable | None = None, on_progress: Callable | None = None) -> int:
+    def submit(
+        self,
+        name: str,
+        job: Callable,
+        on_result: Callable | None = None,
+        on_error: Callable | None = None,
+        on_progress: Callable | None = None,
+    ) -> int:
         """Run `job` as task `name`, cancelling (and dropping) any earlier job of that name.
         Returns the job's generation number."""
         t = self._tasks.setdefault(name, _Task())

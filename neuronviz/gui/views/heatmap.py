@@ -20,8 +20,9 @@ from neuronviz.gui.views.items import RangeTool, UnitRows
 MAX_COLS = 1500
 
 
-def display_array(per_sample: np.ndarray, labels, by_class: bool, per_unit: bool,
-                  max_cols: int = MAX_COLS) -> tuple[np.ndarray, tuple, list]:
+def display_array(
+    per_sample: np.ndarray, labels, by_class: bool, per_unit: bool, max_cols: int = MAX_COLS
+) -> tuple[np.ndarray, tuple, list]:
     """(units x columns float32 C-contiguous, levels, class boundaries as (column, label))."""
     a = np.asarray(per_sample, np.float32)  # (N, units)
     n = a.shape[0]
@@ -48,7 +49,7 @@ def display_array(per_sample: np.ndarray, labels, by_class: bool, per_unit: bool
         img = np.ascontiguousarray((img - lo) / np.where(span > 0, span, 1.0), np.float32)
         levels = (0.0, 1.0)
     else:
-        lo, hi = (np.percentile(img, [1, 99]) if img.size else (0.0, 1.0))
+        lo, hi = np.percentile(img, [1, 99]) if img.size else (0.0, 1.0)
         levels = (float(lo), float(hi) if hi > lo else float(lo) + 1.0)
     return img.astype(np.float32, copy=False), levels, bounds
 
@@ -103,9 +104,13 @@ class HeatmapView(View):
         lay.addWidget(self.plot, 1)
         self.by_class.toggled.connect(self._options)
         self.scale.currentIndexChanged.connect(self._options)
-        self.range.toggled.connect(lambda on: self.range_tool.set_visible(on, len(self.image.order)))
+        self.range.toggled.connect(
+            lambda on: self.range_tool.set_visible(on, len(self.image.order))
+        )
         self.image.sigUnitClicked.connect(self._on_click)
-        self.image.sigUnitHovered.connect(lambda u: self.state.set_focus(self.session.layer, u) if u >= 0 else None)
+        self.image.sigUnitHovered.connect(
+            lambda u: self.state.set_focus(self.session.layer, u) if u >= 0 else None
+        )
         self._cache: OrderedDict = OrderedDict()
         self._key = None
         self.ncols = 0
@@ -119,7 +124,9 @@ class HeatmapView(View):
         key = (id(act), path, self.by_class.isChecked(), self.scale.currentIndex())
         if key not in self._cache:
             labels = s.dataset.y[: len(act.per_sample)] if s.dataset is not None else None
-            self._cache[key] = display_array(act.per_sample, labels, self.by_class.isChecked(), self.scale.currentIndex() == 1)
+            self._cache[key] = display_array(
+                act.per_sample, labels, self.by_class.isChecked(), self.scale.currentIndex() == 1
+            )
             while len(self._cache) > 8:
                 self._cache.popitem(last=False)
         self._cache.move_to_end(key)
@@ -134,8 +141,11 @@ class HeatmapView(View):
             self.strip.clear()
             self.overlay.clear()
             self.image.order = np.zeros(0, np.int64)
-            self.empty.setText("Activation statistics appear here once validation data is open."
-                               if path else "No model open")
+            self.empty.setText(
+                "Activation statistics appear here once validation data is open."
+                if path
+                else "No model open"
+            )
             self.info.setText("")
             self._key = None
             return
@@ -159,7 +169,9 @@ class HeatmapView(View):
                 t.setPos(c + 1, units)
                 self.plot.addItem(t)
                 self.lines.append(t)
-            self.plot.getViewBox().setRange(xRange=(-cols * 0.03, cols), yRange=(0, units), padding=0)
+            self.plot.getViewBox().setRange(
+                xRange=(-cols * 0.03, cols), yRange=(0, units), padding=0
+            )
             self.ncols = cols
             self._key = key
         self._draw_selection(units, cols)
@@ -193,7 +205,12 @@ class HeatmapView(View):
     def _on_range(self, lo: float, hi: float) -> None:
         pos = RangeTool.positions(lo, hi, len(self.image.order), centred=False)
         if self.session.layer and len(self.image.order):
-            self.selection.edit(self.session.layer, self.image.order[pos], "set", f"Select {self.session.layer} rows")
+            self.selection.edit(
+                self.session.layer,
+                self.image.order[pos],
+                "set",
+                f"Select {self.session.layer} rows",
+            )
 
     def row_center(self, unit: int):
         from PySide6.QtCore import QPointF

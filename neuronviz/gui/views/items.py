@@ -26,7 +26,9 @@ class UnitBars(pg.BarGraphItem):
         h = np.asarray(heights, float)[self.order]
         self._top = float(h.max()) if len(h) and h.max() > 0 else 1.0
         width = 0.8 if len(h) <= 256 else 1.0
-        self.setOpts(x=np.arange(len(h)), height=h, width=width, brushes=[brushes[i] for i in self.order])
+        self.setOpts(
+            x=np.arange(len(h)), height=h, width=width, brushes=[brushes[i] for i in self.order]
+        )
 
     def set_brushes(self, brushes: list) -> None:
         self.setOpts(brushes=[brushes[i] for i in self.order])
@@ -96,7 +98,9 @@ class RangeTool:
 
     def __init__(self, plot: pg.PlotItem, orientation: str, on_range):
         self.plot = plot
-        self.region = pg.LinearRegionItem(orientation=orientation, brush=pg.mkBrush(228, 87, 46, 40))
+        self.region = pg.LinearRegionItem(
+            orientation=orientation, brush=pg.mkBrush(228, 87, 46, 40)
+        )
         self.region.setZValue(10)
         self.region.sigRegionChangeFinished.connect(lambda *_: on_range(*self.region.getRegion()))
         self.visible = False

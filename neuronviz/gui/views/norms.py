@@ -13,7 +13,13 @@ from neuronviz.gui.views.items import RangeTool, UnitBars
 
 
 class NormView(View):
-    listens = ("modelChanged", "layerChanged", "planChanged", "weightStatsChanged", "actStatsChanged")
+    listens = (
+        "modelChanged",
+        "layerChanged",
+        "planChanged",
+        "weightStatsChanged",
+        "actStatsChanged",
+    )
 
     def __init__(self, state, selection, parent=None):
         super().__init__(state, selection, parent)
@@ -53,11 +59,15 @@ class NormView(View):
         self.sorted.toggled.connect(self.changed)
         self.range.toggled.connect(lambda on: self.range_tool.set_visible(on, len(self.bars.order)))
         self.bars.sigUnitClicked.connect(self._on_click)
-        self.bars.sigUnitHovered.connect(lambda u: self.state.set_focus(self.session.layer, u) if u >= 0 else None)
+        self.bars.sigUnitHovered.connect(
+            lambda u: self.state.set_focus(self.session.layer, u) if u >= 0 else None
+        )
         self._key = None
 
     def norms(self) -> np.ndarray | None:
-        return self.session.norms(self.session.layer, "l1" if self.kind.currentIndex() == 1 else "l2")
+        return self.session.norms(
+            self.session.layer, "l1" if self.kind.currentIndex() == 1 else "l2"
+        )
 
     def redraw(self) -> None:
         s = self.session
@@ -65,27 +75,43 @@ class NormView(View):
         values = self.norms() if path else None
         if values is None:
             self.bars.set_bars(np.zeros(0), np.zeros(0, np.int64), [])
-            self.empty.setText("No model open" if path is None else f"'{path}' has no weights of its own")
+            self.empty.setText(
+                "No model open" if path is None else f"'{path}' has no weights of its own"
+            )
             self.info.setText("")
             return
         self.empty.setText("")
-        order = np.argsort(values, kind="stable") if self.sorted.isChecked() else np.arange(len(values))
+        order = (
+            np.argsort(values, kind="stable") if self.sorted.isChecked() else np.arange(len(values))
+        )
         act = s.act(path)
-        brushes = theme.unit_brushes(len(values), s.selected_mask(path), s.direct_mask(path),
-                                     None if act is None else act.dead)
+        brushes = theme.unit_brushes(
+            len(values),
+            s.selected_mask(path),
+            s.direct_mask(path),
+            None if act is None else act.dead,
+        )
         key = (id(s.model), path, self.kind.currentIndex(), self.sorted.isChecked())
         if key == self._key:
             self.bars.set_brushes(brushes)
         else:
             self.bars.set_bars(values, order, brushes)
             vb = self.plot.getViewBox()
-            vb.setRange(xRange=(-0.5, len(values) - 0.5), yRange=(0, float(values.max() or 1) * 1.05), padding=0)
+            vb.setRange(
+                xRange=(-0.5, len(values) - 0.5),
+                yRange=(0, float(values.max() or 1) * 1.05),
+                padding=0,
+            )
             self.plot.getPlotItem().setLabel("left", self.kind.currentText())
-            self.plot.getPlotItem().setLabel("bottom", "unit (sorted by norm)" if self.sorted.isChecked() else "unit")
+            self.plot.getPlotItem().setLabel(
+                "bottom", "unit (sorted by norm)" if self.sorted.isChecked() else "unit"
+            )
             self._key = key
         n_sel = int(s.selected_mask(path).sum())
         self.info.setText(f"{n_sel} of {len(values)} selected")
-        self.info.setToolTip(f"{path}: {n_sel} of {len(values)} units selected (coupled units included)")
+        self.info.setToolTip(
+            f"{path}: {n_sel} of {len(values)} units selected (coupled units included)"
+        )
         if self.range_tool.visible:
             self.range_tool.region.setBounds((-0.5, len(values) - 0.5))
 
@@ -96,7 +122,12 @@ class NormView(View):
     def _on_range(self, lo: float, hi: float) -> None:
         pos = RangeTool.positions(lo, hi, len(self.bars.order))
         if self.session.layer:
-            self.selection.edit(self.session.layer, self.bars.order[pos], "set", f"Select {self.session.layer} range")
+            self.selection.edit(
+                self.session.layer,
+                self.bars.order[pos],
+                "set",
+                f"Select {self.session.layer} range",
+            )
 
     def bar_center(self, unit: int):
         """Scene-independent item coordinates of a unit's bar middle (for tests)."""

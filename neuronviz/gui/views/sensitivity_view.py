@@ -14,8 +14,11 @@ from neuronviz.gui.views.base import View
 from neuronviz.gui.workers import error_text
 
 CRITERIA = [("l2", "L2 norm"), ("l1", "L1 norm"), ("taylor", "Taylor importance")]
-STEPS = {"10 steps": np.round(np.arange(0, 1.0, 0.1), 2), "20 steps": np.round(np.arange(0, 1.0, 0.05), 3),
-         "5 steps": np.round(np.arange(0, 1.0, 0.2), 2)}
+STEPS = {
+    "10 steps": np.round(np.arange(0, 1.0, 0.1), 2),
+    "20 steps": np.round(np.arange(0, 1.0, 0.05), 3),
+    "5 steps": np.round(np.arange(0, 1.0, 0.2), 2),
+}
 
 
 class SensitivityView(View):
@@ -30,7 +33,9 @@ class SensitivityView(View):
         self.steps = QComboBox()
         self.steps.addItems(list(STEPS))
         self.run_button = QPushButton("Run sweep")
-        self.run_button.setToolTip("Score the model with 0–90% of each layer's units removed (Ctrl+Shift+R)")
+        self.run_button.setToolTip(
+            "Score the model with 0–90% of each layer's units removed (Ctrl+Shift+R)"
+        )
         self.run_button.clicked.connect(self.run)
         self.info = QLabel()
         self.info.setWordWrap(True)
@@ -66,8 +71,12 @@ class SensitivityView(View):
             self.state.error(error_text(e))
             return
         self.info.setText("Running the sweep…")
-        self.tasks.submit("sensitivity", job, lambda r: s.set_sweep(r[0], crit, r[1]),
-                          lambda msg: self.state.error(f"Sensitivity sweep failed: {msg}"))
+        self.tasks.submit(
+            "sensitivity",
+            job,
+            lambda r: s.set_sweep(r[0], crit, r[1]),
+            lambda msg: self.state.error(f"Sensitivity sweep failed: {msg}"),
+        )
 
     def redraw(self) -> None:
         s = self.session
@@ -78,21 +87,42 @@ class SensitivityView(View):
         self.legend.clear()
         res = s.sweep
         if res is None:
-            self.info.setText("Run the sweep to see how fast each layer's accuracy falls as units are removed. "
-                              "Then click a point to select that many units of that layer."
-                              if s.previewer is not None else "The sweep needs validation data.")
+            self.info.setText(
+                "Run the sweep to see how fast each layer's accuracy falls as units are removed. "
+                "Then click a point to select that many units of that layer."
+                if s.previewer is not None
+                else "The sweep needs validation data."
+            )
             return
-        base = pg.InfiniteLine(pos=100 * res.baseline.accuracy, angle=0, pen=pg.mkPen((128, 128, 128), style=pg.QtCore.Qt.PenStyle.DashLine))
+        base = pg.InfiniteLine(
+            pos=100 * res.baseline.accuracy,
+            angle=0,
+            pen=pg.mkPen((128, 128, 128), style=pg.QtCore.Qt.PenStyle.DashLine),
+        )
         self.plot.addItem(base)
         self.items.append(base)
         for i, c in enumerate(res.curves):
             colour = theme.CURVES[i % len(theme.CURVES)]
             acc = 100 * np.array([a if math.isfinite(a) else np.nan for a in c.accuracy], float)
             xs = 100 * np.asarray(c.fractions, float)
-            line = pg.PlotDataItem(xs, acc, pen=pg.mkPen(colour, width=2), name=f"{c.layer} ({c.size} units)", connect="finite")
-            pts = pg.ScatterPlotItem(xs, np.nan_to_num(acc, nan=0.0), size=9, brush=pg.mkBrush(colour),
-                                     pen=pg.mkPen(colour), hoverable=True, hoverSize=13, tip=None,
-                                     data=[(c.layer, f, k) for f, k in zip(c.fractions, c.removed, strict=True)])
+            line = pg.PlotDataItem(
+                xs,
+                acc,
+                pen=pg.mkPen(colour, width=2),
+                name=f"{c.layer} ({c.size} units)",
+                connect="finite",
+            )
+            pts = pg.ScatterPlotItem(
+                xs,
+                np.nan_to_num(acc, nan=0.0),
+                size=9,
+                brush=pg.mkBrush(colour),
+                pen=pg.mkPen(colour),
+                hoverable=True,
+                hoverSize=13,
+                tip=None,
+                data=[(c.layer, f, k) for f, k in zip(c.fractions, c.removed, strict=True)],
+            )
             pts.sigClicked.connect(self._on_point)
             for it in (line, pts):
                 self.plot.addItem(it)
@@ -100,11 +130,16 @@ class SensitivityView(View):
             self.points[c.layer] = pts
         finite = [a for c in res.curves for a in c.accuracy if math.isfinite(a)] or [0.0]
         self.plot.getPlotItem().setYRange(max(0.0, 100 * min(finite) - 5), 100.5, padding=0)
-        self.plot.getPlotItem().setXRange(-3, 100 * max(max(c.fractions) for c in res.curves) + 3, padding=0)
+        self.plot.getPlotItem().setXRange(
+            -3, 100 * max(max(c.fractions) for c in res.curves) + 3, padding=0
+        )
         crit = dict(CRITERIA).get(s.sweep_criterion, s.sweep_criterion)
         skipped = "; ".join(f"{k}: {v}" for k, v in res.skipped.items())
-        self.info.setText(f"By smallest {crit}. Baseline accuracy {100 * res.baseline.accuracy:.2f}% (dashed). "
-                          "Click a point to select that many units of that layer." + (f" Skipped — {skipped}." if skipped else ""))
+        self.info.setText(
+            f"By smallest {crit}. Baseline accuracy {100 * res.baseline.accuracy:.2f}% (dashed). "
+            "Click a point to select that many units of that layer."
+            + (f" Skipped — {skipped}." if skipped else "")
+        )
 
     def _on_point(self, item, points, ev=None) -> None:
         if not len(points):

@@ -27,16 +27,24 @@ def _hist(values: np.ndarray, bins: int = 60, edges=None):
 
 
 class StatsView(View):
-    listens = ("modelChanged", "layerChanged", "planChanged", "actStatsChanged", "weightStatsChanged")
+    listens = (
+        "modelChanged",
+        "layerChanged",
+        "planChanged",
+        "actStatsChanged",
+        "weightStatsChanged",
+    )
 
     def __init__(self, state, selection, parent=None):
         super().__init__(state, selection, parent)
         grid = QGridLayout(self)
         grid.setContentsMargins(4, 4, 4, 4)
         self.plots = {}
-        specs = [("weights", "Weights", "weight value"),
-                 ("mean", "Mean activation per unit", "mean activation"),
-                 ("apoz", "APoZ per unit", "APoZ (fraction of zero outputs)")]
+        specs = [
+            ("weights", "Weights", "weight value"),
+            ("mean", "Mean activation per unit", "mean activation"),
+            ("apoz", "APoZ per unit", "APoZ (fraction of zero outputs)"),
+        ]
         for i, (name, title, xlabel) in enumerate(specs):
             w = pg.PlotWidget()
             w.setTitle(title, size="10pt")
@@ -69,7 +77,12 @@ class StatsView(View):
     def _bars(self, name, counts, edges, colour, alpha=255) -> None:
         c = pg.QtGui.QColor(colour)
         c.setAlpha(alpha)
-        self._add(name, pg.PlotDataItem(edges, counts, stepMode="center", fillLevel=0, brush=c, pen=pg.mkPen(colour)))
+        self._add(
+            name,
+            pg.PlotDataItem(
+                edges, counts, stepMode="center", fillLevel=0, brush=c, pen=pg.mkPen(colour)
+            ),
+        )
 
     def redraw(self) -> None:
         s = self.session
@@ -97,8 +110,10 @@ class StatsView(View):
                 self.plots[name].setTitle("(needs validation data)", size="10pt")
             self.summary.setText("<br>".join(lines))
             return
-        for name, values, title in (("mean", act.mean, "Mean activation per unit"),
-                                    ("apoz", act.apoz, "APoZ per unit")):
+        for name, values, title in (
+            ("mean", act.mean, "Mean activation per unit"),
+            ("apoz", act.apoz, "APoZ per unit"),
+        ):
             counts, edges = _hist(values, 40)
             self._bars(name, counts, edges, theme.UNIT)
             if sel.any():
@@ -109,11 +124,21 @@ class StatsView(View):
         if dead.any():
             c3, edges = _hist(np.asarray(act.apoz)[dead], edges=_hist(act.apoz, 40)[1])
             self._bars("apoz", c3, edges, theme.DEAD, 255)
-            self._add("apoz", pg.InfiniteLine(pos=1.0, angle=90, pen=pg.mkPen(theme.DEAD, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
-                                              label=f"{int(dead.sum())} dead", labelOpts={"position": 0.9}))
-        lines += [f"dead units: <b>{int(dead.sum())}</b>",
-                  f"mean APoZ: {float(np.mean(act.apoz)):.3f}",
-                  f"mean activation: {float(np.mean(act.mean)):.4g}",
-                  f"<span style='color:{theme.SELECTED.name()}'>■</span> selected &nbsp; "
-                  f"<span style='color:{theme.DEAD.name()}'>■</span> dead"]
+            self._add(
+                "apoz",
+                pg.InfiniteLine(
+                    pos=1.0,
+                    angle=90,
+                    pen=pg.mkPen(theme.DEAD, width=2, style=pg.QtCore.Qt.PenStyle.DashLine),
+                    label=f"{int(dead.sum())} dead",
+                    labelOpts={"position": 0.9},
+                ),
+            )
+        lines += [
+            f"dead units: <b>{int(dead.sum())}</b>",
+            f"mean APoZ: {float(np.mean(act.apoz)):.3f}",
+            f"mean activation: {float(np.mean(act.mean)):.4g}",
+            f"<span style='color:{theme.SELECTED.name()}'>■</span> selected &nbsp; "
+            f"<span style='color:{theme.DEAD.name()}'>■</span> dead",
+        ]
         self.summary.setText("<br>".join(lines))

@@ -23,7 +23,7 @@ def mosaic(kernel: np.ndarray, max_tiles: int = 64) -> np.ndarray:
     out = np.full((rows * (kh + 1) - 1, cols * (kw + 1) - 1), gap, np.float32)
     for i in range(n):
         r, c = divmod(i, cols)
-        out[r * (kh + 1): r * (kh + 1) + kh, c * (kw + 1): c * (kw + 1) + kw] = kernel[:, :, i]
+        out[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = kernel[:, :, i]
     return out
 
 
@@ -32,11 +32,22 @@ def is_image_model(model) -> bool:
         shape = tuple(model.inputs[0].shape)
     except (AttributeError, IndexError, ValueError):
         return False
-    return len(model.inputs) == 1 and len(shape) == 4 and shape[-1] in (1, 3, 4) and "float" in str(model.inputs[0].dtype)
+    return (
+        len(model.inputs) == 1
+        and len(shape) == 4
+        and shape[-1] in (1, 3, 4)
+        and "float" in str(model.inputs[0].dtype)
+    )
 
 
 class UnitView(View):
-    listens = ("modelChanged", "planChanged", "actStatsChanged", "weightStatsChanged", "layerChanged")
+    listens = (
+        "modelChanged",
+        "planChanged",
+        "actStatsChanged",
+        "weightStatsChanged",
+        "layerChanged",
+    )
 
     def __init__(self, state, selection, tasks=None, parent=None):
         super().__init__(state, selection, parent)
@@ -56,8 +67,12 @@ class UnitView(View):
         self.kernel_img.setColorMap(theme.diverging())
         self.sample_label = self.glw.addLabel("", row=1, col=0, size="9pt")
         self.sal_label = self.glw.addLabel("", row=1, col=1, size="9pt")
-        self.sample_vb = self.glw.addViewBox(row=2, col=0, lockAspect=True, invertY=True, enableMouse=False)
-        self.sal_vb = self.glw.addViewBox(row=2, col=1, lockAspect=True, invertY=True, enableMouse=False)
+        self.sample_vb = self.glw.addViewBox(
+            row=2, col=0, lockAspect=True, invertY=True, enableMouse=False
+        )
+        self.sal_vb = self.glw.addViewBox(
+            row=2, col=1, lockAspect=True, invertY=True, enableMouse=False
+        )
         self.glw.ci.layout.setRowStretchFactor(0, 3)
         self.glw.ci.layout.setRowStretchFactor(2, 2)
         self.sample_img = pg.ImageItem(axisOrder="row-major")
@@ -93,11 +108,18 @@ class UnitView(View):
             return
         sel, direct = s.selected_mask(path)[unit], s.direct_mask(path)[unit]
         g = s.group(path)
-        tag = (f"<span style='color:{theme.SELECTED.name()}'>selected</span>" if direct else
-               f"<span style='color:{theme.COUPLED.name()}'>removed with its group</span>" if sel else "kept")
+        tag = (
+            f"<span style='color:{theme.SELECTED.name()}'>selected</span>"
+            if direct
+            else f"<span style='color:{theme.COUPLED.name()}'>removed with its group</span>"
+            if sel
+            else "kept"
+        )
         self.glw.setVisible(True)
-        self.header.setText(f"<b>{path}</b> · unit <b>{unit}</b> — {tag}<br><small>group {g.index} '{g.name}'"
-                            f" ({len(g.members)} layer{'s' if len(g.members) != 1 else ''})</small>")
+        self.header.setText(
+            f"<b>{path}</b> · unit <b>{unit}</b> — {tag}<br><small>group {g.index} '{g.name}'"
+            f" ({len(g.members)} layer{'s' if len(g.members) != 1 else ''})</small>"
+        )
         rows = []
         for kind in ("l2", "l1"):
             v = s.norms(path, kind)
@@ -110,15 +132,25 @@ class UnitView(View):
             rows.append(("BN γ", f"{float(np.asarray(ws.bn_gamma)[unit]):.4g}"))
         act = s.act(path)
         if act is not None:
-            rows += [("mean", f"{float(act.mean[unit]):.4g}"), ("std", f"{float(act.std[unit]):.4g}"),
-                     ("max", f"{float(act.max[unit]):.4g}"), ("APoZ", f"{float(act.apoz[unit]):.3f}"),
-                     ("dead", "yes" if bool(act.dead[unit]) else "no")]
+            rows += [
+                ("mean", f"{float(act.mean[unit]):.4g}"),
+                ("std", f"{float(act.std[unit]):.4g}"),
+                ("max", f"{float(act.max[unit]):.4g}"),
+                ("APoZ", f"{float(act.apoz[unit]):.3f}"),
+                ("dead", "yes" if bool(act.dead[unit]) else "no"),
+            ]
         half = (len(rows) + 1) // 2
         cells = []
         for i in range(half):
-            pair = rows[i: i + 1] + rows[half + i: half + i + 1]
-            cells.append("<tr>" + "".join(f"<td>{a}&nbsp;</td><td align=right>{b}&nbsp;&nbsp;&nbsp;&nbsp;</td>"
-                                          for a, b in pair) + "</tr>")
+            pair = rows[i : i + 1] + rows[half + i : half + i + 1]
+            cells.append(
+                "<tr>"
+                + "".join(
+                    f"<td>{a}&nbsp;</td><td align=right>{b}&nbsp;&nbsp;&nbsp;&nbsp;</td>"
+                    for a, b in pair
+                )
+                + "</tr>"
+            )
         self.stats.setText("<table>" + "".join(cells) + "</table>")
         self._draw_weights(path, unit)
         self._draw_upstream(path, unit)
@@ -154,7 +186,10 @@ class UnitView(View):
             self.weights.hideAxis("bottom")
             self.weights.invertY(True)
             self.weights.setAspectLocked(True)
-            self.weights.setTitle(f"filter {int(idx[unit])} of '{src}' ({min(col.shape[2], 64)}/{col.shape[2]} inputs)", size="9pt")
+            self.weights.setTitle(
+                f"filter {int(idx[unit])} of '{src}' ({min(col.shape[2], 64)}/{col.shape[2]} inputs)",
+                size="9pt",
+            )
             self.weights.autoRange()
         else:
             flat = col.reshape(-1)
@@ -205,7 +240,7 @@ class UnitView(View):
             self.sal_label.setText("on the validation data")
             return
         i = int(np.argmax(act.per_sample[:, unit])) if act is not None else 0
-        x = s.dataset.x[i: i + 1]
+        x = s.dataset.x[i : i + 1]
         model = s.model
 
         def job():
