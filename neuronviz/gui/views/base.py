@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from PySide6.QtWidgets import QWidget
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
+from neuronviz.gui import theme
 from neuronviz.gui.selection import Selection
 from neuronviz.gui.state import State
 
@@ -49,6 +52,27 @@ class View(QWidget):
         """Redraw now if anything changed (for tests and exports of hidden views)."""
         if self._dirty:
             self._redraw_now()
+
+    def unit_toolbar(self, *controls) -> QHBoxLayout:
+        """Controls on the left, the colour legend, and `self.info` right-aligned."""
+        self.info = QLabel()
+        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.info.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.legend = QLabel(theme.legend_html())
+        top = QHBoxLayout()
+        for w in controls:
+            top.addWidget(w)
+        top.addWidget(self.legend)
+        top.addSpacing(12)
+        top.addWidget(self.info, 1)
+        return top
+
+    @staticmethod
+    def themed_plot() -> pg.PlotWidget:
+        plot = pg.PlotWidget()
+        theme.style_plot(plot)
+        plot.setMenuEnabled(False)
+        return plot
 
     def redraw(self) -> None:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -10,8 +10,8 @@ from collections import OrderedDict
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, Qt
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
+from PySide6.QtCore import QRectF
+from PySide6.QtWidgets import QCheckBox, QComboBox, QVBoxLayout
 
 from neuronviz.gui import theme
 from neuronviz.gui.views.base import View
@@ -65,19 +65,8 @@ class HeatmapView(View):
         self.scale.addItems(["Scale: whole layer", "Scale: per unit"])
         self.range = QCheckBox("Range")
         self.range.setToolTip("Drag the band to select the units (rows) it covers")
-        self.info = QLabel()
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.info.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.legend = QLabel(theme.legend_html())
-        top = QHBoxLayout()
-        for w in (self.by_class, self.scale, self.range):
-            top.addWidget(w)
-        top.addWidget(self.legend)
-        top.addSpacing(12)
-        top.addWidget(self.info, 1)
-        self.plot = pg.PlotWidget()
-        theme.style_plot(self.plot)
-        self.plot.setMenuEnabled(False)
+        top = self.unit_toolbar(self.by_class, self.scale, self.range)
+        self.plot = self.themed_plot()
         pi = self.plot.getPlotItem()
         pi.setLabel("left", "unit")
         pi.setLabel("bottom", "samples")

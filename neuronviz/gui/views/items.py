@@ -8,7 +8,26 @@ from PySide6.QtCore import QRectF, Qt, Signal
 from PySide6.QtGui import QPainterPath
 
 
-class UnitBars(pg.BarGraphItem):
+class _PicksUnits:
+    """Clicks and hovers report the unit under the mouse. Subclasses give `unit_at(coord)`,
+    `_coordinate(pos)` and the signals sigUnitClicked(unit, modifiers), sigUnitHovered(unit)."""
+
+    def mouseClickEvent(self, ev) -> None:
+        if ev.button() != Qt.MouseButton.LeftButton:
+            return
+        unit = self.unit_at(self._coordinate(ev.pos()))
+        if unit >= 0:
+            ev.accept()
+            self.sigUnitClicked.emit(unit, ev.modifiers())
+
+    def hoverEvent(self, ev) -> None:
+        if ev.isExit():
+            self.sigUnitHovered.emit(-1)
+        else:
+            self.sigUnitHovered.emit(self.unit_at(self._coordinate(ev.pos())))
+
+
+class UnitBars(_PicksUnits, pg.BarGraphItem):
     """Bars at x = 0..n-1 (display positions). A click anywhere in a bar's column
     (not only on the bar) reports the unit shown there; so does hovering."""
 
@@ -48,22 +67,11 @@ class UnitBars(pg.BarGraphItem):
         i = int(np.floor(x + 0.5))
         return int(self.order[i]) if 0 <= i < len(self.order) else -1
 
-    def mouseClickEvent(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        unit = self.unit_at(ev.pos().x())
-        if unit >= 0:
-            ev.accept()
-            self.sigUnitClicked.emit(unit, ev.modifiers())
-
-    def hoverEvent(self, ev) -> None:
-        if ev.isExit():
-            self.sigUnitHovered.emit(-1)
-        else:
-            self.sigUnitHovered.emit(self.unit_at(ev.pos().x()))
+    def _coordinate(self, pos) -> float:
+        return pos.x()
 
 
-class UnitRows(pg.ImageItem):
+class UnitRows(_PicksUnits, pg.ImageItem):
     """A row-major image whose rows are units (row r shows unit order[r])."""
 
     sigUnitClicked = Signal(int, object)
@@ -78,19 +86,8 @@ class UnitRows(pg.ImageItem):
         r = int(np.floor(y))
         return int(self.order[r]) if 0 <= r < len(self.order) else -1
 
-    def mouseClickEvent(self, ev) -> None:
-        if ev.button() != Qt.MouseButton.LeftButton:
-            return
-        unit = self.unit_at(ev.pos().y())
-        if unit >= 0:
-            ev.accept()
-            self.sigUnitClicked.emit(unit, ev.modifiers())
-
-    def hoverEvent(self, ev) -> None:
-        if ev.isExit():
-            self.sigUnitHovered.emit(-1)
-        else:
-            self.sigUnitHovered.emit(self.unit_at(ev.pos().y()))
+    def _coordinate(self, pos) -> float:
+        return pos.y()
 
 
 class RangeTool:

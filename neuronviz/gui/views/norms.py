@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout
+from PySide6.QtWidgets import QCheckBox, QComboBox, QVBoxLayout
 
 from neuronviz.gui import theme
 from neuronviz.gui.views.base import View
@@ -30,19 +29,8 @@ class NormView(View):
         self.sorted.setToolTip("Order the bars by norm, smallest first (S)")
         self.range = QCheckBox("Range")
         self.range.setToolTip("Drag the band to select the units it covers (R)")
-        self.info = QLabel()
-        self.info.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.info.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.legend = QLabel(theme.legend_html())
-        top = QHBoxLayout()
-        for w in (self.kind, self.sorted, self.range):
-            top.addWidget(w)
-        top.addWidget(self.legend)
-        top.addSpacing(12)
-        top.addWidget(self.info, 1)
-        self.plot = pg.PlotWidget()
-        theme.style_plot(self.plot)
-        self.plot.setMenuEnabled(False)
+        top = self.unit_toolbar(self.kind, self.sorted, self.range)
+        self.plot = self.themed_plot()
         self.plot.getPlotItem().setLabel("bottom", "unit")
         self.plot.getPlotItem().setLabel("left", "L2 norm")
         self.plot.getViewBox().setMouseEnabled(x=True, y=False)
