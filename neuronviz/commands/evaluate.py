@@ -6,6 +6,7 @@ import json
 import math
 import warnings
 
+from neuronviz.commands import add_output_arguments
 from neuronviz.commands.prune import add_selection_arguments, selection_plan
 
 
@@ -18,14 +19,7 @@ def add_arguments(p) -> None:
     )
     add_selection_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
-    p.add_argument(
-        "--json", action="store_true", help='print one JSON object {"accuracy", "loss", "n"}'
-    )
-    p.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow code (Lambda layers) stored in the model file to run",
-    )
+    add_output_arguments(p, json_help='print one JSON object {"accuracy", "loss", "n"}')
 
 
 def run(args) -> int:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from neuronviz.commands import add_output_arguments
+
 DEMO_SOURCES = {"demo": "val", "demo-val": "val", "demo-train": "train"}
 
 
@@ -48,12 +50,7 @@ def add_arguments(p) -> None:
         action="store_true",
         help="keep zero weights of kernels at zero (sparse models)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-    p.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow code (Lambda layers) stored in the model file to run",
-    )
+    add_output_arguments(p)
 
 
 def load_split(source: str, model):

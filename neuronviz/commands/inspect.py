@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 
+from neuronviz.commands import add_output_arguments
+
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.keras or .h5)")
@@ -17,12 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--batch-size", type=int, default=256, help="samples per batch for the statistics pass"
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow code (Lambda layers) stored in the model file to run",
-    )
+    add_output_arguments(p, json_help="print one JSON object instead of a table")
 
 
 def _floats(values) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from neuronviz.commands import add_output_arguments
 from neuronviz.core.plan import Plan
 
 
@@ -14,12 +15,7 @@ def add_arguments(p) -> None:
         "-o", "--output", required=True, help="where to save the pruned model (.keras, or .h5)"
     )
     add_selection_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-    p.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow code (Lambda layers) stored in the model file to run",
-    )
+    add_output_arguments(p)
 
 
 def add_selection_arguments(p) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from neuronviz.commands import add_output_arguments
+
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.keras or .h5)")
@@ -35,12 +37,7 @@ def add_arguments(p) -> None:
         action="store_true",
         help="store sparse kernels compressed in the TFLite file (converter's EXPERIMENTAL_SPARSITY)",
     )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
-    p.add_argument(
-        "--unsafe",
-        action="store_true",
-        help="allow code (Lambda layers) stored in the model file to run",
-    )
+    add_output_arguments(p)
 
 
 def _mb(n: int) -> str:
