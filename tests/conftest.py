@@ -76,3 +76,31 @@ def run_cli_parallel(commands: dict, env=None) -> dict:
         stdout, stderr = p.communicate(timeout=300)
         out[name] = subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr)
     return out
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """A throw-away QSettings file, so GUI tests never touch the user's settings."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def make(qtbot, settings):
+    """Open real main windows (shown and exposed); cleaned up after the test."""
+    from neuronviz.gui.app import create_main_window
+
+    made = []
+
+    def make(**kw):
+        w = create_main_window(settings=settings, **kw)
+        qtbot.addWidget(w)
+        w.show()
+        qtbot.waitExposed(w)
+        made.append(w)
+        return w
+
+    yield make
+    for w in made:
+        w.cleanup()

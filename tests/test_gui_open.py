@@ -6,35 +6,12 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from neuronviz.core.plan import Plan  # noqa: E402
 from neuronviz.gui import testing  # noqa: E402
-from neuronviz.gui.app import create_main_window  # noqa: E402
 from neuronviz.resources import demo_model  # noqa: E402
-
-
-@pytest.fixture
-def settings(tmp_path):
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def make(qtbot, settings):
-    made = []
-
-    def make(**kw):
-        w = create_main_window(settings=settings, **kw)
-        qtbot.addWidget(w)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.cleanup()
 
 
 def drop(win, *paths):

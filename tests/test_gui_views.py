@@ -9,11 +9,10 @@ import pytest
 
 pytest.importorskip("PySide6")
 
-from PySide6.QtCore import QSettings, Qt  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
 
 from neuronviz.core.plan import Plan  # noqa: E402
 from neuronviz.gui import testing, theme  # noqa: E402
-from neuronviz.gui.app import create_main_window  # noqa: E402
 from neuronviz.gui.views.heatmap import MAX_COLS, display_array  # noqa: E402
 from neuronviz.gui.views.unit_view import mosaic  # noqa: E402
 from neuronviz.resources import demo_model  # noqa: E402
@@ -42,25 +41,6 @@ def test_kernel_mosaic():
     assert m.shape == (2 * 6 - 1, 3 * 6 - 1)
     np.testing.assert_array_equal(m[:5, :5], k[:, :, 0])
     np.testing.assert_array_equal(m[6:11, 6:11], k[:, :, 4])
-
-
-@pytest.fixture
-def make(qtbot, tmp_path):
-    made = []
-
-    def make(**kw):
-        w = create_main_window(
-            settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), **kw
-        )
-        qtbot.addWidget(w)
-        w.show()
-        qtbot.waitExposed(w)
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.cleanup()
 
 
 def test_nested_models_are_children_in_the_navigator(make, qtbot, tmp_path):
