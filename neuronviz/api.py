@@ -23,7 +23,7 @@ from neuronviz.backend.counting import Counts, count
 from neuronviz.backend.graph import flatten
 from neuronviz.backend.io import load_model, probe_batch, save_model
 from neuronviz.backend.masking import masked_model, masked_predict
-from neuronviz.backend.surgery import PruneResult
+from neuronviz.backend.surgery import PruneResult, keep_outputs
 from neuronviz.backend.surgery import prune as _prune
 from neuronviz.backend.trace import Trace
 from neuronviz.backend.trace import trace as _trace
@@ -76,15 +76,13 @@ def save_pruned(
         reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
         xs = probe if probe is not None else probe_batch(original)
         xs = xs if isinstance(xs, list) else [xs]
-        tr = _trace(flatten(original))
-        want = masked_predict(original, plan, xs, tr=tr)
+        want = masked_predict(original, plan, xs, tr=result.trace)
         got = reloaded.predict(xs if len(xs) > 1 else xs[0], verbose=0)
         want, got = (
             (want if isinstance(want, list) else [want]),
             (got if isinstance(got, list) else [got]),
         )
-        keeps = [result.selection.keep(tr.map(k)) for k in tr.graph.outputs]
-        for w, g, k in zip(want, got, keeps, strict=True):
+        for w, g, k in zip(want, got, keep_outputs(result, result.trace), strict=True):
             w = w[..., k]
             scale = max(1.0, float(np.abs(w).max()))
             if w.shape != g.shape or not np.allclose(w, g, atol=atol * scale, rtol=1e-4):

@@ -30,6 +30,7 @@ class PruneResult:
     selection: Selection
     before: Counts
     after: Counts
+    trace: Trace  # of the original model
 
     @property
     def removed(self) -> dict[str, list[int]]:
@@ -103,7 +104,7 @@ def prune(
             configs[ni.model_path + "/"], ni.position, int(sel.keep(tr.map(ni.key)).sum())
         )
     try:
-        with keras.saving.custom_object_scope({}), _safe(safe_mode):
+        with _safe(safe_mode):
             new = type(model).from_config(cfg)
     except Exception as e:  # pragma: no cover - reported, never silent
         raise NeuronvizError(
@@ -116,7 +117,7 @@ def prune(
     compile_like(new, model)
     before = count(tr.graph)
     after = count(flatten(new))
-    return PruneResult(new, sel, before, after)
+    return PruneResult(new, sel, before, after, tr)
 
 
 class _safe:
