@@ -81,9 +81,14 @@ def main(argv=None) -> int:
     import tensorflow as tf
 
     import neuronviz.api as nv
-    from neuronviz.backend.finetune import FinetuneJob, evaluate
-    from neuronviz.backend.schedule import l2_scores
-    from neuronviz.backend.sparsity import model_file_size, prunable_kernels, sparsify, tflite_bytes
+    from neuronviz.backend.recovery.finetune import FinetuneJob, evaluate
+    from neuronviz.backend.recovery.schedule import l2_scores
+    from neuronviz.backend.recovery.sparsity import (
+        model_file_size,
+        prunable_kernels,
+        sparsify,
+        tflite_bytes,
+    )
     from neuronviz.resources import demo_model, demo_train, demo_val
 
     keras.utils.set_random_seed(0)

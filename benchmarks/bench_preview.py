@@ -20,11 +20,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from neuronviz.backend.data import Dataset, load_data  # noqa: E402
-from neuronviz.backend.graph import flatten  # noqa: E402
-from neuronviz.backend.preview import Previewer  # noqa: E402
-from neuronviz.backend.sensitivity import sweep  # noqa: E402
-from neuronviz.backend.trace import trace  # noqa: E402
+from neuronviz.backend.analysis.sensitivity import sweep  # noqa: E402
+from neuronviz.backend.model.data import Dataset, load_data  # noqa: E402
+from neuronviz.backend.model.graph import flatten  # noqa: E402
+from neuronviz.backend.model.trace import trace  # noqa: E402
+from neuronviz.backend.scoring.preview import Previewer  # noqa: E402
 from neuronviz.core.plan import Plan  # noqa: E402
 from neuronviz.resources import demo_model  # noqa: E402
 

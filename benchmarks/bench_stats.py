@@ -1,4 +1,4 @@
-"""Time and peak memory of the activation-statistics pass (neuronviz.backend.stats).
+"""Time and peak memory of the activation-statistics pass (neuronviz.backend.analysis.stats).
 
     .venv/bin/python benchmarks/bench_stats.py [--samples 1000] [--batch-size 256] [--json OUT]
 
@@ -62,9 +62,9 @@ def _case(name: str, samples: int, batch_size: int) -> dict:
     import keras
     import numpy as np
 
-    from neuronviz.backend.graph import flatten
-    from neuronviz.backend.stats import StatsJob
-    from neuronviz.backend.trace import trace
+    from neuronviz.backend.analysis.stats import StatsJob
+    from neuronviz.backend.model.graph import flatten
+    from neuronviz.backend.model.trace import trace
 
     if name == "resnet50":
         model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)

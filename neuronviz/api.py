@@ -19,14 +19,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from neuronviz.backend.counting import Counts, count
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.io import load_model, probe_batch, save_model
-from neuronviz.backend.masking import masked_model, masked_predict
-from neuronviz.backend.surgery import PruneResult, keep_outputs
-from neuronviz.backend.surgery import prune as _prune
-from neuronviz.backend.trace import Trace
-from neuronviz.backend.trace import trace as _trace
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.io import load_model, probe_batch, save_model
+from neuronviz.backend.model.trace import Trace
+from neuronviz.backend.model.trace import trace as _trace
+from neuronviz.backend.surgery.counting import Counts, count
+from neuronviz.backend.surgery.masking import masked_model, masked_predict
+from neuronviz.backend.surgery.prune import PruneResult, keep_outputs
+from neuronviz.backend.surgery.prune import prune as _prune
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Group
 from neuronviz.errors import NeuronvizError

@@ -98,7 +98,7 @@ class Session:
         tr = api.analyze(model)
         parts = ModelParts(path, model, tr, api.counts(model))
         try:
-            from neuronviz.backend.stats import weight_stats
+            from neuronviz.backend.analysis.stats import weight_stats
         except ImportError:  # engine not installed yet
             return parts
         parts.weight_stats = weight_stats(tr)
@@ -137,7 +137,7 @@ class Session:
         """Load validation data for the current model (pure; raises NeuronvizError)."""
         if self.model is None:
             raise NeuronvizError("Open a model before opening validation data.")
-        from neuronviz.backend.data import load_data
+        from neuronviz.backend.model.data import load_data
 
         return load_data(str(source), self.model)
 
@@ -157,7 +157,7 @@ class Session:
     # ---- statistics and preview -------------------------------------------------------
     def stats_job(self, max_samples: int | None = None, batch_size: int = 256):
         """A StatsJob over the data; run `job.run()` (a generator) in a worker."""
-        from neuronviz.backend.stats import StatsJob
+        from neuronviz.backend.analysis.stats import StatsJob
 
         x = self.dataset.x if max_samples is None else self.dataset.x[:max_samples]
         return StatsJob(self.model, self.trace, x, batch_size)
@@ -168,7 +168,7 @@ class Session:
 
     def make_previewer(self):
         """A new Previewer (call its `warm(progress)` in a worker, then `set_previewer`)."""
-        from neuronviz.backend.preview import Previewer
+        from neuronviz.backend.scoring.preview import Previewer
 
         return Previewer(self.model, self.trace, self.dataset)
 
@@ -179,7 +179,7 @@ class Session:
     def sweep_job(self, criterion: str = "l2", fractions=None):
         """A generator job for a sensitivity sweep by `criterion` ("l2", "l1", "taylor"):
         yields progress, returns (SweepResult, taylor scores or None). Pure."""
-        from neuronviz.backend.sensitivity import DEFAULT_FRACTIONS, sweep
+        from neuronviz.backend.analysis.sensitivity import DEFAULT_FRACTIONS, sweep
 
         if self.previewer is None:
             raise NeuronvizError(
@@ -408,7 +408,7 @@ class Session:
             return None
         key = ("kernel", src[0])
         if key not in self._cache:
-            from neuronviz.backend.stats import unit_kernel
+            from neuronviz.backend.analysis.stats import unit_kernel
 
             self._cache[key] = unit_kernel(self.trace.graph.layers[src[0]], self.trace.rule(src[0]))
         return src[0], self._cache[key], src[1]
@@ -458,13 +458,13 @@ class Session:
     # ---- criteria ---------------------------------------------------------------------
     def criterion_layers(self, layers: Iterable[str] | None = None) -> list[str]:
         """Layers a criterion may select from (one per group, removable, not outputs)."""
-        from neuronviz.backend.stats import prunable_layers
+        from neuronviz.backend.analysis.stats import prunable_layers
 
         return prunable_layers(self.trace, None if layers is None else list(layers))
 
     def taylor_scores(self, max_samples: int = 1000) -> dict:
         """First-order Taylor importance per layer (pure; slow: run it in a worker)."""
-        from neuronviz.backend.gradients import taylor_importance
+        from neuronviz.backend.analysis.gradients import taylor_importance
 
         if self.dataset is None:
             raise NeuronvizError("Open validation data to score units by Taylor importance.")
@@ -544,7 +544,7 @@ class _LayerView:
 
 
 def _counts_after(tr, before, sel):
-    from neuronviz.backend.counting import Counts
+    from neuronviz.backend.surgery.counting import Counts
 
     if not sel:
         return before

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import run_cli_parallel
 
-from neuronviz.backend.data import load_data
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.preview import Previewer
-from neuronviz.backend.trace import trace
+from neuronviz.backend.model.data import load_data
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.trace import trace
+from neuronviz.backend.scoring.preview import Previewer
 from neuronviz.core.plan import Plan
 from neuronviz.resources import demo_model as demo_model_file
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import run_cli
 
 import neuronviz.api as nv
-from neuronviz.backend.sparsity import prunable_kernels
+from neuronviz.backend.recovery.sparsity import prunable_kernels
 
 cli = run_cli
 
@@ -142,7 +142,7 @@ def test_sparsify_summary(tmp_path, demo_model_path, capsys):
 
 
 def test_finetune_keep_zeros_json(tmp_path, small_cnn_path, demo_val):
-    from neuronviz.backend.sparsity import sparsify
+    from neuronviz.backend.recovery.sparsity import sparsify
     from neuronviz.resources import demo_train
 
     sparse = sparsify(nv.load_model(small_cnn_path), 0.8, layers=["dense"])

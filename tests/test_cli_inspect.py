@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from conftest import run_cli_parallel
 
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.trace import trace
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.trace import trace
 from neuronviz.cli import main
 from neuronviz.commands.inspect import report
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from neuronviz.backend.data import Dataset, iter_batches, load_data
+from neuronviz.backend.model.data import Dataset, iter_batches, load_data
 from neuronviz.errors import NeuronvizError
 
 

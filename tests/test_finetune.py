@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import neuronviz.api as nv
-from neuronviz.backend.finetune import FinetuneJob, evaluate, training_loss
-from neuronviz.backend.schedule import l2_scores
-from neuronviz.backend.sparsity import prunable_kernels, sparsify
+from neuronviz.backend.recovery.finetune import FinetuneJob, evaluate, training_loss
+from neuronviz.backend.recovery.schedule import l2_scores
+from neuronviz.backend.recovery.sparsity import prunable_kernels, sparsify
 from neuronviz.errors import NeuronvizError
 
 
@@ -153,7 +153,7 @@ def test_loss_for_uncompiled_models():
 
 
 def test_dataset_objects_are_accepted(demo_model):
-    from neuronviz.backend.data import load_data
+    from neuronviz.backend.model.data import load_data
 
     val = load_data("demo", demo_model)
     job = FinetuneJob(demo_model, val, val, epochs=1)

@@ -4,15 +4,15 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.gradients import (
+from neuronviz.backend.analysis.gradients import (
     saliency,
     taylor_importance,
     unit_top_inputs,
     unit_weight_gradients,
     upstream_unit,
 )
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.trace import trace
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.trace import trace
 from neuronviz.errors import NeuronvizError
 
 L = keras.layers

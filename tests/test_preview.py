@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.data import Dataset, load_data
-from neuronviz.backend.evaluation import compiled_loss, output_kind
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.masking import masked_predict
-from neuronviz.backend.preview import Previewer
-from neuronviz.backend.surgery import keep_outputs, prune
-from neuronviz.backend.trace import trace
+from neuronviz.backend.model.data import Dataset, load_data
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.trace import trace
+from neuronviz.backend.scoring.evaluation import compiled_loss, output_kind
+from neuronviz.backend.scoring.preview import Previewer
+from neuronviz.backend.surgery.masking import masked_predict
+from neuronviz.backend.surgery.prune import keep_outputs, prune
 from neuronviz.core.metrics import score
 from neuronviz.core.plan import Plan
 from neuronviz.errors import NeuronvizError

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.schedule import PruneSchedule, l2_scores, schedule_fractions
+from neuronviz.backend.recovery.schedule import PruneSchedule, l2_scores, schedule_fractions
 from neuronviz.errors import NeuronvizError
 
 

@@ -8,12 +8,17 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.data import Dataset
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.preview import Previewer
-from neuronviz.backend.sensitivity import DEFAULT_FRACTIONS, SweepResult, l2_importance, sweep
-from neuronviz.backend.surgery import prune
-from neuronviz.backend.trace import trace
+from neuronviz.backend.analysis.sensitivity import (
+    DEFAULT_FRACTIONS,
+    SweepResult,
+    l2_importance,
+    sweep,
+)
+from neuronviz.backend.model.data import Dataset
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.trace import trace
+from neuronviz.backend.scoring.preview import Previewer
+from neuronviz.backend.surgery.prune import prune
 from neuronviz.core.plan import Plan
 from neuronviz.errors import NeuronvizError
 

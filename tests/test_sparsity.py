@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.sparsity import (
+from neuronviz.backend.recovery.sparsity import (
     MagnitudeProfile,
     apply_masks,
     export_tflite,

@@ -4,9 +4,14 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.stats import StatsJob, activation_stats, prunable_layers, weight_stats
-from neuronviz.backend.trace import trace
+from neuronviz.backend.analysis.stats import (
+    StatsJob,
+    activation_stats,
+    prunable_layers,
+    weight_stats,
+)
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.trace import trace
 from neuronviz.core import criteria
 from neuronviz.errors import NeuronvizError
 

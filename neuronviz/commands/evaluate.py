@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from neuronviz.backend.data import check_source
+    from neuronviz.backend.model.data import check_source
     from neuronviz.errors import NeuronvizError
 
     plan = selection_plan(args, required=False)
@@ -32,8 +32,8 @@ def run(args) -> int:
     check_source(args.data)  # before the slow model load
 
     import neuronviz.api as nv
-    from neuronviz.backend.data import load_data
-    from neuronviz.backend.preview import Previewer
+    from neuronviz.backend.model.data import load_data
+    from neuronviz.backend.scoring.preview import Previewer
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
     trace = nv.analyze(model)

@@ -55,7 +55,7 @@ def add_arguments(p) -> None:
 
 def load_split(source: str, model):
     """A Dataset from a path, 'demo' / 'demo-val' or 'demo-train'."""
-    from neuronviz.backend.data import load_data
+    from neuronviz.backend.model.data import load_data
     from neuronviz.resources import demo_train, demo_val
 
     split = DEMO_SOURCES.get(str(source))
@@ -92,15 +92,15 @@ def run(args) -> int:
             raise NeuronvizError(f"Expected --{name} >= 1. Received: {value}")
     if not args.lr > 0:
         raise NeuronvizError(f"Expected --lr > 0. Received: {args.lr}")
-    from neuronviz.backend.data import check_source
+    from neuronviz.backend.model.data import check_source
 
     for source in (args.data, args.val):
         if source not in DEMO_SOURCES:
             check_source(source)
 
     import neuronviz.api as nv
-    from neuronviz.backend.finetune import FinetuneJob
-    from neuronviz.backend.sparsity import masks_from_zeros
+    from neuronviz.backend.recovery.finetune import FinetuneJob
+    from neuronviz.backend.recovery.sparsity import masks_from_zeros
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
     train, val = load_split(args.data, model), load_split(args.val, model)

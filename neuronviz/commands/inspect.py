@@ -32,8 +32,8 @@ def _shape(shapes) -> list:
 
 def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
     """The inspect JSON object for `model` (see the module docstring)."""
-    from neuronviz.backend.counting import count
-    from neuronviz.backend.stats import StatsJob, weight_stats
+    from neuronviz.backend.analysis.stats import StatsJob, weight_stats
+    from neuronviz.backend.surgery.counting import count
 
     fg = trace.graph
     counts = count(fg)
@@ -41,7 +41,7 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
     out = {"model": {"name": model.name, "params": counts.params, "macs": counts.macs}}
     stats = None
     if dataset is not None:
-        from neuronviz.backend.preview import Previewer
+        from neuronviz.backend.scoring.preview import Previewer
 
         score = Previewer(model, trace, dataset).baseline()
         out["baseline"] = score.to_dict()
@@ -95,18 +95,18 @@ def run(args) -> int:
     if not Path(args.model).exists():  # fail fast, before TensorFlow loads
         raise NeuronvizError(f"Model file not found: '{args.model}'")
     if args.data:
-        from neuronviz.backend.data import check_source
+        from neuronviz.backend.model.data import check_source
 
         check_source(args.data)
-    from neuronviz.backend.graph import flatten
-    from neuronviz.backend.io import load_model
-    from neuronviz.backend.trace import trace as trace_of
+    from neuronviz.backend.model.graph import flatten
+    from neuronviz.backend.model.io import load_model
+    from neuronviz.backend.model.trace import trace as trace_of
 
     model = load_model(args.model, unsafe=args.unsafe)
     tr = trace_of(flatten(model))
     dataset = None
     if args.data:
-        from neuronviz.backend.data import load_data
+        from neuronviz.backend.model.data import load_data
 
         dataset = load_data(args.data, model)
     data = report(model, tr, dataset, batch_size=args.batch_size)

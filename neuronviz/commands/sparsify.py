@@ -67,7 +67,7 @@ def run(args) -> int:
         )
 
     import neuronviz.api as nv
-    from neuronviz.backend.sparsity import export_tflite, file_size, sparsify, tflite_bytes
+    from neuronviz.backend.recovery.sparsity import export_tflite, file_size, sparsify, tflite_bytes
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
     result = sparsify(model, args.amount, layers=layers, scope=args.scope)

@@ -3,7 +3,7 @@
 Numpy only. Every function leaves at least one unit in each layer: when a criterion
 would take all of a layer's units, the best-scoring one (largest score, lowest APoZ,
 or the first dead unit) stays. Units of layers outside `allowed` (when given) are never
-selected; use `neuronviz.backend.stats.prunable_layers(trace)` to skip blocked groups,
+selected; use `neuronviz.backend.analysis.stats.prunable_layers(trace)` to skip blocked groups,
 groups reaching a model output, and extra layers of one group (with activation
 statistics: `prunable_layers(trace, stats, prefer="last")`). NaN scores are never
 selected. Trace.select still checks the plan against the model's groups.

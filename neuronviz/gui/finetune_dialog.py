@@ -220,7 +220,7 @@ class FinetuneDialog(QDialog):
         """Start a run with the current settings (a new copy of the model each time)."""
         if self.running:
             return
-        from neuronviz.backend.finetune import FinetuneJob
+        from neuronviz.backend.recovery.finetune import FinetuneJob
         from neuronviz.errors import NeuronvizError
 
         try:
@@ -386,6 +386,6 @@ class FinetuneDialog(QDialog):
 
 
 def _xy(data):
-    from neuronviz.backend.finetune import xy
+    from neuronviz.backend.recovery.finetune import xy
 
     return xy(data)

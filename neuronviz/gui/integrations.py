@@ -34,7 +34,7 @@ def has_sparsify() -> bool:
 def training_data(win, model):
     """Training data for fine-tuning: the demo's training split for the demo, else a
     file the user picks (None if cancelled)."""
-    from neuronviz.backend.data import load_data
+    from neuronviz.backend.model.data import load_data
 
     s = win.state.session
     if s.data_source == "demo":

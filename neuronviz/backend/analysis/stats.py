@@ -19,7 +19,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from neuronviz.backend.layers import (
+from neuronviz.backend.model.trace import Trace
+from neuronviz.backend.surgery.rules import (
     ConvTransposeRule,
     EmbeddingRule,
     Opaque,
@@ -27,7 +28,6 @@ from neuronviz.backend.layers import (
     SeparableRule,
     Source,
 )
-from neuronviz.backend.trace import Trace
 from neuronviz.errors import NeuronvizError
 
 

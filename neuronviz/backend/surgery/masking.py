@@ -12,9 +12,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from neuronviz.backend.graph import Call, flatten
-from neuronviz.backend.layers import weights_of
-from neuronviz.backend.trace import Trace, trace
+from neuronviz.backend.model.graph import Call, flatten
+from neuronviz.backend.model.trace import Trace, trace
+from neuronviz.backend.surgery.rules import weights_of
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 

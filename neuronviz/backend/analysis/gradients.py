@@ -18,10 +18,10 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from neuronviz.backend.graph import FlatGraph, flatten
-from neuronviz.backend.layers import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
-from neuronviz.backend.stats import as_inputs, batch_tensors, input_dtypes, unit_kernel
-from neuronviz.backend.trace import Trace
+from neuronviz.backend.analysis.stats import as_inputs, batch_tensors, input_dtypes, unit_kernel
+from neuronviz.backend.model.graph import FlatGraph, flatten
+from neuronviz.backend.model.trace import Trace
+from neuronviz.backend.surgery.rules import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
 from neuronviz.errors import NeuronvizError, close_matches
 
 

@@ -21,8 +21,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from neuronviz.backend.compiling import compile_like
-from neuronviz.backend.graph import flatten
+from neuronviz.backend.model.compiling import compile_like
+from neuronviz.backend.model.graph import flatten
 from neuronviz.core.atomic import atomic_path
 from neuronviz.errors import NeuronvizError, close_matches
 

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from neuronviz.backend.graph import Call, FlatGraph, Key
-from neuronviz.backend.layers import Opaque, Rule, _last, rule_for
+from neuronviz.backend.model.graph import Call, FlatGraph, Key
+from neuronviz.backend.surgery.rules import Opaque, Rule, _last, rule_for
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection, UnitGraph
 

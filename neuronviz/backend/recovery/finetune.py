@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import keras
 import numpy as np
 
-from neuronviz.backend.compiling import compile_like
-from neuronviz.backend.sparsity import apply_masks, clone_with_weights
+from neuronviz.backend.model.compiling import compile_like
+from neuronviz.backend.recovery.sparsity import apply_masks, clone_with_weights
 from neuronviz.errors import NeuronvizError
 
 
@@ -145,7 +145,7 @@ def batched_score(model: keras.Model, x, y, batch_size: int = 256, cancelled=Non
 class FinetuneJob:
     """Fine-tune a copy of `model` on `train`, early-stopping on `val` (see module doc).
 
-    masks: weight path -> bool keep-mask (from neuronviz.backend.sparsity); masked
+    masks: weight path -> bool keep-mask (from neuronviz.backend.recovery.sparsity); masked
     weights stay exactly zero after every optimizer step.
     result: the new model with the best validation loss (the starting point counts);
     None until the run ends, and None if it was cancelled before the first epoch ended.

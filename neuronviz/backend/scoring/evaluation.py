@@ -12,7 +12,7 @@ import warnings
 import keras
 import numpy as np
 
-from neuronviz.backend.graph import FlatGraph, flatten
+from neuronviz.backend.model.graph import FlatGraph, flatten
 from neuronviz.core import metrics
 from neuronviz.core.metrics import LossFn, Score
 

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from neuronviz.backend.compiling import compile_like
-from neuronviz.backend.counting import Counts, count
-from neuronviz.backend.graph import flatten
-from neuronviz.backend.layers import is_layer, weights_of
-from neuronviz.backend.trace import Trace, trace
+from neuronviz.backend.model.compiling import compile_like
+from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.trace import Trace, trace
+from neuronviz.backend.surgery.counting import Counts, count
+from neuronviz.backend.surgery.rules import is_layer, weights_of
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 from neuronviz.errors import NeuronvizError

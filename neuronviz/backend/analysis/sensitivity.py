@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from neuronviz.backend.trace import Trace
+from neuronviz.backend.model.trace import Trace
 from neuronviz.core.metrics import Score
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Group

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from neuronviz.backend.finetune import FinetuneJob, Progress, evaluate
+from neuronviz.backend.recovery.finetune import FinetuneJob, Progress, evaluate
 from neuronviz.errors import NeuronvizError, close_matches
 
 SCHEDULES = ("polynomial", "constant")
@@ -56,7 +56,7 @@ def _unit_axis(layer) -> int:
 
 def l2_scores(model: keras.Model, layer: str) -> np.ndarray:
     """||kernel[..., j]||_2 for every unit j of `layer` (a layer path of `model`)."""
-    from neuronviz.backend.graph import flatten
+    from neuronviz.backend.model.graph import flatten
 
     obj = flatten(model).layers[layer]
     kernel = next((v for v in obj.weights if v.name in ("kernel", "embeddings")), None)

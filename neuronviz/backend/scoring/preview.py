@@ -24,12 +24,12 @@ import keras
 import numpy as np
 from keras import ops
 
-from neuronviz.backend.data import Dataset
-from neuronviz.backend.evaluation import scorer
-from neuronviz.backend.graph import Key
-from neuronviz.backend.layers import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
-from neuronviz.backend.masking import Masker, pruned_layer
-from neuronviz.backend.trace import Trace
+from neuronviz.backend.model.data import Dataset
+from neuronviz.backend.model.graph import Key
+from neuronviz.backend.model.trace import Trace
+from neuronviz.backend.scoring.evaluation import scorer
+from neuronviz.backend.surgery.masking import Masker, pruned_layer
+from neuronviz.backend.surgery.rules import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
 from neuronviz.core.metrics import Score
 from neuronviz.core.plan import Plan
 from neuronviz.errors import NeuronvizError

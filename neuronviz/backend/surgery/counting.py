@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from neuronviz.backend.graph import FlatGraph
-from neuronviz.backend.layers import count_params, rule_for
+from neuronviz.backend.model.graph import FlatGraph
+from neuronviz.backend.surgery.rules import count_params, rule_for
 
 
 @dataclass

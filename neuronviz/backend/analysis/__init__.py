@@ -1,0 +1,1 @@
+"""Statistics, gradients, sensitivity and unit importance."""

@@ -1,0 +1,1 @@
+"""Graph capture and flattening, tracing, loading and saving, data."""

@@ -1,0 +1,1 @@
+"""Getting accuracy back: fine-tuning, schedules, unstructured sparsity."""

@@ -1,0 +1,1 @@
+"""One rule per layer family, the masked model, physical pruning, counting."""
