@@ -103,3 +103,64 @@ def test_reload_check_catches_a_wrong_model(tmp_path, demo_model):
     with pytest.raises(NeuronvizError, match="does not match the masked model"):
         nv.save_pruned(result, tmp_path / "bad.keras", demo_model, plan)
     assert not (tmp_path / "bad.keras").exists()
+
+
+def _keras2_h5(tmp_path, loss="categorical_crossentropy", metrics=("acc",)):
+    """A Keras 3 .h5 file whose training config is rewritten the way Keras 2 wrote it."""
+    import json
+
+    import h5py
+
+    model = randomize(BUILDERS["mlp"]())
+    model.compile(optimizer="adam", loss="mse")
+    path = tmp_path / "old.h5"
+    model.save(path)
+    cfg = {
+        "optimizer_config": {
+            "class_name": "Adam",
+            "config": {"lr": 0.0001, "decay": 1e-6, "beta_1": 0.9, "epsilon": 1e-7},
+        },
+        "loss": loss,
+        "metrics": list(metrics),
+        "weighted_metrics": None,
+        "loss_weights": None,
+        "sample_weight_mode": None,
+    }
+    with h5py.File(path, "r+") as f:
+        f.attrs["training_config"] = json.dumps(cfg).encode("utf-8")
+    return model, path
+
+
+def test_keras2_h5_opens_with_weights_and_one_line_note(tmp_path):
+    model, path = _keras2_h5(tmp_path)
+    with pytest.raises(Exception, match="lr"):  # what Keras 3 alone does with such a file
+        keras.saving.load_model(path)
+    with pytest.warns(UserWarning) as caught:
+        loaded = nv.load_model(path)
+    (w,) = [w for w in caught if "Keras 2" in str(w.message)]
+    assert "\n" not in str(w.message) and "decay" in str(w.message)
+    x = np.random.default_rng(0).standard_normal((5, 12)).astype("float32")
+    np.testing.assert_array_equal(loaded.predict(x, verbose=0), model.predict(x, verbose=0))
+    for a, b in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert loaded.loss == "categorical_crossentropy"
+    assert float(keras.ops.convert_to_numpy(loaded.optimizer.learning_rate)) == pytest.approx(1e-4)
+    y = np.eye(3, dtype="float32")[np.arange(5) % 3]
+    logs = loaded.evaluate(x, y, verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "acc"} or set(logs) == {"loss", "accuracy"}
+
+
+def test_keras2_h5_translates_or_drops_loss_names(tmp_path):
+    _, path = _keras2_h5(tmp_path, loss="logcosh", metrics=("mae", "cosine_proximity", "nope"))
+    with pytest.warns(UserWarning, match="Keras 2") as caught:
+        loaded = nv.load_model(path)
+    note = [str(w.message) for w in caught if "Keras 2" in str(w.message)][0]
+    assert "metric nope" in note and "loss" not in note and "cosine" not in note
+    assert loaded.loss == "log_cosh"
+    x = np.zeros((2, 12), "float32")
+    logs = loaded.evaluate(x, np.zeros((2, 3), "float32"), verbose=0, return_dict=True)
+    assert set(logs) == {"loss", "mae", "cosine_similarity"}
+    _, path = _keras2_h5(tmp_path, loss="no_such_loss")
+    with pytest.warns(UserWarning, match="loss no_such_loss"):
+        loaded = nv.load_model(path)
+    assert loaded.loss is None

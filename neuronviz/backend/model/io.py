@@ -36,18 +36,47 @@ def load_model(path, *, unsafe: bool = False, compile: bool = True) -> keras.Mod
     if path.suffix.lower() not in MODEL_SUFFIXES:
         raise NeuronvizError(f"Expected a .keras or .h5 model file. Received: '{path.name}'")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            model = keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
+        model = _load(path, compile, unsafe)
     except NeuronvizError:
         raise
     except Exception as e:
-        raise NeuronvizError(_explain_load_error(path, e)) from None
+        if not (compile and path.suffix.lower() in (".h5", ".hdf5")):
+            raise NeuronvizError(_explain_load_error(path, e)) from None
+        model = _load_keras2_h5(path, unsafe, e)
     if not isinstance(model, keras.Model):
         raise NeuronvizError(
             f"Expected a Keras model in '{path.name}'. Received: {type(model).__name__}"
         )
     check_input_shape(model, path.name)
+    return model
+
+
+def _load(path: Path, compile: bool, unsafe: bool) -> keras.Model:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return keras.saving.load_model(path, compile=compile, safe_mode=not unsafe)
+
+
+def _load_keras2_h5(path: Path, unsafe: bool, first_error: Exception) -> keras.Model:
+    """An .h5 file whose training config Keras 3 rejects: architecture and weights, compiled
+    with what translates. One warning names what was dropped."""
+    from neuronviz.backend.model.legacy_h5 import compile_from_training_config, training_config
+
+    try:
+        model = _load(path, False, unsafe)
+        cfg = training_config(path)
+    except Exception:
+        raise NeuronvizError(_explain_load_error(path, first_error)) from None
+    try:
+        dropped = compile_from_training_config(model, cfg) if cfg else []
+    except Exception as e:
+        dropped = [f"the whole training config ({type(e).__name__})"]
+    if dropped:
+        warnings.warn(
+            f"'{path.name}' has a Keras 2 training config; ignored: {'; '.join(dropped)}.",
+            UserWarning,
+            stacklevel=3,
+        )
     return model
 
 
