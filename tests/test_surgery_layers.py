@@ -134,12 +134,14 @@ def test_output_units_can_be_removed_with_a_warning():
     assert result.model.output_shape == (None, 3)
 
 
-def test_recurrent_layers_consume_but_refuse_own_units():
+def test_recurrent_layers_consume_and_lose_own_units():
     model = randomize(BUILDERS["embedding_rnn"]())
     result, _ = check_pruned_equals_masked(model, nv.Plan({"emb": [0, 4]}), inputs_for(model))
     assert result.model.get_layer("lstm").get_weights()[0].shape[0] == 4
-    with pytest.raises(nv.NeuronvizError, match="recurrent"):
-        nv.analyze(model).select(nv.Plan({"lstm": [0]}))
+    plan = nv.Plan({"emb": [1], "lstm": [0], "gru": [2]})
+    result, _ = check_pruned_equals_masked(model, plan, inputs_for(model))
+    assert result.model.get_layer("lstm").get_weights()[1].shape == (3, 12)
+    assert result.model.get_layer("rnn").get_weights()[0].shape == (2, 2)
 
 
 def test_compiled_model_stays_compiled(demo_model):

@@ -63,6 +63,7 @@ class UnitGraph:
         self._root: np.ndarray | None = None
         self.groups: list[Group] = []
         self._group_of_root: dict[int, int] = {}
+        self._balanced: list[tuple[np.ndarray, np.ndarray, str]] = []
 
     # ---- building -------------------------------------------------------------------
     def new_space(self, layer: str, size: int) -> np.ndarray:
@@ -101,6 +102,10 @@ class UnitGraph:
                 reasons = self._pins.setdefault(int(u), [])
                 if reason not in reasons:
                     reasons.append(reason)
+
+    def balance(self, a: np.ndarray, b: np.ndarray, what: str) -> None:
+        """Selections must remove as many units of `a` as of `b` (two halves of one layer)."""
+        self._balanced.append((np.asarray(a), np.asarray(b), what))
 
     def mark_output(self, ids: Iterable[int]) -> None:
         self._outputs.update(int(u) for u in ids if u >= 0)
@@ -229,6 +234,13 @@ class UnitGraph:
                     f"Expected at least one unit to remain in group '{g.name}' "
                     f"({g.size} units, layers {', '.join(g.members[:4])}{', ...' if len(g.members) > 4 else ''}). "
                     "Received: a selection that removes all of them."
+                )
+        for a, b, what in self._balanced:
+            na, nb = int(flags[self.roots(a)].sum()), int(flags[self.roots(b)].sum())
+            if na != nb:
+                raise NeuronvizError(
+                    f"Expected as many units removed from the forward half as from the backward "
+                    f"half of {what}. Received: {na} forward, {nb} backward."
                 )
         for layer, m in layer_units.items():
             if len(m) and flags[self.roots(m)].all():

@@ -51,10 +51,16 @@ class _Context:
     def map(self, key):
         return self.maps[key]
 
-    def units_of(self, call: Call) -> np.ndarray:
+    def units_of(self, call: Call, size: int | None = None) -> np.ndarray:
+        """The layer's own units (one block per layer, shared by all its calls)."""
         if call.path not in self.spaces:
-            self.spaces[call.path] = self.units.new_space(call.path, _last(call.output_shapes[0]))
+            size = _last(call.output_shapes[0]) if size is None else size
+            self.spaces[call.path] = self.units.new_space(call.path, size)
         return self.spaces[call.path]
+
+    def balance(self, a, b, what: str):
+        """A selection must remove as many units from `a` as from `b`."""
+        self.units.balance(a, b, what)
 
     def pin(self, ids, reason):
         self.units.pin(np.asarray(ids).tolist(), reason)

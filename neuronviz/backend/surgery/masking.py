@@ -2,8 +2,10 @@
 
 Channels of a removed unit may still be computed inside its group (BatchNorm, ReLU,
 Add, ...), but every layer that mixes channels sees them as zero, and so do the model's
-outputs. Layers that normalise over channels (softmax, LayerNormalization) are
-evaluated on the kept channels only. Together this makes masked(x) == pruned(x).
+outputs. Layers that normalise over channels (softmax, LayerNormalization), and
+recurrent layers that lose units of their own (a zeroed output would still feed the
+recurrence), are evaluated on the kept channels only (local surgery). Together this
+makes masked(x) == pruned(x).
 """
 
 from __future__ import annotations
@@ -43,14 +45,18 @@ class Masker:
         for call in tr.graph.calls:
             rule = tr.rule(call.path)
             keeps = {k: selection.keep(tr.map(k)) for k in call.inputs}
-            out_keep = selection.keep(tr.map(call.outputs[0]))
+            out_keeps = [selection.keep(tr.map(k)) for k in call.outputs]
+            outputs_cut = not all(k.all() for k in out_keeps)
             renorm = rule.mix == "renorm" or call.path in tr.renorm_sources
-            if renorm and (not out_keep.all() or not all(k.all() for k in keeps.values())):
+            if (renorm and (outputs_cut or not all(k.all() for k in keeps.values()))) or (
+                rule.mix == "recurrent" and outputs_cut
+            ):
                 in_keeps = [keeps[k] for k in call.inputs]
-                clone = pruned_layer(rule, call.layer, in_keeps, [out_keep], call.input_shapes)
+                clone = pruned_layer(rule, call.layer, in_keeps, out_keeps, call.input_shapes)
                 in_idx = [np.flatnonzero(k) for k in in_keeps]
-                self.local[call.index] = (clone, in_idx, _scatter_index(out_keep))
-            elif rule.mix == "linear":
+                scatter = [None if k.all() else _scatter_index(k) for k in out_keeps]
+                self.local[call.index] = (clone, in_idx, scatter)
+            elif rule.mix in ("linear", "recurrent"):
                 masks = {k: m.astype(np.float32) for k, m in keeps.items() if not m.all()}
                 if masks:
                     self.input_masks[call.index] = masks
@@ -71,17 +77,17 @@ class Masker:
             return True
         local = self.local.get(call.index)
         if local is not None:
-            clone, in_idx, scatter = local
+            clone, in_idx, scatters = local
             override = {
                 k: ops.take(values[k], idx, axis=-1)
                 for k, idx in zip(call.inputs, in_idx, strict=True)
             }
             call.run(values, layer=clone, override=override)
-            y = values[call.outputs[0]]
-            zeros = ops.zeros_like(y[..., :1])
-            values[call.outputs[0]] = ops.take(
-                ops.concatenate([y, zeros], axis=-1), scatter, axis=-1
-            )
+            for k, scatter in zip(call.outputs, scatters, strict=True):
+                if scatter is not None:
+                    y = values[k]
+                    zeros = ops.zeros_like(y[..., :1])
+                    values[k] = ops.take(ops.concatenate([y, zeros], axis=-1), scatter, axis=-1)
             return True
         return False
 

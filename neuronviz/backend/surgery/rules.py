@@ -309,29 +309,40 @@ class EmbeddingRule(Source):
         return self.config(o), _by_name(layer, weights, {"embeddings": lambda w: w[:, o]})
 
 
+_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
+
+
 class RecurrentRule(Source):
-    """SimpleRNN/GRU/LSTM: consumers of their inputs; their own units are pinned."""
+    """SimpleRNN/GRU/LSTM: a unit is one dimension of the state (every state output carries
+    the same units). Every gate block of the input kernel, recurrent kernel and bias loses
+    its columns, the recurrent kernel its rows. A zeroed output would stay in the
+    recurrence, so the masked model runs the layer as a pruned copy (mix "recurrent")."""
+
+    mix = "recurrent"
 
     def trace(self, ctx, call):
+        if len(call.inputs) > 1:
+            return Opaque("called with an initial state").trace(ctx, call)
         ids = ctx.units_of(call)
-        ctx.pin(
-            ids,
-            f"layer '{call.path}' ({type(call.layer).__name__}) is recurrent, and removing its own units is not supported yet",
-        )
-        return [
-            ids if len(s) > 1 and _last(s) == len(ids) else np.full(_last(s), -1, np.int64)
-            for s in call.output_shapes
-        ]
+        return [ids for _ in call.output_shapes]
 
     def prune(self, layer, weights, in_keeps, out_keeps):
-        i = in_keeps[0]
-        return {}, _by_name(layer, weights, {"kernel": lambda w: w[i]})
+        i, o = in_keeps[0], out_keeps[0]
+        g = np.tile(o, _GATES[type(layer).__name__])
+        return self.config(o), _by_name(
+            layer,
+            weights,
+            {
+                "kernel": lambda w: w[i][:, g],
+                "recurrent_kernel": lambda w: w[o][:, g],
+                "bias": lambda w: w[..., g],
+            },
+        )
 
     def macs(self, call):
-        gates = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}[type(call.layer).__name__]
         shape = call.input_shapes[0]
         u = int(call.layer.units)
-        return int(shape[1]) * gates * u * (_last(shape) + u)
+        return int(shape[1]) * _GATES[type(call.layer).__name__] * u * (_last(shape) + u)
 
 
 def _is_softmax(fn) -> bool:
@@ -408,6 +419,10 @@ def weights_of(op) -> list[np.ndarray]:
 def rule_for(layer, input_rank: int) -> Rule:
     """The rule for `layer`, or an Opaque rule saying why it is unsupported."""
     name = type(layer).__name__
+    if name in ("Bidirectional", "TimeDistributed") and type(layer).__module__.startswith("keras."):
+        from neuronviz.backend.surgery.wrappers import wrapper_rule
+
+        return wrapper_rule(layer, input_rank)
     rule = (RULES if is_layer(layer) else OP_RULES).get(name)
     if rule is None or type(layer).__module__.split(".")[0] != "keras":
         return Opaque("custom or unsupported layer type" if rule is None else "custom subclass")
@@ -438,10 +453,8 @@ def rule_for(layer, input_rank: int) -> Rule:
         return Opaque("LoRA or quantized kernel")
     if isinstance(rule, ConvRule) and layer.groups > 1 and tuple(layer.kernel.shape)[-2] == 1:
         return ChannelwiseConvRule()
-    if isinstance(rule, RecurrentRule) and (
-        getattr(layer, "return_state", False) or layer.go_backwards
-    ):
-        return Opaque("return_state or go_backwards")
+    if isinstance(rule, RecurrentRule) and layer.stateful:
+        return Opaque("stateful recurrent layer")
     return rule
 
 
