@@ -253,3 +253,17 @@ def test_random_recurrent_stacks_prune_exactly(case):
         k: (len(tr.layer_units[k]), len(tr.layer_units[k]) - len(v))
         for k, v in result.selection.removed_by_layer().items()
     }
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_pruned_recurrent_models_save_and_reload(tmp_path, suffix):
+    for build, plan in [
+        (bidirectional, nv.Plan({"bi_cat": [1, 9], "bi_mul": [2]})),
+        (time_distributed, nv.Plan({"td_conv": [4], "td_dense": [0], "gru": [3]})),
+        (stacked, nv.Plan({"lstm": [5], "gru1": [0]})),
+    ]:
+        model = randomize(build())
+        result = nv.prune(model, plan)
+        path = nv.save_pruned(result, tmp_path / (build.__name__ + suffix), model, plan)
+        reloaded = nv.load_model(path)
+        assert reloaded.count_params() == result.model.count_params()
