@@ -267,3 +267,34 @@ def test_pruned_recurrent_models_save_and_reload(tmp_path, suffix):
         path = nv.save_pruned(result, tmp_path / (build.__name__ + suffix), model, plan)
         reloaded = nv.load_model(path)
         assert reloaded.count_params() == result.model.count_params()
+
+
+def _surgeon_rnn(kind):
+    """keras-surgeon's recursive_test_helper model: RNN(9, sequences) -> GRU(4) -> Dense(5)."""
+
+    def build(masks=None):
+        m = masks or {}
+        x = keras.Input((32, 10))
+        h = _masked(getattr(L, kind)(9, return_sequences=True, name="rnn")(x), "rnn", m)
+        h = L.GRU(4, name="next")(h)
+        return keras.Model(x, L.Dense(5, name="out")(h))
+
+    return build
+
+
+@pytest.mark.parametrize("kind", ["SimpleRNN", "GRU", "LSTM"])
+@pytest.mark.parametrize("idx", [[0], [8], [1, 2]], ids=str)  # keras-surgeon: [0], [-1], [1, 2]
+def test_keras_surgeon_delete_channels_rnn(kind, idx):
+    build = _surgeon_rnn(kind)
+    model = randomize(build())
+    x = np.random.default_rng(3).standard_normal((4, 32, 10)).astype("float32")
+    plan = nv.Plan({"rnn": idx})
+    result = nv.prune(model, plan)
+    oracle = _oracle(build, model, {"rnn": [_keep(9, idx)]}, {"rnn": idx})
+    assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
+    assert_same_outputs(nv.masked_predict(model, plan, x), result.model.predict(x, verbose=0))
+    # keras-surgeon's own check: the next layer's kernel loses those rows, the rest is kept
+    w, got = model.get_layer("next").get_weights(), result.model.get_layer("next").get_weights()
+    np.testing.assert_array_equal(got[0], np.delete(w[0], idx, axis=0))
+    for a, b in zip(w[1:], got[1:], strict=True):
+        np.testing.assert_array_equal(a, b)
