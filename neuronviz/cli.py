@@ -41,6 +41,9 @@ def _gui_parser() -> argparse.ArgumentParser:
         help="allow code (Lambda layers) stored in the model file to run",
     )
     p.add_argument("--version", action="version", version=_version())
+    from neuronviz.commands import add_verbose_argument
+
+    add_verbose_argument(p)
     return p
 
 
@@ -80,6 +83,13 @@ def _run(fn, args) -> int:
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if "--verbose" in argv:  # before anything imports TensorFlow
+        import os
+
+        import neuronviz
+
+        os.environ["NEURONVIZ_VERBOSE"] = "1"
+        neuronviz.configure_environment()
     if argv and argv[0] in COMMANDS:
         name = argv[0]
         module = importlib.import_module(f"neuronviz.commands.{name}")

@@ -42,6 +42,14 @@ def assert_same_outputs(a, b, atol=1e-4):
     np.testing.assert_allclose(a, b, atol=atol * scale, rtol=1e-4)
 
 
+def user_env(env=None) -> dict:
+    """A user's environment for a `neuronviz` process: no TF_CPP_MIN_LOG_LEVEL, and oneDNN
+    forced on, so the start-up lines some CPUs print are present on every machine."""
+    out = dict(os.environ if env is None else env, TF_ENABLE_ONEDNN_OPTS="1")
+    out.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    return out
+
+
 def run_cli(*args, cwd=None):
     """Run `neuronviz ARGS...` in a fresh process, as a user would."""
     import subprocess
@@ -52,6 +60,7 @@ def run_cli(*args, cwd=None):
         capture_output=True,
         text=True,
         cwd=cwd,
+        env=user_env(),
         timeout=300,
     )
 
@@ -67,7 +76,7 @@ def run_cli_parallel(commands: dict, env=None) -> dict:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env=env,
+            env=user_env(env),
         )
         for name, args in commands.items()
     }

@@ -2,10 +2,19 @@
 
 
 def add_output_arguments(p, json_help: str = "print one JSON object instead of a summary") -> None:
-    """The options every subcommand shares: --json and --unsafe."""
+    """The options every subcommand shares: --json, --unsafe and --verbose."""
     p.add_argument("--json", action="store_true", help=json_help)
     p.add_argument(
         "--unsafe",
         action="store_true",
         help="allow code (Lambda layers) stored in the model file to run",
+    )
+    add_verbose_argument(p)
+
+
+def add_verbose_argument(p) -> None:
+    p.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show TensorFlow's start-up and log lines (also NEURONVIZ_VERBOSE=1)",
     )

@@ -15,23 +15,25 @@ def versions() -> dict[str, str]:
     import neuronviz
 
     out = {"neuronviz": neuronviz.__version__}
-    try:
-        import keras
-
-        out["Keras"] = keras.__version__
-    except ImportError:  # pragma: no cover
-        out["Keras"] = "not installed"
-    try:
-        import tensorflow as tf
-
-        out["TensorFlow"] = tf.__version__
-    except ImportError:  # pragma: no cover
-        out["TensorFlow"] = "not installed"
+    for label, dist in (("Keras", "keras"), ("TensorFlow", "tensorflow")):
+        out[label] = _installed_version(dist)
     out["Qt"] = qVersion()
     out["PySide6"] = PySide6.__version__
     out["pyqtgraph"] = pyqtgraph.__version__
     out["Python"] = platform.python_version()
     return out
+
+
+def _installed_version(dist: str) -> str:
+    """A package's version without importing it (TensorFlow's import takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    for name in (dist, f"{dist}-cpu"):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            continue
+    return "not installed"
 
 
 def about_text() -> str:

@@ -10,14 +10,17 @@ from __future__ import annotations
 import copy
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from neuronviz.backend.model.compiling import compile_like
 from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.io import probe_batch, save_model
 from neuronviz.backend.model.trace import Trace, trace
 from neuronviz.backend.surgery.counting import Counts, count
+from neuronviz.backend.surgery.masking import masked_predict
 from neuronviz.backend.surgery.rules import is_layer, weights_of
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
@@ -139,3 +142,40 @@ class _safe:
 def keep_outputs(result: PruneResult, tr: Trace) -> list[np.ndarray]:
     """For each model output, the positions the pruned model still has."""
     return [result.selection.keep(tr.map(k)) for k in tr.graph.outputs]
+
+
+def save_pruned(
+    result: PruneResult,
+    path,
+    original: keras.Model,
+    plan: Plan,
+    *,
+    source=None,
+    probe=None,
+    atol: float = 1e-4,
+) -> Path:
+    """Save `result.model` atomically, reload it and check it equals the masked model on a
+    probe batch before reporting success. On mismatch the file is removed and an error raised."""
+    path = save_model(result.model, path, source=source)
+    try:
+        reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
+        xs = probe if probe is not None else probe_batch(original)
+        xs = xs if isinstance(xs, list) else [xs]
+        want = masked_predict(original, plan, xs, tr=result.trace)
+        got = reloaded.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+        want, got = (
+            (want if isinstance(want, list) else [want]),
+            (got if isinstance(got, list) else [got]),
+        )
+        for w, g, k in zip(want, got, keep_outputs(result, result.trace), strict=True):
+            w = w[..., k]
+            scale = max(1.0, float(np.abs(w).max()))
+            if w.shape != g.shape or not np.allclose(w, g, atol=atol * scale, rtol=1e-4):
+                raise NeuronvizError(
+                    f"The saved model does not match the masked model on a probe batch "
+                    f"(max difference {float(np.abs(w - g).max()) if w.shape == g.shape else 'shape'}); nothing was saved."
+                )
+    except Exception:
+        path.unlink(missing_ok=True)
+        raise
+    return path
