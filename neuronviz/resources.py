@@ -1,24 +1,23 @@
-"""Paths of the bundled demo assets (resources/demo)."""
+"""Paths of the bundled demo assets: package data in neuronviz/demo, found with
+importlib.resources (also inside a wheel install or a PyInstaller bundle)."""
 
 from __future__ import annotations
 
-import sys
+from importlib.resources import files
 from pathlib import Path
 
 
-def resources_dir() -> Path:
-    frozen = getattr(sys, "_MEIPASS", None)  # PyInstaller bundle
-    base = Path(frozen) if frozen else Path(__file__).resolve().parents[1]
-    return base / "resources"
+def demo_dir() -> Path:
+    return Path(str(files("neuronviz") / "demo"))
 
 
 def demo_model() -> Path:
-    return resources_dir() / "demo" / "model.keras"
+    return demo_dir() / "model.keras"
 
 
 def demo_val() -> Path:
-    return resources_dir() / "demo" / "val.npz"
+    return demo_dir() / "val.npz"
 
 
 def demo_train() -> Path:
-    return resources_dir() / "demo" / "train.npz"
+    return demo_dir() / "train.npz"

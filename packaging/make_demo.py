@@ -1,4 +1,4 @@
-"""Regenerate the bundled demo assets under ``resources/demo/``.
+"""Regenerate the bundled demo assets under ``neuronviz/demo/``.
 
 Run from the repository root::
 
@@ -9,12 +9,12 @@ it is a build-time tool only, not a runtime dependency of neuronviz).
 
 What it writes
 --------------
-* ``resources/demo/model.keras`` -- a small compiled CNN ("demo_cnn") trained
+* ``neuronviz/demo/model.keras`` -- a small compiled CNN ("demo_cnn") trained
   on handwritten digits, logits output.
-* ``resources/demo/train.npz``   -- the images the model was fitted on.
-* ``resources/demo/val.npz``     -- held-out validation images (disjoint from
+* ``neuronviz/demo/train.npz``   -- the images the model was fitted on.
+* ``neuronviz/demo/val.npz``     -- held-out validation images (disjoint from
   the training split).
-* ``resources/demo/README.md``   -- provenance, licence and accuracy reached.
+* ``neuronviz/demo/README.md``   -- provenance, licence and accuracy reached.
 
 Both ``.npz`` files hold ``x`` (float32, shape (N, 28, 28, 1), values in
 [0, 1]) and ``y`` (int64, shape (N,), digits 0-9).
@@ -63,7 +63,7 @@ EPOCHS = 8
 BATCH_SIZE = 64
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = REPO_ROOT / "resources" / "demo"
+OUT_DIR = REPO_ROOT / "neuronviz" / "demo"
 
 
 def load_digits_28x28() -> tuple[np.ndarray, np.ndarray]:

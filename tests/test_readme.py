@@ -90,7 +90,7 @@ def test_readme_cli_examples_run(tmp_path):
         if words[0] == "echo":
             (tmp_path / words[3]).write_text(words[1] + "\n")
             continue
-        args = [str(ROOT / w) if w.startswith("resources/") else w for w in words[1:]]
+        args = [str(ROOT / w) if w.startswith("neuronviz/demo/") else w for w in words[1:]]
         cmd = [sys.executable, "-m", "neuronviz.cli", *args]
         log = tmp_path / f"out{len(failures)}.txt"
         with open(log, "w") as out:
@@ -112,7 +112,7 @@ def test_packaging_files_exist(name):
 def test_readme_python_example_runs(tmp_path):
     blocks = _blocks(_section(README.read_text(), "Python API"), langs=("python",))
     assert len(blocks) == 1
-    code = "\n".join(blocks[0]).replace('"resources/', f'"{ROOT.as_posix()}/resources/')
+    code = "\n".join(blocks[0]).replace('"neuronviz/demo/', f'"{ROOT.as_posix()}/neuronviz/demo/')
     script = tmp_path / "example.py"
     script.write_text(code + "\n")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -24,10 +24,10 @@ from neuronviz.gui.files import MODEL_FILTER
 
 def default_output(session) -> Path:
     """Next to the model file; in the working directory for the bundled demo."""
-    from neuronviz.resources import resources_dir
+    from neuronviz.resources import demo_dir
 
     path = session.model_path
-    bundled = path is not None and resources_dir() in path.resolve().parents
+    bundled = path is not None and demo_dir() in path.resolve().parents
     if path is None or bundled or not path.parent.exists():
         return Path.cwd() / f"{session.model.name}-pruned.keras"
     return path.parent / f"{path.stem}-pruned.keras"
