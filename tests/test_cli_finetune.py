@@ -207,3 +207,65 @@ def test_demo_sources(demo_model):
     train, val = load_split("demo-train", demo_model), load_split("demo", demo_model)
     assert (train.n, val.n) == (4000, 1000)
     assert not np.array_equal(train.x[:5], val.x[:5])
+
+
+@pytest.fixture(scope="module")
+def sparse_setup(tmp_path_factory, small_cnn_path, demo_val):
+    """A model made by `neuronviz sparsify` (80% of dense zeroed) and small data splits."""
+    from neuronviz.resources import demo_train
+
+    tmp = tmp_path_factory.mktemp("sparse")
+    src = tmp / "sparse.keras"
+    r = cli("sparsify", small_cnn_path, "--amount", "0.8", "--layers", "dense", "-o", src)
+    assert r.returncode == 0, r.stderr
+    tr = np.load(demo_train())
+    np.savez(tmp / "train.npz", x=tr["x"][:256], y=tr["y"][:256])
+    np.savez(tmp / "val.npz", x=demo_val[0][:200], y=demo_val[1][:200])
+    return tmp, src
+
+
+def _finetune(tmp, src, out, *flags):
+    return cli(
+        "finetune", src, "--data", tmp / "train.npz", "--val", tmp / "val.npz", "-o", out,
+        "--epochs", "2", "--lr", "1e-3", *flags,
+    )  # fmt: skip
+
+
+def test_sparsify_then_finetune_keeps_every_zero_with_no_flag(sparse_setup):
+    tmp, src = sparse_setup
+    zeros = prunable_kernels(nv.load_model(src))["dense/kernel"].numpy() == 0
+    assert zeros.mean() == pytest.approx(0.8, abs=0.01)
+    out = tmp / "tuned.keras"
+    r = _finetune(tmp, src, out)
+    assert r.returncode == 0, r.stderr
+    said = [ln for ln in r.stderr.splitlines() if ln.startswith("keeping ")]
+    assert said == [
+        f"keeping {int(zeros.sum()):,} zero weights in 1 sparse kernel at zero "
+        "(--release-zeros lets them move)"
+    ]
+    tuned = nv.load_model(out)
+    kernels = prunable_kernels(tuned)
+    assert np.all(kernels["dense/kernel"].numpy()[zeros] == 0)
+    # the dense kernels without zeros were trained freely
+    before = prunable_kernels(nv.load_model(src))
+    assert not np.array_equal(kernels["conv/kernel"].numpy(), before["conv/kernel"].numpy())
+
+
+def test_release_zeros_lets_them_move(sparse_setup):
+    tmp, src = sparse_setup
+    zeros = prunable_kernels(nv.load_model(src))["dense/kernel"].numpy() == 0
+    out = tmp / "released.keras"
+    r = _finetune(tmp, src, out, "--release-zeros", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["kept_zeros"] is False and data["zero_weights_kept"] == 0
+    tuned = prunable_kernels(nv.load_model(out))["dense/kernel"].numpy()
+    assert (tuned[zeros] != 0).mean() > 0.5
+
+
+def test_release_and_keep_zeros_conflict(sparse_setup):
+    tmp, src = sparse_setup
+    r = _finetune(tmp, src, tmp / "x.keras", "--release-zeros", "--keep-zeros")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    assert "not allowed with argument" in r.stderr
+    assert not (tmp / "x.keras").exists()

@@ -157,3 +157,28 @@ def test_sparsify_dialog_applies(qtbot):
     assert dialog.result.model is not model
     assert np.count_nonzero(model.get_layer("hidden").kernel.numpy()) == 8 * 32
     assert "not faster" in dialog.explanation.text() or "not speed" in dialog.explanation.text()
+
+
+def test_finetune_dialog_keeps_a_sparse_models_zeros_by_default(qtbot):
+    from neuronviz.backend.recovery.sparsity import sparsify
+
+    sparse = sparsify(tiny_model(), 0.5, layers=["hidden"])
+    zeros = ~sparse.masks["hidden/kernel"]
+    dialog = FinetuneDialog(
+        sparse.model, tiny_data(256), tiny_data(64, seed=1), epochs=2, batch_size=32,
+        learning_rate=1e-2,
+    )  # fmt: skip
+    qtbot.addWidget(dialog)
+    assert dialog.keep_zeros is not None and dialog.keep_zeros.isChecked()
+    assert f"{int(zeros.sum()):,} zero weights" in dialog.keep_zeros.text()
+    with qtbot.waitSignal(dialog.training_finished, timeout=60000):
+        qtbot.mouseClick(dialog.start_button, Qt.MouseButton.LeftButton)
+    assert dialog.wait(10000)
+    tuned = dialog.result_model.get_layer("hidden").kernel.numpy()
+    assert np.all(tuned[zeros] == 0)
+
+
+def test_finetune_dialog_offers_nothing_for_a_dense_model(qtbot):
+    dialog = FinetuneDialog(tiny_model(), tiny_data(64), tiny_data(32, seed=1))
+    qtbot.addWidget(dialog)
+    assert dialog.keep_zeros is None and not dialog.masks

@@ -3,8 +3,9 @@
 Fine-tunes a copy of MODEL (typically a pruned one) with early stopping on the
 validation loss and saves the best weights. TRAIN and VAL: an .npz file (x, y), an
 image folder, 'demo' (the bundled validation split) or 'demo-train' (the bundled
-training split). With --keep-zeros, weights that are zero in MODEL (a sparsified model)
-stay exactly zero.
+training split). Kernels of MODEL that are sparse (made by `neuronviz sparsify`) keep
+their zeros exactly zero by default; --release-zeros lets them move, --keep-zeros keeps
+every zero weight of every kernel.
 """
 
 from __future__ import annotations
@@ -45,10 +46,16 @@ def add_arguments(p) -> None:
         default=2,
         help="stop after this many epochs without a better validation loss",
     )
-    p.add_argument(
+    zeros = p.add_mutually_exclusive_group()
+    zeros.add_argument(
+        "--release-zeros",
+        action="store_true",
+        help="let the zero weights of sparse kernels move (by default they stay zero)",
+    )
+    zeros.add_argument(
         "--keep-zeros",
         action="store_true",
-        help="keep zero weights of kernels at zero (sparse models)",
+        help="keep every zero weight of every kernel at zero, sparse or not",
     )
     add_output_arguments(p)
 
@@ -100,11 +107,19 @@ def run(args) -> int:
 
     import neuronviz.api as nv
     from neuronviz.backend.recovery.finetune import FinetuneJob
-    from neuronviz.backend.recovery.sparsity import masks_from_zeros
+    from neuronviz.backend.recovery.sparsity import describe_masks, masks_from_zeros, sparse_masks
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
     train, val = load_split(args.data, model), load_split(args.val, model)
-    masks = masks_from_zeros(model) if args.keep_zeros else None
+    if args.release_zeros:
+        masks = None
+    else:
+        masks = masks_from_zeros(model) if args.keep_zeros else sparse_masks(model)
+        if masks and not args.json:
+            print(
+                f"keeping {describe_masks(masks)} at zero (--release-zeros lets them move)",
+                file=sys.stderr,
+            )
     job = FinetuneJob(
         model,
         train,
@@ -143,6 +158,7 @@ def run(args) -> int:
                     "train_samples": train.n,
                     "val_samples": val.n,
                     "kept_zeros": bool(masks),
+                    "zero_weights_kept": sum(m.size - int(m.sum()) for m in (masks or {}).values()),
                     "output": str(saved),
                 }
             )

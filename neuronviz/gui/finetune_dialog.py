@@ -14,6 +14,7 @@ import math
 import pyqtgraph as pg
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QDialog,
     QDialogButtonBox,
     QDoubleSpinBox,
@@ -96,11 +97,15 @@ class FinetuneDialog(QDialog):
         batch_size: int = 64,
         learning_rate: float = 1e-4,
         patience: int = 2,
-        masks=None,
+        masks="auto",
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
         self.setWindowTitle("Fine-tune to recover accuracy")
+        if isinstance(masks, str):  # "auto": the zeros of sparse kernels stay zero
+            from neuronviz.backend.recovery.sparsity import sparse_masks
+
+            masks = sparse_masks(model)
         self.model, self.train, self.val, self.masks = model, train, val, masks
         self.before, self.pruned = before, pruned
         self.job = None
@@ -130,12 +135,22 @@ class FinetuneDialog(QDialog):
         form.addRow("Learning rate (Adam)", self.learning_rate)
         form.addRow("Early-stopping patience", self.patience)
         n_train, n_val = len(_xy(self.train)[1]), len(_xy(self.val)[1])
-        masked = " Masked weights stay zero." if self.masks else ""
         self.info = QLabel(
             f"{n_train:,} training and {n_val:,} validation samples. The best epoch "
-            f"(lowest validation loss) is kept.{masked}"
+            "(lowest validation loss) is kept."
         )
         self.info.setWordWrap(True)
+        self.keep_zeros = None
+        if self.masks:
+            from neuronviz.backend.recovery.sparsity import describe_masks
+
+            self.keep_zeros = QCheckBox(f"Keep the {describe_masks(self.masks)} at zero")
+            self.keep_zeros.setChecked(True)
+            self.keep_zeros.setToolTip(
+                "The model is sparse (e.g. made by Sparsify). Unchecked, its zero weights may "
+                "move during training and the sparsity is lost."
+            )
+            form.addRow("", self.keep_zeros)
 
         self.start_button = QPushButton("Start")
         self.cancel_button = QPushButton("Cancel training")
@@ -232,7 +247,7 @@ class FinetuneDialog(QDialog):
                 batch_size=self.batch_size.value(),
                 learning_rate=self.learning_rate.value(),
                 patience=self.patience.value(),
-                masks=self.masks,
+                masks=self.masks if self.keep_zeros and self.keep_zeros.isChecked() else None,
             )
         except NeuronvizError as e:
             self._on_failed(str(e))

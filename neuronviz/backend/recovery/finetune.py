@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from neuronviz.backend.model.compiling import compile_like
-from neuronviz.backend.recovery.sparsity import apply_masks, clone_with_weights
+from neuronviz.backend.recovery.sparsity import apply_masks, clone_with_weights, sparse_masks
 from neuronviz.errors import NeuronvizError
 
 
@@ -146,7 +146,9 @@ class FinetuneJob:
     """Fine-tune a copy of `model` on `train`, early-stopping on `val` (see module doc).
 
     masks: weight path -> bool keep-mask (from neuronviz.backend.recovery.sparsity); masked
-    weights stay exactly zero after every optimizer step.
+    weights stay exactly zero after every optimizer step. The default, "auto", keeps the
+    zeros of sparse kernels (sparsity.sparse_masks: what `sparsify` made stays sparse);
+    pass None (or {}) to let every weight move.
     result: the new model with the best validation loss (the starting point counts);
     None until the run ends, and None if it was cancelled before the first epoch ended.
     """
@@ -160,7 +162,7 @@ class FinetuneJob:
         batch_size: int = 64,
         learning_rate: float = 1e-4,
         patience: int | None = 2,
-        masks=None,
+        masks="auto",
         *,
         optimizer=None,
         seed: int = 0,
@@ -183,6 +185,12 @@ class FinetuneJob:
         self.val_x, self.val_y = _check_data(model, *xy(val), "validation")
         self.epochs, self.batch_size = int(epochs), int(batch_size)
         self.learning_rate, self.patience = float(learning_rate), patience
+        if isinstance(masks, str):
+            if masks != "auto":
+                raise NeuronvizError(
+                    f"Expected `masks` to be 'auto', None or a dict of keep-masks. Received: masks={masks!r}"
+                )
+            masks = sparse_masks(model)
         self.masks, self.optimizer, self.seed, self.min_delta = masks, optimizer, seed, min_delta
         self.batches = -(-len(self.x) // self.batch_size)
         self.result: keras.Model | None = None

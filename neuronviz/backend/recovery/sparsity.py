@@ -299,6 +299,24 @@ def masks_from_zeros(model: keras.Model, layers=None) -> dict[str, np.ndarray]:
     return {n: v.numpy() != 0 for n, v in prunable_kernels(model, layers).items()}
 
 
+# Trained float kernels have (almost) no exact zeros; `sparsify` writes many. A kernel with at
+# least this fraction of exact zeros is taken to be sparse on purpose.
+SPARSE_FRACTION = 0.01
+
+
+def sparse_masks(model: keras.Model, min_fraction: float = SPARSE_FRACTION) -> dict:
+    """Keep-masks of the kernels that are sparse (at least `min_fraction` exact zeros, the kind
+    `sparsify` writes); {} for a dense model. Fine-tuning keeps these zeros by default."""
+    masks = masks_from_zeros(model)
+    return {n: m for n, m in masks.items() if m.size and 1 - m.mean() >= min_fraction}
+
+
+def describe_masks(masks: dict) -> str:
+    """'12,345 zero weights in 3 sparse kernels'."""
+    zeros = int(sum(m.size - int(m.sum()) for m in masks.values()))
+    return f"{zeros:,} zero weights in {len(masks)} sparse kernel{'s' * (len(masks) != 1)}"
+
+
 # ---- export and file sizes ----------------------------------------------------------------
 
 
