@@ -15,10 +15,34 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def xcb_missing() -> list[str]:
+    """System libraries Qt's xcb platform plugin cannot find (ldd, plus libxcb-cursor, which
+    Qt >= 6.5 opens at run time)."""
+    import ctypes.util
+
+    import PySide6
+
+    plugin = Path(PySide6.__file__).parent / "Qt" / "plugins" / "platforms" / "libqxcb.so"
+    if not plugin.exists():
+        return [f"{plugin} (not in this PySide6 build)"]
+    out = subprocess.run(["ldd", str(plugin)], capture_output=True, text=True).stdout
+    missing = sorted({ln.split()[0] for ln in out.splitlines() if "not found" in ln})
+    if ctypes.util.find_library("xcb-cursor") is None:
+        missing.append("libxcb-cursor.so.0")
+    return missing
+
+
 @pytest.fixture(scope="module")
 def xdisplay(tmp_path_factory):
     if not shutil.which("Xvfb"):
         pytest.skip("Xvfb is not installed (apt-get install xvfb) — no real X window to test")
+    missing = xcb_missing()
+    if missing:
+        pytest.skip(
+            "Qt's xcb plugin cannot load, missing system libraries: "
+            + ", ".join(missing)
+            + " (bash .ci/system-deps installs them on Debian/Ubuntu)"
+        )
     n = next(
         i
         for i in range(91, 200)
