@@ -10,6 +10,7 @@ from conftest import assert_same_outputs
 from engine_models import randomize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mask_layer import Mask, keep
 
 import neuronviz.api as nv
 from neuronviz.backend.model.data import Dataset
@@ -17,17 +18,6 @@ from neuronviz.backend.scoring.preview import Previewer
 
 L = keras.layers
 GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
-
-
-class Mask(L.Layer):
-    """x * keep on the last axis (the oracle's inserted mask)."""
-
-    def __init__(self, keep, **kw):
-        super().__init__(**kw)
-        self.keep = np.asarray(keep, "float32")
-
-    def call(self, x):
-        return x * self.keep
 
 
 def _masked(t, name, masks):
@@ -97,12 +87,6 @@ def _zero_removed(layer, removed):
     layer.set_weights(ws)
 
 
-def _keep(n, removed):
-    k = np.ones(n, "float32")
-    k[list(removed)] = 0
-    return k
-
-
 def _oracle(build, model, masks, removed_by_rnn):
     """The model rebuilt with masks, the original weights, and recurrent surgery by hand."""
     oracle = build(masks)
@@ -141,11 +125,11 @@ def _check(build, plan, masks, removed_by_rnn, n=6):
 def test_simple_rnn_gru_lstm_own_units():
     plan = nv.Plan({"d": [1], "rnn": [0, 3], "gru0": [5], "gru1": [1, 2], "lstm": [0, 4]})
     masks = {
-        "d": [_keep(8, [1])],
-        "rnn": [_keep(7, [0, 3])],
-        "gru0": [_keep(6, [5])],
-        "gru1": [_keep(5, [1, 2])],
-        "lstm": [_keep(6, [0, 4])] * 3,
+        "d": [keep(8, [1])],
+        "rnn": [keep(7, [0, 3])],
+        "gru0": [keep(6, [5])],
+        "gru1": [keep(5, [1, 2])],
+        "lstm": [keep(6, [0, 4])] * 3,
     }
     rnns = {"rnn": [0, 3], "gru0": [5], "gru1": [1, 2], "lstm": [0, 4]}
     result = _check(stacked, plan, masks, rnns)
@@ -160,10 +144,10 @@ def test_simple_rnn_gru_lstm_own_units():
 def test_bidirectional_merges():
     plan = nv.Plan({"bi_cat": [0, 7], "bi_sum": [1], "bi_ave": [2, 3], "bi_mul": [0]})
     masks = {
-        "bi_cat": [_keep(10, [0, 7])],
-        "bi_sum": [_keep(4, [1])],
-        "bi_ave": [_keep(4, [2, 3])],
-        "bi_mul": [_keep(3, [0])] * 5,
+        "bi_cat": [keep(10, [0, 7])],
+        "bi_sum": [keep(4, [1])],
+        "bi_ave": [keep(4, [2, 3])],
+        "bi_mul": [keep(3, [0])] * 5,
     }
     rnns = {
         "bi_cat:fw": [0],
@@ -191,7 +175,7 @@ def test_bidirectional_halves_must_match():
 
 def test_time_distributed():
     plan = nv.Plan({"td_conv": [0, 3], "td_dense": [2], "gru": [1]})
-    masks = {"td_bn": [_keep(5, [0, 3])], "td_dense": [_keep(6, [2])], "gru": [_keep(4, [1])]}
+    masks = {"td_bn": [keep(5, [0, 3])], "td_dense": [keep(6, [2])], "gru": [keep(4, [1])]}
     result = _check(time_distributed, plan, masks, {"gru": [1]})
     m = result.model
     assert m.get_layer("td_conv").layer.filters == 3
@@ -290,7 +274,7 @@ def test_keras_surgeon_delete_channels_rnn(kind, idx):
     x = np.random.default_rng(3).standard_normal((4, 32, 10)).astype("float32")
     plan = nv.Plan({"rnn": idx})
     result = nv.prune(model, plan)
-    oracle = _oracle(build, model, {"rnn": [_keep(9, idx)]}, {"rnn": idx})
+    oracle = _oracle(build, model, {"rnn": [keep(9, idx)]}, {"rnn": idx})
     assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
     assert_same_outputs(nv.masked_predict(model, plan, x), result.model.predict(x, verbose=0))
     # keras-surgeon's own check: the next layer's kernel loses those rows, the rest is kept

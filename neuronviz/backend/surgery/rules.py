@@ -11,6 +11,7 @@ A *rule* per layer type (Torch-Pruning's per-layer pruning functions):
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import numpy as np
@@ -406,6 +407,17 @@ OP_RULES.update(
 )
 
 
+# Layer types whose rules live in their own module (name -> module in this package)
+_MODULE_RULES = {
+    "Bidirectional": "wrappers",
+    "TimeDistributed": "wrappers",
+    "MultiHeadAttention": "attention",
+    "GroupedQueryAttention": "attention",
+    "Attention": "attention",
+    "AdditiveAttention": "attention",
+}
+
+
 def is_layer(op) -> bool:
     import keras
 
@@ -419,10 +431,9 @@ def weights_of(op) -> list[np.ndarray]:
 def rule_for(layer, input_rank: int) -> Rule:
     """The rule for `layer`, or an Opaque rule saying why it is unsupported."""
     name = type(layer).__name__
-    if name in ("Bidirectional", "TimeDistributed") and type(layer).__module__.startswith("keras."):
-        from neuronviz.backend.surgery.wrappers import wrapper_rule
-
-        return wrapper_rule(layer, input_rank)
+    if name in _MODULE_RULES and type(layer).__module__.startswith("keras."):
+        module = importlib.import_module(f"neuronviz.backend.surgery.{_MODULE_RULES[name]}")
+        return module.rule_for_layer(layer, input_rank)
     rule = (RULES if is_layer(layer) else OP_RULES).get(name)
     if rule is None or type(layer).__module__.split(".")[0] != "keras":
         return Opaque("custom or unsupported layer type" if rule is None else "custom subclass")

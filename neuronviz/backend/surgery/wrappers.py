@@ -17,7 +17,7 @@ from neuronviz.backend.surgery.rules import Opaque, RecurrentRule, Rule, rule_fo
 _RECURRENT = RecurrentRule()
 
 
-def wrapper_rule(layer, input_rank: int) -> Rule:
+def rule_for_layer(layer, input_rank: int) -> Rule:
     inner = layer.layer if type(layer).__name__ == "TimeDistributed" else layer.forward_layer
     rule = rule_for(inner, input_rank - 1)
     if isinstance(rule, Opaque):
