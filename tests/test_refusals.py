@@ -38,6 +38,11 @@ def test_index_out_of_range_is_refused(demo_trace):
 def test_negative_index_is_refused(demo_trace):
     with pytest.raises(NeuronvizError, match=r"\[0, 32\).*indices=\[-1\]"):
         demo_trace.select(Plan({"conv2d": [-1]}))
+    # one line that names the index the user meant; SPEC and JSON plans refuse it alike
+    for plan in (Plan.from_specs(["conv2d:-1"]), Plan.from_dict({"remove": {"conv2d": [-1]}})):
+        with pytest.raises(NeuronvizError, match="not accepted: the last unit is 31") as e:
+            demo_trace.select(plan)
+        assert "\n" not in str(e.value)
 
 
 def test_unknown_layer_suggests_close_matches(demo_trace):

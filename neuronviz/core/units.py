@@ -212,8 +212,13 @@ class UnitGraph:
                 shown = ", ".join(str(i) for i in bad[:5].tolist()) + (
                     ", ..." if len(bad) > 5 else ""
                 )
+                hint = (
+                    f" (negative indices are not accepted: the last unit is {len(m) - 1})"
+                    if (bad < 0).any()
+                    else ""
+                )
                 raise NeuronvizError(
-                    f"Expected `indices` in [0, {len(m)}) for layer '{layer}'. Received: indices=[{shown}]"
+                    f"Expected `indices` in [0, {len(m)}) for layer '{layer}'. Received: indices=[{shown}]{hint}"
                 )
             roots = self.roots(m[idx])
             if (roots < 0).any():
