@@ -16,14 +16,42 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from neuronviz.backend.analysis.gradients import saliency, taylor_importance
+from neuronviz.backend.analysis.gradients import unit_weight_gradients as _unit_weight_gradients
+from neuronviz.backend.analysis.importance import (
+    IMPORTANCES,
+    WeightStats,
+    group_scores,
+    layer_scores,
+    weight_stats,
+)
+from neuronviz.backend.analysis.importance import register as register_importance
+from neuronviz.backend.analysis.sensitivity import DEFAULT_FRACTIONS, Sweep, SweepResult
+from neuronviz.backend.analysis.sensitivity import sweep as _sweep
+from neuronviz.backend.analysis.stats import StatsJob, UnitStats, activation_stats
+from neuronviz.backend.model.data import Dataset, load_data
 from neuronviz.backend.model.graph import flatten
 from neuronviz.backend.model.io import load_model, save_model
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.model.trace import trace as _trace
+from neuronviz.backend.recovery.finetune import FinetuneJob, Progress
+from neuronviz.backend.recovery.schedule import PruneSchedule, ScheduleStep, schedule_fractions
+from neuronviz.backend.recovery.sparsity import (
+    SparseResult,
+    describe_masks,
+    export_tflite,
+    file_size,
+    masks_from_zeros,
+    sparse_masks,
+    sparsify,
+    tflite_bytes,
+)
+from neuronviz.backend.scoring.preview import Previewer
 from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_model, masked_predict
 from neuronviz.backend.surgery.prune import PruneResult, save_pruned
 from neuronviz.backend.surgery.prune import prune as _prune
+from neuronviz.core.metrics import Score
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Group
 from neuronviz.errors import NeuronvizError
@@ -32,9 +60,19 @@ if TYPE_CHECKING:
     import keras
 
 __all__ = [
-    "Plan", "NeuronvizError", "PruneResult", "Counts", "Trace", "Group",
+    "Plan", "NeuronvizError", "PruneResult", "Counts", "Trace", "Group", "Score",
     "load_model", "save_model", "save_pruned", "analyze", "groups", "prune",
     "masked_model", "masked_predict", "counts",
+    # data and scoring
+    "Dataset", "load_data", "Previewer", "evaluate",
+    # statistics and importance
+    "StatsJob", "UnitStats", "activation_stats", "WeightStats", "weight_stats",
+    "IMPORTANCES", "register_importance", "importance", "layer_scores", "group_scores",
+    "neuron_gradients", "saliency", "taylor_importance",
+    "sweep", "Sweep", "SweepResult", "DEFAULT_FRACTIONS",
+    # recovery
+    "finetune", "FinetuneJob", "Progress", "PruneSchedule", "ScheduleStep", "schedule_fractions",
+    "sparsify", "SparseResult", "masks_from_zeros", "sparse_masks", "describe_masks", "export_tflite", "tflite_bytes", "file_size",
 ]  # fmt: skip
 
 
@@ -57,3 +95,55 @@ def prune(model: keras.Model, plan: Plan | dict, trace: Trace | None = None) -> 
     """A physically smaller copy of `model` without the plan's units (over whole groups)."""
     plan = plan if isinstance(plan, Plan) else Plan(plan)
     return _prune(model, plan, trace)
+
+
+def evaluate(
+    model: keras.Model,
+    data,
+    plan: Plan | dict | None = None,
+    *,
+    trace: Trace | None = None,
+    batch_size: int = 512,
+) -> Score:
+    """Accuracy and loss of `model` on `data` (a Dataset or a source for `load_data`),
+    with `plan`'s units masked (scores equal those of the pruned model)."""
+    plan = plan if isinstance(plan, Plan) else Plan(plan or {})
+    data = data if isinstance(data, Dataset) else load_data(data, model)
+    tr = trace if trace is not None else analyze(model)
+    # one pass and nothing kept: a one-off evaluation gains nothing from caching
+    return Previewer(model, tr, data, budget_bytes=0, batch_size=batch_size).score(plan)
+
+
+def importance(model: keras.Model, name: str = "l2", layers=None, data=None, trace=None) -> dict:
+    """Layer -> one score per unit (higher = more important) by importance `name` (see
+    IMPORTANCES: l1, l2, bn_gamma, mean_activation, apoz, taylor). Activation and Taylor
+    importances need `data` (a Dataset or a source for `load_data`)."""
+    tr = trace if trace is not None else analyze(model)
+    act = tay = None
+    if name in ("mean_activation", "apoz", "taylor"):
+        if data is None:
+            raise NeuronvizError(f"Expected `data` to score units by {name}. Received: data=None")
+        data = data if isinstance(data, Dataset) else load_data(data, model)
+        if name == "taylor":
+            tay = taylor_importance(model, tr, data.x, data.y)
+        else:
+            act = activation_stats(model, tr, data.x)
+    return layer_scores(tr, name, layers, act_stats=act, taylor=tay)
+
+
+def neuron_gradients(model: keras.Model, layer: str, unit: int, x, **kw) -> dict:
+    """d(one unit's summed activation) / d(every trainable weight), keyed 'layer/weight'."""
+    return _unit_weight_gradients(model, layer, unit, x, **kw)
+
+
+def sweep(model: keras.Model, data, importance=None, fractions=DEFAULT_FRACTIONS, trace=None):
+    """A sensitivity sweep (an iterator of progress; `.run()` returns a SweepResult): each
+    prunable group loses its least important units, fraction by fraction."""
+    tr = trace if trace is not None else analyze(model)
+    data = data if isinstance(data, Dataset) else load_data(data, model)
+    return _sweep(Previewer(model, tr, data), tr, importance, fractions)
+
+
+def finetune(model: keras.Model, train, val, **kw) -> FinetuneJob:
+    """A fine-tuning job on a copy of `model` (iterate `job.run()`, or `job.run_all()`)."""
+    return FinetuneJob(model, train, val, **kw)

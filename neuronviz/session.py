@@ -22,7 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
+from neuronviz.core import criteria, editing
 from neuronviz.core.plan import Plan
+from neuronviz.core.prunable import (
+    NO_UNITS,
+    layer_groups,
+    prunable_layers,
+    why_layer_not_prunable,
+)
 from neuronviz.errors import NeuronvizError
 
 EVENTS = ("model", "data", "weight_stats", "act_stats", "previewer", "plan", "layer", "sweep")
@@ -96,13 +103,7 @@ class Session:
         import neuronviz.api as api
 
         tr = api.analyze(model)
-        parts = ModelParts(path, model, tr, api.counts(model))
-        try:
-            from neuronviz.backend.analysis.stats import weight_stats
-        except ImportError:  # engine not installed yet
-            return parts
-        parts.weight_stats = weight_stats(tr)
-        return parts
+        return ModelParts(path, model, tr, api.counts(model), api.weight_stats(tr))
 
     def set_model(self, parts: ModelParts) -> None:
         self.model_path = parts.path
@@ -190,18 +191,12 @@ class Session:
 
         def job():
             nonlocal taylor
-            importance = None
-            if criterion == "l1":
-                importance = {
-                    p: w.norm_l1
-                    for p, w in (self.weight_stats or {}).items()
-                    if p in self.criterion_layers()
-                }
-            elif criterion == "taylor":
-                if taylor is None:
-                    yield 0.0, "Taylor importance…"
-                    taylor = self.taylor_scores()
-                importance = {p: taylor[p] for p in self.criterion_layers() if p in taylor}
+            if criterion == "taylor" and taylor is None:
+                yield 0.0, "Taylor importance…"
+                taylor = self.taylor_scores()
+            importance = (
+                None if criterion == "l2" else self.criterion_scores(criterion, taylor=taylor)
+            )
             run = sweep(previewer, self.trace, importance, fractions)
             for frac in run:
                 yield frac, "Sensitivity sweep…"
@@ -257,13 +252,9 @@ class Session:
 
     def why_not_selectable(self, path: str) -> str | None:
         """None for a layer whose units can be selected, else a one-line reason."""
-        if self.trace is None or path not in self.trace.layer_units:
-            return "this layer has no units of its own"
-        for i in self._group_indices(path):
-            grp = self.trace.units.groups[i]
-            if grp.blocked:
-                return "its units cannot be removed: " + grp.blocked[0]
-        return None
+        if self.trace is None:
+            return NO_UNITS
+        return why_layer_not_prunable(self.trace, path)
 
     def output_warning(self, path: str) -> str | None:
         """A one-line warning when `path`'s units are the model's outputs, else None."""
@@ -279,8 +270,7 @@ class Session:
     def _group_indices(self, path: str) -> list[int]:
         cache = self._cache.setdefault("group_of", {})
         if path not in cache:
-            g = self.trace.group_of(path)
-            cache[path] = [] if g is None else (list(g) if isinstance(g, list) else [g])
+            cache[path] = layer_groups(self.trace, path)
         return cache[path]
 
     def set_layer(self, path: str | None) -> None:
@@ -374,12 +364,17 @@ class Session:
         if key not in self._cache:
             self._cache[key] = None
             ws = self.weight_stats or {}
-            roots = self._roots(path, range(self.units(path)))
+            roots = editing.unit_roots(self.trace, path, range(self.units(path)))
             for src in ws:
                 if src == path:
                     self._cache[key] = (src, np.arange(len(roots)))
                     break
-                pos = {int(r): i for i, r in enumerate(self._roots(src, range(self.units(src))))}
+                pos = {
+                    int(r): i
+                    for i, r in enumerate(
+                        editing.unit_roots(self.trace, src, range(self.units(src)))
+                    )
+                }
                 if all(int(r) in pos for r in roots):
                     self._cache[key] = (src, np.array([pos[int(r)] for r in roots]))
                     break
@@ -408,44 +403,13 @@ class Session:
             return None
         key = ("kernel", src[0])
         if key not in self._cache:
-            from neuronviz.backend.analysis.stats import unit_kernel
-
-            self._cache[key] = unit_kernel(self.trace.graph.layers[src[0]], self.trace.rule(src[0]))
+            self._cache[key] = self.trace.rule(src[0]).unit_kernel(self.trace.graph.layers[src[0]])
         return src[0], self._cache[key], src[1]
-
-    def _roots(self, path: str, indices) -> np.ndarray:
-        m = self.trace.layer_units[path]
-        return self.trace.units.roots(m[np.asarray(list(indices), np.int64)])
-
-    def _without_roots(self, plan: Plan, roots: np.ndarray) -> Plan:
-        out = {}
-        for layer, idx in plan.remove.items():
-            lay = self.trace.graph.aliases().get(layer, layer)
-            keep = ~np.isin(self._roots(lay, idx), roots)
-            out[layer] = [i for i, k in zip(idx, keep, strict=True) if k]
-        return Plan(out)
 
     def edited(self, path: str, indices: Iterable[int], op: str = "toggle") -> Plan:
         """The current plan edited at `path` (op: add, remove, toggle, set). Pure."""
-        idx = np.unique(np.asarray(list(indices), np.int64))
-        n = self.units(path)
-        if len(idx) and (idx.min() < 0 or idx.max() >= n):
-            raise NeuronvizError(
-                f"Expected `indices` in [0, {n}) for layer '{path}'. Received: indices={idx[idx >= n][:5].tolist()}"
-            )
-        plan = self.plan
-        if op == "add":
-            return plan.merged(Plan({path: idx}))
-        if op == "remove":
-            return self._without_roots(plan, self._roots(path, idx))
-        if op == "set":
-            cleared = self._without_roots(plan, self._roots(path, range(n)))
-            return cleared.merged(Plan({path: idx}))
-        if op == "toggle":
-            on = self.selected_mask(path)[idx]
-            plan = self._without_roots(plan, self._roots(path, idx[on]))
-            return plan.merged(Plan({path: idx[~on]}))
-        raise ValueError(op)
+        selected = self.selected_mask(path) if op == "toggle" else None
+        return editing.edited(self.trace, self.plan, path, indices, op, selected)
 
     def inverted(self, path: str | None = None) -> Plan:
         path = path or self.layer
@@ -458,9 +422,22 @@ class Session:
     # ---- criteria ---------------------------------------------------------------------
     def criterion_layers(self, layers: Iterable[str] | None = None) -> list[str]:
         """Layers a criterion may select from (one per group, removable, not outputs)."""
-        from neuronviz.backend.analysis.stats import prunable_layers
-
         return prunable_layers(self.trace, None if layers is None else list(layers))
+
+    def criterion_scores(
+        self, criterion: str, layers: Iterable[str] | None = None, taylor: dict | None = None
+    ) -> dict[str, np.ndarray]:
+        """Layer -> importance per unit ("l1", "l2" or "taylor") of the criterion layers."""
+        allowed = self.criterion_layers(layers)
+        if criterion in ("l1", "l2"):
+            norms = {p: self.norms(p, criterion) for p in allowed}
+            return {p: v for p, v in norms.items() if v is not None}
+        if criterion == "taylor":
+            taylor = self.taylor if taylor is None else taylor
+            if taylor is None:
+                raise NeuronvizError("Expected Taylor scores (compute them first). Received: none.")
+            return {p: taylor[p] for p in allowed if p in taylor}
+        raise NeuronvizError(f"Expected an importance in l1, l2, taylor. Received: '{criterion}'")
 
     def taylor_scores(self, max_samples: int = 1000) -> dict:
         """First-order Taylor importance per layer (pure; slow: run it in a worker)."""
@@ -488,20 +465,12 @@ class Session:
         taylor: dict | None = None,
     ) -> Plan:
         """The units a criterion picks ("l2", "l1", "dead", "apoz", "taylor"); not applied."""
-        from neuronviz.core import criteria
-
-        allowed = self.criterion_layers(layers)
-        if criterion in ("l1", "l2"):
-            scores = {
-                p: self.norms(p, criterion) for p in allowed if self.norms(p, criterion) is not None
-            }
-            return criteria.smallest(scores, fraction=fraction, n=n, scope=scope)
-        if criterion == "taylor":
-            if taylor is None:
+        if criterion in ("l1", "l2", "taylor"):
+            if criterion == "taylor" and taylor is None:
                 raise NeuronvizError("Expected Taylor scores (compute them first). Received: none.")
-            return criteria.lowest_taylor(
-                {p: taylor[p] for p in allowed if p in taylor}, fraction=fraction, n=n, scope=scope
-            )
+            scores = self.criterion_scores(criterion, layers, taylor)
+            return criteria.smallest(scores, fraction=fraction, n=n, scope=scope)
+        allowed = self.criterion_layers(layers)
         if self.act_stats is None:
             raise NeuronvizError(
                 "Activation statistics are not ready yet: open validation data and wait for the first pass."
@@ -519,9 +488,11 @@ class Session:
     def counts_after(self, plan: Plan | None = None):
         """Params and MACs of the pruned model, derived from the selection without
         rebuilding it (exact: the same slicing rules as the surgery)."""
+        from neuronviz.backend.surgery.counting import count_after
+
         plan = self.plan if plan is None else plan
         return self._per_plan(
-            "counts", plan, lambda: _counts_after(self.trace, self.before, self.check_plan(plan))
+            "counts", plan, lambda: count_after(self.trace, self.before, self.check_plan(plan))
         )
 
     def __repr__(self) -> str:
@@ -529,55 +500,3 @@ class Session:
             self.model_path.name if self.model_path else (self.model.name if self.model else None)
         )
         return f"Session(model={name!r}, layer={self.layer!r}, plan={dict(self.plan.remove)!r})"
-
-
-class _LayerView:
-    """A layer with some config values replaced (for counting a pruned layer's MACs)."""
-
-    def __init__(self, layer, changes: dict):
-        self._layer, self._changes = layer, changes
-
-    def __getattr__(self, name):
-        if name in self._changes:
-            return self._changes[name]
-        return getattr(self._layer, name)
-
-
-def _counts_after(tr, before, sel):
-    from neuronviz.backend.surgery.counting import Counts
-
-    if not sel:
-        return before
-    fg = tr.graph
-    layers = dict(before.layers)
-    delta_p = 0
-    seen = set()
-    macs = {k: 0 for k in layers}
-    for call in fg.calls:
-        in_keeps = [sel.keep(tr.map(k)) for k in call.inputs]
-        out_keeps = [sel.keep(tr.map(k)) for k in call.outputs]
-        rule, layer = tr.rule(call.path), call.layer
-        if all(k.all() for k in in_keeps + out_keeps):
-            macs[call.path] += rule.macs(call)
-            continue
-        dummies = [np.broadcast_to(np.zeros((), np.int8), tuple(v.shape)) for v in layer.weights]
-        changes, sliced = rule.prune(layer, dummies, in_keeps, out_keeps)
-        if call.path not in seen:
-            seen.add(call.path)
-            p_new = int(sum(np.size(w) for w in sliced))
-            delta_p += layers[call.path][0] - p_new
-            layers[call.path] = (p_new, layers[call.path][1])
-        shapes_in = [
-            tuple(s[:-1]) + (int(k.sum()),)
-            for s, k in zip(call.input_shapes, in_keeps, strict=True)
-        ]
-        shapes_out = [
-            tuple(s[:-1]) + (int(k.sum()),)
-            for s, k in zip(call.output_shapes, out_keeps, strict=True)
-        ]
-        view = dataclasses.replace(
-            call, layer=_LayerView(layer, changes), input_shapes=shapes_in, output_shapes=shapes_out
-        )
-        macs[call.path] += rule.macs(view)
-    layers = {k: (p, macs[k]) for k, (p, _) in layers.items()}
-    return Counts(before.params - delta_p, sum(m for _, m in layers.values()), layers)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import neuronviz.api as nv
-from neuronviz.backend.recovery.finetune import FinetuneJob, evaluate, training_loss
-from neuronviz.backend.recovery.schedule import l2_scores
+from neuronviz.backend.analysis.importance import model_scores as l2_scores
+from neuronviz.backend.recovery.finetune import FinetuneJob, evaluate
 from neuronviz.backend.recovery.sparsity import prunable_kernels, sparsify
+from neuronviz.backend.scoring.output import training_loss
 from neuronviz.errors import NeuronvizError
 
 

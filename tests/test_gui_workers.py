@@ -17,7 +17,7 @@ def tasks(qtbot):
     from PySide6.QtWidgets import QApplication
 
     assert QApplication.instance() is not None
-    t = Tasks(max_threads=2)
+    t = Tasks()
     yield t
     t.cleanup()
 

@@ -10,7 +10,8 @@ import pytest
 from neuronviz.backend.model.data import Dataset, load_data
 from neuronviz.backend.model.graph import flatten
 from neuronviz.backend.model.trace import trace
-from neuronviz.backend.scoring.evaluation import compiled_loss, output_kind
+from neuronviz.backend.scoring.evaluation import compiled_loss
+from neuronviz.backend.scoring.output import output_kind
 from neuronviz.backend.scoring.preview import Previewer
 from neuronviz.backend.surgery.masking import masked_predict
 from neuronviz.backend.surgery.prune import keep_outputs, prune

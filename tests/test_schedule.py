@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.recovery.schedule import PruneSchedule, l2_scores, schedule_fractions
+from neuronviz.backend.analysis.importance import model_scores as l2_scores
+from neuronviz.backend.recovery.schedule import PruneSchedule, schedule_fractions
 from neuronviz.errors import NeuronvizError
 
 

@@ -8,10 +8,10 @@ import keras
 import numpy as np
 import pytest
 
+from neuronviz.backend.analysis.importance import layer_scores
 from neuronviz.backend.analysis.sensitivity import (
     DEFAULT_FRACTIONS,
     SweepResult,
-    l2_importance,
     sweep,
 )
 from neuronviz.backend.model.data import Dataset
@@ -85,7 +85,7 @@ def test_a_point_equals_the_pruned_model_without_the_weakest_units(
 
 
 def test_l2_importance_matches_kernel_norms(demo_model, demo_trace):
-    imp = l2_importance(demo_trace)
+    imp = layer_scores(demo_trace, "l2")
     assert set(imp) == {"conv2d", "conv2d_1", "dense", "dense_1"}
     kernel = demo_model.get_layer("dense").get_weights()[0]
     np.testing.assert_allclose(

@@ -4,15 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from neuronviz.backend.analysis.stats import (
-    StatsJob,
-    activation_stats,
-    prunable_layers,
-    weight_stats,
-)
+from neuronviz.backend.analysis.importance import weight_stats
+from neuronviz.backend.analysis.stats import StatsJob, activation_stats
 from neuronviz.backend.model.graph import flatten
 from neuronviz.backend.model.trace import trace
 from neuronviz.core import criteria
+from neuronviz.core.prunable import prunable_layers
 from neuronviz.errors import NeuronvizError
 
 L = keras.layers

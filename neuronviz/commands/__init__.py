@@ -1,4 +1,18 @@
-"""CLI subcommands: one module each, with add_arguments(parser) and run(args) -> int."""
+"""CLI subcommands: one module each, with add_arguments(parser) and run(args) -> int.
+
+Subcommands reach the engine through `neuronviz.api` only (plus the NumPy-only core and
+`neuronviz.errors`); tests/test_architecture.py keeps it so.
+"""
+
+from pathlib import Path
+
+
+def check_data_source(source) -> None:
+    """Fail fast (before TensorFlow loads) on a data source that cannot exist."""
+    from neuronviz.errors import NeuronvizError
+
+    if str(source) != "demo" and not Path(source).exists():
+        raise NeuronvizError(f"Data file not found: '{source}'")
 
 
 def add_output_arguments(p, json_help: str = "print one JSON object instead of a summary") -> None:

@@ -6,7 +6,7 @@ import json
 import math
 import warnings
 
-from neuronviz.commands import add_output_arguments
+from neuronviz.commands import add_output_arguments, check_data_source
 from neuronviz.commands.prune import add_selection_arguments, selection_plan
 
 
@@ -23,22 +23,19 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from neuronviz.backend.model.data import check_source
     from neuronviz.errors import NeuronvizError
 
     plan = selection_plan(args, required=False)
     if args.batch_size < 1:
         raise NeuronvizError(f"Expected --batch-size >= 1. Received: {args.batch_size}")
-    check_source(args.data)  # before the slow model load
+    check_data_source(args.data)  # before the slow model load
 
     import neuronviz.api as nv
-    from neuronviz.backend.model.data import load_data
-    from neuronviz.backend.scoring.preview import Previewer
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
     trace = nv.analyze(model)
     selection = trace.select(plan)
-    data = load_data(args.data, model)
+    data = nv.load_data(args.data, model)
     if selection.touches_output():
         warnings.warn(
             "The selection removes output units: samples of removed classes count as wrong "
@@ -46,7 +43,7 @@ def run(args) -> int:
             stacklevel=1,
         )
     # one pass per score and nothing kept: a one-off evaluation gains nothing from caching
-    previewer = Previewer(model, trace, data, budget_bytes=0, batch_size=args.batch_size)
+    previewer = nv.Previewer(model, trace, data, budget_bytes=0, batch_size=args.batch_size)
     score = previewer.score(plan)
     if args.json:
         print(json.dumps(score.to_dict()))

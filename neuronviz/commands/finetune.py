@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from neuronviz.commands import add_output_arguments
+from neuronviz.commands import add_output_arguments, check_data_source
 
 DEMO_SOURCES = {"demo": "val", "demo-val": "val", "demo-train": "train"}
 
@@ -62,13 +62,13 @@ def add_arguments(p) -> None:
 
 def load_split(source: str, model):
     """A Dataset from a path, 'demo' / 'demo-val' or 'demo-train'."""
-    from neuronviz.backend.model.data import load_data
+    import neuronviz.api as nv
     from neuronviz.resources import demo_train, demo_val
 
     split = DEMO_SOURCES.get(str(source))
     if split is not None:
-        return load_data(demo_train() if split == "train" else demo_val(), model)
-    return load_data(source, model)
+        return nv.load_data(demo_train() if split == "train" else demo_val(), model)
+    return nv.load_data(source, model)
 
 
 def check_output(output, *inputs) -> Path:
@@ -99,28 +99,24 @@ def run(args) -> int:
             raise NeuronvizError(f"Expected --{name} >= 1. Received: {value}")
     if not args.lr > 0:
         raise NeuronvizError(f"Expected --lr > 0. Received: {args.lr}")
-    from neuronviz.backend.model.data import check_source
-
     for source in (args.data, args.val):
         if source not in DEMO_SOURCES:
-            check_source(source)
+            check_data_source(source)
 
     import neuronviz.api as nv
-    from neuronviz.backend.recovery.finetune import FinetuneJob
-    from neuronviz.backend.recovery.sparsity import describe_masks, masks_from_zeros, sparse_masks
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
     train, val = load_split(args.data, model), load_split(args.val, model)
     if args.release_zeros:
         masks = None
     else:
-        masks = masks_from_zeros(model) if args.keep_zeros else sparse_masks(model)
+        masks = nv.masks_from_zeros(model) if args.keep_zeros else nv.sparse_masks(model)
         if masks and not args.json:
             print(
-                f"keeping {describe_masks(masks)} at zero (--release-zeros lets them move)",
+                f"keeping {nv.describe_masks(masks)} at zero (--release-zeros lets them move)",
                 file=sys.stderr,
             )
-    job = FinetuneJob(
+    job = nv.finetune(
         model,
         train,
         val,

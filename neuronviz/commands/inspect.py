@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 
-from neuronviz.commands import add_output_arguments
+from neuronviz.commands import add_output_arguments, check_data_source
 
 
 def add_arguments(p) -> None:
@@ -32,20 +32,16 @@ def _shape(shapes) -> list:
 
 def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
     """The inspect JSON object for `model` (see the module docstring)."""
-    from neuronviz.backend.analysis.stats import StatsJob, weight_stats
-    from neuronviz.backend.surgery.counting import count
+    import neuronviz.api as nv
 
     fg = trace.graph
-    counts = count(fg)
-    norms = weight_stats(trace)
+    counts = nv.counts(model)
+    norms = nv.weight_stats(trace)
     out = {"model": {"name": model.name, "params": counts.params, "macs": counts.macs}}
     stats = None
     if dataset is not None:
-        from neuronviz.backend.scoring.preview import Previewer
-
-        score = Previewer(model, trace, dataset).baseline()
-        out["baseline"] = score.to_dict()
-        stats = StatsJob(model, trace, dataset.x, batch_size=batch_size).run_all()
+        out["baseline"] = nv.evaluate(model, dataset, trace=trace).to_dict()
+        stats = nv.activation_stats(model, trace, dataset.x, batch_size=batch_size)
     rows = []
     for t in model.inputs:
         op = getattr(t, "_keras_history", None)
@@ -95,20 +91,12 @@ def run(args) -> int:
     if not Path(args.model).exists():  # fail fast, before TensorFlow loads
         raise NeuronvizError(f"Model file not found: '{args.model}'")
     if args.data:
-        from neuronviz.backend.model.data import check_source
+        check_data_source(args.data)
+    import neuronviz.api as nv
 
-        check_source(args.data)
-    from neuronviz.backend.model.graph import flatten
-    from neuronviz.backend.model.io import load_model
-    from neuronviz.backend.model.trace import trace as trace_of
-
-    model = load_model(args.model, unsafe=args.unsafe)
-    tr = trace_of(flatten(model))
-    dataset = None
-    if args.data:
-        from neuronviz.backend.model.data import load_data
-
-        dataset = load_data(args.data, model)
+    model = nv.load_model(args.model, unsafe=args.unsafe)
+    tr = nv.analyze(model)
+    dataset = nv.load_data(args.data, model) if args.data else None
     data = report(model, tr, dataset, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(data))

@@ -67,24 +67,25 @@ def run(args) -> int:
         )
 
     import neuronviz.api as nv
-    from neuronviz.backend.recovery.sparsity import export_tflite, file_size, sparsify, tflite_bytes
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
-    result = sparsify(model, args.amount, layers=layers, scope=args.scope)
+    result = nv.sparsify(model, args.amount, layers=layers, scope=args.scope)
     tflite_data = (
-        tflite_bytes(result.model, sparse_encoding=args.sparse_tflite) if tfl is not None else None
+        nv.tflite_bytes(result.model, sparse_encoding=args.sparse_tflite)
+        if tfl is not None
+        else None
     )
     saved = nv.save_model(result.model, out, source=args.model)
-    sizes = {"input": file_size(args.model).to_dict(), "output": file_size(saved).to_dict()}
+    sizes = {"input": nv.file_size(args.model).to_dict(), "output": nv.file_size(saved).to_dict()}
     if tfl is not None:
-        export_tflite(
+        nv.export_tflite(
             result.model,
             tfl,
             source=args.model,
             sparse_encoding=args.sparse_tflite,
             data=tflite_data,
         )
-        sizes["tflite"] = file_size(tfl).to_dict()
+        sizes["tflite"] = nv.file_size(tfl).to_dict()
     if args.json:
         print(
             json.dumps(

@@ -3,9 +3,10 @@
 Numpy only. Every function leaves at least one unit in each layer: when a criterion
 would take all of a layer's units, the best-scoring one (largest score, lowest APoZ,
 or the first dead unit) stays. Units of layers outside `allowed` (when given) are never
-selected; use `neuronviz.backend.analysis.stats.prunable_layers(trace)` to skip blocked groups,
+selected; use `neuronviz.core.prunable.prunable_layers(trace)` to skip blocked groups,
 groups reaching a model output, and extra layers of one group (with activation
-statistics: `prunable_layers(trace, stats, prefer="last")`). NaN scores are never
+statistics: `prunable_layers(trace, stats, prefer="last")`). Scores come from the
+importance plug-ins (neuronviz.backend.analysis.importance). NaN scores are never
 selected. Trace.select still checks the plan against the model's groups.
 """
 
@@ -102,17 +103,6 @@ def smallest(
             if budget == 0:
                 break
     return Plan(out)
-
-
-def lowest_taylor(
-    scores: Mapping[str, np.ndarray],
-    fraction: float | None = None,
-    n: int | None = None,
-    scope: str = "layer",
-    allowed: Collection[str] | None = None,
-) -> Plan:
-    """The units with the smallest first-order Taylor importance (see `smallest`)."""
-    return smallest(scores, fraction=fraction, n=n, scope=scope, allowed=allowed)
 
 
 def _field(stats, name: str) -> np.ndarray:

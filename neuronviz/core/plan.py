@@ -88,12 +88,6 @@ class Plan:
             out.setdefault(k, set()).update(v)
         return Plan({k: tuple(v) for k, v in out.items()})
 
-    def with_units(self, layer: str, indices: Iterable[int]) -> Plan:
-        """This plan with `layer`'s selection replaced by `indices`."""
-        out = dict(self.remove)
-        out[layer] = tuple(indices)
-        return Plan(out)
-
     def to_dict(self) -> dict:
         return {"remove": {k: list(v) for k, v in self.remove.items()}}
 

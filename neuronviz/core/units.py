@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from neuronviz.core.names import resolve_layer
 from neuronviz.core.plan import Plan
-from neuronviz.errors import NeuronvizError, close_matches
+from neuronviz.errors import NeuronvizError
 
 
 @dataclass
@@ -199,12 +200,7 @@ class UnitGraph:
         aliases = aliases or {}
         removed: set[int] = set()
         for name, indices in plan.remove.items():
-            layer = aliases.get(name, name)
-            if layer not in layer_units:
-                raise NeuronvizError(
-                    f"Expected a layer with units. Received: unknown layer '{name}'."
-                    + close_matches(name, list(layer_units) + list(aliases))
-                )
+            layer = resolve_layer(name, layer_units, aliases)
             m = layer_units[layer]
             idx = np.asarray(indices, dtype=np.int64)
             bad = idx[(idx < 0) | (idx >= len(m))]

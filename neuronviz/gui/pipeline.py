@@ -110,9 +110,6 @@ class Pipeline(QObject):
             "analysis", work, got, lambda msg: self.state.error(f"Analysis failed: {msg}")
         )
 
-    def cancel_analysis(self) -> None:
-        self.tasks.cancel("analysis")
-
     # ---- live preview -----------------------------------------------------------------
     def schedule_preview(self) -> None:
         """Leading-edge debounce: an isolated change is scored at once; a burst of

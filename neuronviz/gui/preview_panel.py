@@ -59,7 +59,6 @@ class PreviewPanel(QWidget):
                 lab.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 grid.addWidget(lab, row, col)
             self.labels[name] = cells
-        self.accuracy_label = self.labels["Accuracy"][1]
         self.progress = QProgressBar()  # busy while the preview computes; always laid out
         self.progress.setRange(0, 1)
         self.progress.setMaximumHeight(4)

@@ -143,7 +143,7 @@ class Tasks(QObject):
     progress = Signal(str, float, str)
     finished = Signal(str, str)  # name, outcome
 
-    def __init__(self, parent=None, max_threads: int = 3):
+    def __init__(self, parent=None):
         super().__init__(parent)
         self._tasks: dict[str, _Task] = {}
         self._queue: queue.Queue = queue.Queue()

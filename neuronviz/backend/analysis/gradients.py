@@ -18,24 +18,17 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from neuronviz.backend.analysis.stats import as_inputs, batch_tensors, input_dtypes, unit_kernel
+from neuronviz.backend.analysis.stats import as_inputs, batch_tensors, input_dtypes
 from neuronviz.backend.model.graph import FlatGraph, flatten
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.surgery.rules import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
-from neuronviz.errors import NeuronvizError, close_matches
+from neuronviz.core.names import resolve_layer
+from neuronviz.errors import NeuronvizError
 
 
 def layer_path(fg: FlatGraph, name: str) -> str:
     """The flat-graph path of a layer name or alias (NeuronvizError if unknown)."""
-    if name in fg.layers:
-        return name
-    aliases = fg.aliases()
-    if name in aliases:
-        return aliases[name]
-    raise NeuronvizError(
-        f"Expected a layer of the model. Received: unknown layer '{name}'."
-        + close_matches(name, list(fg.layers) + list(aliases))
-    )
+    return resolve_layer(name, fg.layers, fg.aliases(), "a layer of the model")
 
 
 def _unit_call(fg: FlatGraph, name: str, unit: int):
@@ -192,7 +185,7 @@ def unit_top_inputs(trace: Trace, layer: str, unit: int, k: int = 10) -> list[tu
     fg = trace.graph
     call = _unit_call(fg, layer, unit)
     rule = trace.rule(call.path)
-    w = unit_kernel(call.layer, rule)
+    w = rule.unit_kernel(call.layer)
     if w is None or not getattr(rule, "has_units", False):
         raise NeuronvizError(
             f"Expected a layer that creates units (Dense, Conv, ...). Received: '{call.path}' ({type(call.layer).__name__})"

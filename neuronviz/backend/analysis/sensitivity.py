@@ -19,14 +19,16 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
-import keras
 import numpy as np
 
+from neuronviz.backend.analysis.importance import group_scores, layer_scores
 from neuronviz.backend.model.trace import Trace
 from neuronviz.core.metrics import Score
+from neuronviz.core.names import resolve_layer
 from neuronviz.core.plan import Plan
+from neuronviz.core.prunable import why_not_prunable
 from neuronviz.core.units import Group
-from neuronviz.errors import NeuronvizError, close_matches
+from neuronviz.errors import NeuronvizError
 
 DEFAULT_FRACTIONS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
@@ -163,35 +165,8 @@ def sweep(
     fractions=DEFAULT_FRACTIONS,
 ) -> Sweep:
     """A sensitivity sweep (see the module docstring). `importance`: layer -> one value
-    per unit (higher = more important); layers left out get `l2_importance`."""
+    per unit (higher = more important); layers left out get the "l2" importance."""
     return Sweep(previewer, trace, importance, fractions)
-
-
-def l2_importance(trace: Trace) -> dict[str, np.ndarray]:
-    """||kernel[..., j]||_2 per output unit j of every unit-creating layer with a kernel."""
-    out = {}
-    for g in trace.units.groups:
-        for path in g.sources:
-            if path in trace.layer_units and path in trace.graph.layers:
-                norms = _kernel_norms(trace.graph.layers[path])
-                if norms is not None and len(norms) == len(trace.layer_units[path]):
-                    out[path] = norms
-    return out
-
-
-def _kernel_norms(layer) -> np.ndarray | None:
-    name = type(layer).__name__
-    if name.startswith("Separable"):
-        w, axis = getattr(layer, "pointwise_kernel", None), -1
-    elif name == "Embedding":
-        w, axis = getattr(layer, "embeddings", None), -1
-    else:
-        w, axis = getattr(layer, "kernel", None), (-2 if name.endswith("Transpose") else -1)
-    if w is None:
-        return None
-    w = w.numpy() if hasattr(w, "numpy") else keras.ops.convert_to_numpy(w)
-    w = np.moveaxis(np.asarray(w, dtype=np.float64), axis, -1)
-    return np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).sum(axis=0))
 
 
 # ---- helpers --------------------------------------------------------------------------
@@ -208,14 +183,10 @@ def _checked_fractions(fractions) -> list[float]:
 def _importance(trace: Trace, given: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
     lu = trace.layer_units
     aliases = trace.graph.aliases()
-    out = l2_importance(trace)
+    sources = [p for g in trace.units.groups for p in g.sources if p in lu]
+    out = layer_scores(trace, "l2", sources)
     for name, values in (given or {}).items():
-        layer = aliases.get(name, name)
-        if layer not in lu:
-            raise NeuronvizError(
-                f"Expected importance for layers with units. Received: unknown layer '{name}'."
-                + close_matches(name, list(lu))
-            )
+        layer = resolve_layer(name, lu, aliases, "importance for layers with units")
         values = np.asarray(values, dtype=np.float64).reshape(-1)
         if len(values) != len(lu[layer]) or not np.isfinite(values).all():
             raise NeuronvizError(
@@ -228,12 +199,9 @@ def _importance(trace: Trace, given: Mapping[str, np.ndarray] | None) -> dict[st
 
 
 def _why_skipped(g: Group, trace: Trace, importance: dict) -> str | None:
-    if g.blocked:
-        return "blocked: " + g.blocked[0]
-    if g.reaches_output:
-        return "its units are the model's outputs"
-    if g.size < 2:
-        return "it has a single unit"
+    why = why_not_prunable(g, outputs_ok=False, min_units=2)
+    if why:
+        return why
     if not any(s in trace.layer_units for s in g.sources):
         return "none of its layers has selectable units"
     if not any(s in importance for s in g.sources):
@@ -242,15 +210,10 @@ def _why_skipped(g: Group, trace: Trace, importance: dict) -> str | None:
 
 
 def _class_order(g: Group, trace: Trace, importance: dict) -> np.ndarray:
-    """The group's classes (root unit ids), least important first (ties: first unit first)."""
-    total = {int(r): 0.0 for r in g.classes.tolist()}
-    for path in g.sources:
-        if path in importance and path in trace.layer_units:
-            roots = trace.units.roots(trace.layer_units[path])
-            for r, v in zip(roots.tolist(), importance[path].tolist(), strict=True):
-                if r in total:
-                    total[r] += v
-    scores = np.array([total[int(r)] for r in g.classes.tolist()])
+    """The group's classes (root unit ids), least important first (ties: first unit first):
+    the importance of its unit-creating layers, summed per class."""
+    sources = {p: importance[p] for p in g.sources if p in importance}
+    scores = np.nan_to_num(group_scores(trace, g, sources, reduce="sum"), nan=0.0)
     return g.classes[np.argsort(scores, kind="stable")]
 
 

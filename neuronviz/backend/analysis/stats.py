@@ -1,8 +1,4 @@
-"""Per-unit statistics: weight norms, and activation statistics over a data set.
-
-Weight statistics exist for the layers that *create* units (Dense, Conv*, SeparableConv,
-ConvTranspose, Embedding, recurrent layers). Pass-through members of a group (BatchNorm,
-ReLU, pooling, Add, ...) have no norms of their own and are omitted.
+"""Per-unit activation statistics over a data set (weight norms: see importance.py).
 
 Activation statistics exist for every layer with units (its output, after its
 activation) and are reduced over samples and spatial positions batch by batch, so the
@@ -20,117 +16,7 @@ import tensorflow as tf
 from keras import ops
 
 from neuronviz.backend.model.trace import Trace
-from neuronviz.backend.surgery.rules import (
-    ConvTransposeRule,
-    EmbeddingRule,
-    Opaque,
-    RecurrentRule,
-    SeparableRule,
-    Source,
-)
 from neuronviz.errors import NeuronvizError
-
-
-# ---- weights ---------------------------------------------------------------------------
-@dataclass
-class WeightStats:
-    """Norms of each unit's incoming weights, its bias and the gamma of a following BatchNorm."""
-
-    norm_l1: np.ndarray
-    norm_l2: np.ndarray
-    bias: np.ndarray | None
-    bn_gamma: np.ndarray | None
-
-
-def unit_kernel(layer, rule) -> np.ndarray | None:
-    """The layer's incoming weights as (..., units): the unit axis last, all others summed over.
-
-    Conv*Transpose kernels are (..., filters, in): the unit axis is moved last.
-    SeparableConv uses its pointwise kernel, Embedding its embeddings (vocab, dim), and
-    recurrent layers their input kernel reshaped to (in, gates, units)."""
-    if isinstance(rule, EmbeddingRule):
-        return _np(layer.embeddings)
-    if isinstance(rule, SeparableRule):
-        return _np(layer.pointwise_kernel)
-    if isinstance(rule, RecurrentRule):
-        layer = getattr(layer, "cell", layer)
-    kernel = getattr(layer, "kernel", None)
-    if kernel is None:
-        return None
-    k = _np(kernel)
-    if isinstance(rule, ConvTransposeRule):
-        return np.moveaxis(k, -2, -1)
-    if isinstance(rule, RecurrentRule):
-        units = int(layer.units)
-        return k.reshape(k.shape[0], k.shape[-1] // units, units)
-    return k
-
-
-def weight_stats(trace: Trace) -> dict[str, WeightStats]:
-    """WeightStats for every unit-creating layer with units, in graph order."""
-    fg = trace.graph
-    consumers: dict = {}
-    for call in fg.calls:
-        for k in call.inputs:
-            consumers.setdefault(k, []).append(call)
-    out = {}
-    for path in trace.layer_units:
-        rule = trace.rule(path)
-        if not isinstance(rule, Source):
-            continue
-        layer = fg.layers[path]
-        k = unit_kernel(layer, rule)
-        if k is None:
-            continue
-        flat = np.abs(k.reshape(-1, k.shape[-1]).astype(np.float64))
-        bias = getattr(layer, "bias", None) if not isinstance(rule, RecurrentRule) else None
-        out[path] = WeightStats(
-            norm_l1=flat.sum(axis=0),
-            norm_l2=np.sqrt((flat**2).sum(axis=0)),
-            bias=_np(bias) if bias is not None else None,
-            bn_gamma=_following_gamma(trace, consumers.get(fg.first_call(path).outputs[0], [])),
-        )
-    return out
-
-
-def _following_gamma(trace: Trace, calls) -> np.ndarray | None:
-    for call in calls:
-        if type(call.layer).__name__ == "BatchNormalization" and not isinstance(
-            trace.rule(call.path), Opaque
-        ):
-            gamma = getattr(call.layer, "gamma", None)
-            return _np(gamma) if gamma is not None else None
-    return None
-
-
-def _np(v) -> np.ndarray:
-    return np.asarray(v.numpy() if hasattr(v, "numpy") else ops.convert_to_numpy(v))
-
-
-# ---- which layers a criterion may select from -------------------------------------------
-def prunable_layers(
-    trace: Trace,
-    candidates: Iterable[str] | None = None,
-    one_per_group: bool = True,
-    prefer: str = "first",
-) -> list[str]:
-    """Layers whose units may be removed: with units, in exactly one group that is not
-    blocked and does not reach a model output. `candidates` defaults to the unit-creating
-    layers. With `one_per_group`, one candidate per group is kept, so per-layer selections
-    cannot add up to a whole group: the first in the order given, or with prefer="last"
-    the last one (for activation statistics: the output downstream layers actually see,
-    e.g. the ReLU after Conv -> BatchNorm)."""
-    if candidates is None:
-        candidates = [p for p in trace.layer_units if isinstance(trace.rule(p), Source)]
-    groups = trace.units.groups
-    chosen: dict[int, list[str]] = {}
-    for path in candidates:
-        g = trace.group_of(path)
-        if isinstance(g, int) and not groups[g].blocked and not groups[g].reaches_output:
-            chosen.setdefault(g, []).append(path)
-    if not one_per_group:
-        return [p for ps in chosen.values() for p in ps]
-    return [ps[-1] if prefer == "last" else ps[0] for ps in chosen.values()]
 
 
 # ---- activations -------------------------------------------------------------------------

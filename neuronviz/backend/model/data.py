@@ -75,12 +75,6 @@ def load_data(source, model) -> Dataset:
     return _checked(xs, y, model, path.name)
 
 
-def check_source(source) -> None:
-    """Fail fast (before loading a model) on a data source that cannot exist."""
-    if str(source) != "demo" and not Path(source).exists():
-        raise NeuronvizError(f"Data file not found: '{source}'")
-
-
 # ---- model facts ----------------------------------------------------------------------
 def _input_specs(model) -> list[tuple[tuple, str]]:
     """(shape without batch, dtype) of each model input."""

@@ -64,9 +64,6 @@ class FlatGraph:
     def first_call(self, path: str) -> Call:
         return next(c for c in self.calls if c.path == path)
 
-    def calls_of(self, path: str) -> list[Call]:
-        return [c for c in self.calls if c.path == path]
-
     def aliases(self) -> dict[str, str]:
         """Unambiguous short names for nested layers: 'dense' for 'inner/dense'."""
         short: dict[str, list[str]] = {}

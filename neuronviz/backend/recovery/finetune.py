@@ -22,6 +22,7 @@ import numpy as np
 
 from neuronviz.backend.model.compiling import compile_like
 from neuronviz.backend.recovery.sparsity import apply_masks, clone_with_weights, sparse_masks
+from neuronviz.backend.scoring.output import METRIC, predicted_classes, training_loss
 from neuronviz.errors import NeuronvizError
 
 
@@ -73,25 +74,6 @@ def xy(data) -> tuple:
     return x, y
 
 
-def _is_softmax_output(model: keras.Model) -> bool:
-    last = model.layers[-1] if model.layers else None
-    return (
-        isinstance(last, keras.layers.Softmax)
-        or getattr(last, "activation", None) is keras.activations.softmax
-    )
-
-
-def training_loss(model: keras.Model):
-    """The model's compiled loss; otherwise sparse categorical cross-entropy
-    (from logits, unless the last layer is a softmax)."""
-    loss = getattr(model, "loss", None) if getattr(model, "compiled", False) else None
-    if isinstance(loss, str):
-        return keras.losses.get(loss)
-    if loss is not None:
-        return loss
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=not _is_softmax_output(model))
-
-
 def _check_data(model: keras.Model, x, y, what: str) -> tuple[np.ndarray, np.ndarray]:
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise NeuronvizError(
@@ -110,9 +92,10 @@ def _check_data(model: keras.Model, x, y, what: str) -> tuple[np.ndarray, np.nda
             f"Expected {what} samples of shape {want}. Received: {tuple(x.shape[1:])}"
         )
     classes = int(model.outputs[0].shape[-1])
-    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and (y.min() < 0 or y.max() >= classes):
+    limit = 2 if classes == 1 else classes  # one unit: a binary decision
+    if y.ndim == 1 and np.issubdtype(y.dtype, np.integer) and (y.min() < 0 or y.max() >= limit):
         raise NeuronvizError(
-            f"Expected {what} labels in [0, {classes}) for a model with {classes} outputs. "
+            f"Expected {what} labels in [0, {limit}) for a model with {classes} outputs. "
             f"Received: labels from {int(y.min())} to {int(y.max())}"
         )
     return (x.astype("float32") if x.dtype == np.float64 else x), y
@@ -124,7 +107,7 @@ def compile_for_training(
     model.compile(
         optimizer=optimizer if optimizer is not None else keras.optimizers.Adam(learning_rate),
         loss=training_loss(source),
-        metrics=["accuracy"],
+        metrics=[METRIC],
         jit_compile=False,
     )
 
@@ -338,7 +321,7 @@ class FinetuneJob:
 
 def evaluate(model: keras.Model, data, batch_size: int = 256) -> dict:
     """{"loss", "accuracy"} of `model` on (x, y) with its training loss (see
-    `training_loss`), from predictions only: `model` is not changed or compiled."""
+    output.training_loss), from predictions only: `model` is not changed or compiled."""
     x, y = _check_data(model, *xy(data), "evaluation")
     loss_fn = training_loss(model)
     pred = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
@@ -347,5 +330,6 @@ def evaluate(model: keras.Model, data, batch_size: int = 256) -> dict:
         total_loss += float(loss_fn(y[s : s + batch_size], pred[s : s + batch_size])) * len(
             pred[s : s + batch_size]
         )
-    labels = y if y.ndim == 1 else y.argmax(-1)
-    return {"loss": total_loss / len(x), "accuracy": float((pred.argmax(-1) == labels).mean())}
+    labels = y if y.ndim == 1 or y.shape[-1] == 1 else y.argmax(-1)  # one-hot -> ids
+    hits = predicted_classes(model, pred) == labels.reshape(-1)
+    return {"loss": total_loss / len(x), "accuracy": float(hits.mean())}

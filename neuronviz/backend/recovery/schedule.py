@@ -6,9 +6,9 @@ each step so the network can adapt before the next cut.
         print(step.step, step.widths, step.pruned["accuracy"], step.finetuned["accuracy"])
     small = sched.result
 
-Units are ranked by the L2 norm of their kernel column, ||kernel[..., j]||_2 (smallest
-first), recomputed on the current (fine-tuned) model at every step, unless `scores` is
-given. Removal is physical, through neuronviz.api.prune.
+Units are ranked by the "l2" importance (the L2 norm of their incoming weights, smallest
+first; see analysis/importance.py), recomputed on the current (fine-tuned) model at every
+step, unless `scores` is given. Removal is physical, through neuronviz.api.prune.
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from neuronviz.backend.analysis.importance import model_scores
 from neuronviz.backend.recovery.finetune import FinetuneJob, Progress, evaluate
-from neuronviz.errors import NeuronvizError, close_matches
+from neuronviz.core.names import resolve_layer
+from neuronviz.errors import NeuronvizError
 
 SCHEDULES = ("polynomial", "constant")
 
@@ -48,25 +50,6 @@ def schedule_fractions(
     if kind == "constant":
         return [target * t / n for t in range(1, n + 1)]
     return [target * (1.0 - (1.0 - t / n) ** power) for t in range(1, n + 1)]
-
-
-def _unit_axis(layer) -> int:
-    return -2 if "Transpose" in type(layer).__name__ else -1
-
-
-def l2_scores(model: keras.Model, layer: str) -> np.ndarray:
-    """||kernel[..., j]||_2 for every unit j of `layer` (a layer path of `model`)."""
-    from neuronviz.backend.model.graph import flatten
-
-    obj = flatten(model).layers[layer]
-    kernel = next((v for v in obj.weights if v.name in ("kernel", "embeddings")), None)
-    if kernel is None:
-        raise NeuronvizError(
-            f"Expected a layer with a kernel to rank units by L2 norm. Received: '{layer}' "
-            f"({type(obj).__name__}); pass `scores` for it."
-        )
-    w = np.moveaxis(np.asarray(kernel.numpy(), dtype=np.float64), _unit_axis(obj), -1)
-    return np.sqrt((w.reshape(-1, w.shape[-1]) ** 2).sum(axis=0))
 
 
 @dataclass(frozen=True)
@@ -130,12 +113,7 @@ class PruneSchedule:
             raise NeuronvizError("Expected at least one layer to prune. Received: none")
         self.targets: dict[str, float] = {}
         for name, frac in wanted.items():
-            path = aliases.get(name, name)
-            if path not in tr.layer_units:
-                raise NeuronvizError(
-                    f"Expected a layer with units. Received: unknown layer '{name}'."
-                    + close_matches(name, list(tr.layer_units) + list(aliases))
-                )
+            path = resolve_layer(name, tr.layer_units, aliases)
             schedule_fractions(frac, steps, schedule)  # validates
             self.targets[path] = frac
         self.original = {p: len(tr.layer_units[p]) for p in self.targets}
@@ -175,10 +153,10 @@ class PruneSchedule:
 
     def _scores(self, model, path) -> np.ndarray:
         if self.scores is None:
-            s = l2_scores(model, path)
+            s = model_scores(model, path)
         elif isinstance(self.scores, Mapping):
             full = np.asarray(
-                self.scores[path] if path in self.scores else l2_scores(self.model, path),
+                self.scores[path] if path in self.scores else model_scores(self.model, path),
                 dtype=np.float64,
             )
             if len(full) != self.original[path]:

@@ -24,6 +24,7 @@ from keras import ops
 from neuronviz.backend.model.compiling import compile_like
 from neuronviz.backend.model.graph import flatten
 from neuronviz.core.atomic import atomic_path
+from neuronviz.core.names import resolve_layer
 from neuronviz.errors import NeuronvizError, close_matches
 
 SCOPES = ("layer", "global")
@@ -47,12 +48,7 @@ def prunable_kernels(model: keras.Model, layers=None) -> dict[str, keras.Variabl
     with_kernels = sorted(set(owners.values()))
     wanted = []
     for name in layers:
-        path = aliases.get(name, name)
-        if path not in fg.layers:
-            raise NeuronvizError(
-                f"Expected a layer of the model. Received: unknown layer '{name}'."
-                + close_matches(name, list(fg.layers) + list(aliases))
-            )
+        path = resolve_layer(name, fg.layers, aliases, "a layer of the model")
         if path not in with_kernels:
             raise NeuronvizError(
                 f"Expected a layer with a kernel (Dense, Conv, ...). Received: '{name}' "

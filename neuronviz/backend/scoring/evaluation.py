@@ -1,8 +1,8 @@
-"""What a model's output means, and which loss to score it with.
+"""Scoring a model's outputs: its compiled loss as a NumPy-friendly function, and `scorer`.
 
 Scoring always uses the model's first output. When the model is compiled, its compiled
 loss is used (regularisation penalties are not included); otherwise the built-in
-crossentropy of `neuronviz.core.metrics`.
+crossentropy of `neuronviz.core.metrics`. What the output is comes from output.py.
 """
 
 from __future__ import annotations
@@ -12,46 +12,10 @@ import warnings
 import keras
 import numpy as np
 
-from neuronviz.backend.model.graph import FlatGraph, flatten
+from neuronviz.backend.model.graph import FlatGraph
+from neuronviz.backend.scoring.output import output_kind
 from neuronviz.core import metrics
 from neuronviz.core.metrics import LossFn, Score
-
-# layers that pass their input's meaning through unchanged
-_TRANSPARENT = {
-    "Dropout",
-    "Flatten",
-    "Reshape",
-    "Identity",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "ActivityRegularization",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-}
-
-
-def output_kind(model: keras.Model, graph: FlatGraph | None = None) -> str:
-    """ "softmax", "sigmoid" or "logits": the activation of the layer making the first output."""
-    fg = graph or flatten(model)
-    producers = fg.producers()
-    key = fg.outputs[0]
-    while key in producers:
-        call = producers[key]
-        layer = call.layer
-        if type(layer).__name__ in ("Softmax", "Sigmoid"):  # layers and raw Keras ops
-            return type(layer).__name__.lower()
-        fn = getattr(layer, "activation", None)
-        name = getattr(fn, "__name__", "")
-        if name in ("softmax", "sigmoid"):
-            return name
-        if type(layer).__name__ in _TRANSPARENT or (
-            type(layer).__name__ == "Activation" and name == "linear"
-        ):
-            key = call.inputs[0]
-            continue
-        break
-    return "logits"
 
 
 def compiled_loss(model: keras.Model, kind: str | None = None) -> LossFn | None:

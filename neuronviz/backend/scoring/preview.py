@@ -32,6 +32,7 @@ from neuronviz.backend.surgery.masking import Masker, pruned_layer
 from neuronviz.backend.surgery.rules import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
 from neuronviz.core.metrics import Score
 from neuronviz.core.plan import Plan
+from neuronviz.core.prunable import why_not_prunable
 from neuronviz.errors import NeuronvizError
 
 _MASKERS_KEPT = 16
@@ -188,7 +189,7 @@ class Previewer:
         out = []
         lu = self.trace.layer_units
         for g in self.trace.units.groups:
-            if g.blocked or g.size < 2:
+            if why_not_prunable(g, min_units=2):
                 continue
             layer = next((s for s in g.sources + g.members if s in lu), None)
             if layer is None:

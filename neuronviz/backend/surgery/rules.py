@@ -4,6 +4,8 @@ A *rule* per layer type (Torch-Pruning's per-layer pruning functions):
 - ``trace(ctx, call)`` returns the channel map of each output (see core.units);
 - ``prune(layer, weights, in_keeps, out_keeps)`` returns (config changes, new weights);
 - ``macs(call)`` counts multiply-accumulates;
+- ``unit_kernel(layer)`` gives the incoming weights of each unit, as (..., units), for
+  layers that create units (None for the others): what weight importances score;
 - ``mix`` says how the masked model treats the layer's inputs: ``"linear"`` mixes
   channels linearly, so zeroing removed input channels is exact; ``"renorm"``
   normalises over channels, so it is evaluated on the kept channels only.
@@ -45,6 +47,16 @@ class Rule:
 
     def macs(self, call) -> int:
         return 0
+
+    def unit_kernel(self, layer) -> np.ndarray | None:
+        """The layer's incoming weights as (..., units), or None (no units of its own)."""
+        return None
+
+
+def _np(v) -> np.ndarray:
+    import keras
+
+    return np.asarray(v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v))
 
 
 class PassThrough(Rule):
@@ -170,6 +182,10 @@ class Source(Rule):
     def config(self, out_keep):
         return {self.width_key: int(out_keep.sum())}
 
+    def unit_kernel(self, layer) -> np.ndarray | None:
+        kernel = getattr(layer, "kernel", None)
+        return None if kernel is None else _np(kernel)
+
 
 class DenseRule(Source):
     def prune(self, layer, weights, in_keeps, out_keeps):
@@ -216,6 +232,10 @@ class ConvRule(Source):
 class ConvTransposeRule(Source):
     width_key = "filters"
 
+    def unit_kernel(self, layer):
+        k = super().unit_kernel(layer)  # (..., filters, in): the unit axis goes last
+        return None if k is None else np.moveaxis(k, -2, -1)
+
     def prune(self, layer, weights, in_keeps, out_keeps):
         i, o = in_keeps[0], out_keeps[0]
         return self.config(o), _by_name(
@@ -234,6 +254,9 @@ class ConvTransposeRule(Source):
 
 class SeparableRule(Source):
     width_key = "filters"
+
+    def unit_kernel(self, layer):
+        return _np(layer.pointwise_kernel)
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         i, o = in_keeps[0], out_keeps[0]
@@ -305,6 +328,9 @@ class EmbeddingRule(Source):
     width_key = "output_dim"
     mix = None
 
+    def unit_kernel(self, layer):
+        return _np(layer.embeddings)  # (vocab, dim)
+
     def prune(self, layer, weights, in_keeps, out_keeps):
         o = out_keeps[0]
         return self.config(o), _by_name(layer, weights, {"embeddings": lambda w: w[:, o]})
@@ -339,6 +365,12 @@ class RecurrentRule(Source):
                 "bias": lambda w: w[..., g],
             },
         )
+
+    def unit_kernel(self, layer):
+        cell = getattr(layer, "cell", layer)
+        k = super().unit_kernel(cell)  # (in, gates * units) -> (in, gates, units)
+        units = int(cell.units)
+        return None if k is None else k.reshape(k.shape[0], k.shape[-1] // units, units)
 
     def macs(self, call):
         shape = call.input_shapes[0]
