@@ -76,19 +76,31 @@ __all__ = [
 ]  # fmt: skip
 
 
-def analyze(model: keras.Model) -> Trace:
-    """Units, groups and channel maps of `model` (reusable across calls)."""
-    return _trace(flatten(model))
+def analyze(model: keras.Model, input_shape=None) -> Trace:
+    """Units, groups and channel maps of `model` (reusable across calls).
+
+    Subclassed models and custom layers made of Keras layers and ops are captured into a
+    graph. Inputs with None dimensions are traced at `input_shape` (one shape without the
+    batch axis, or a list of them for several inputs), else at a small default
+    (16 tokens or steps, 64x64 pixels); `trace.graph.example_note` says which."""
+    return _trace(flatten(model, _shapes(input_shape)))
 
 
-def groups(model: keras.Model) -> list[Group]:
+def _shapes(input_shape):
+    if input_shape is None:
+        return None
+    one = all(d is None or isinstance(d, (int, np.integer)) for d in input_shape)
+    return [tuple(input_shape)] if one else [tuple(s) for s in input_shape]
+
+
+def groups(model: keras.Model, input_shape=None) -> list[Group]:
     """The coupled unit groups: each lists its member layers and unit count."""
-    return analyze(model).units.groups
+    return analyze(model, input_shape).units.groups
 
 
-def counts(model: keras.Model) -> Counts:
-    """Parameters and MACs per layer and in total."""
-    return count(flatten(model))
+def counts(model: keras.Model, input_shape=None) -> Counts:
+    """Parameters and MACs per layer and in total (MACs at the example input shapes)."""
+    return count(flatten(model, _shapes(input_shape)))
 
 
 def prune(model: keras.Model, plan: Plan | dict, trace: Trace | None = None) -> PruneResult:

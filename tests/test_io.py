@@ -8,6 +8,7 @@ import pytest
 from engine_models import BUILDERS, randomize
 
 import neuronviz.api as nv
+from neuronviz.backend.model.io import check_input_shape
 from neuronviz.errors import NeuronvizError
 
 
@@ -73,10 +74,18 @@ def test_missing_custom_object_names_the_class(tmp_path):
 
 
 def test_undefined_input_shape(tmp_path):
+    # None dimensions load (they are traced at example shapes); unknown inputs do not
     x = keras.Input((None, 3))
     keras.Model(x, keras.layers.Dense(2)(x)).save(tmp_path / "u.keras")
+    model = nv.load_model(tmp_path / "u.keras")
+    assert nv.analyze(model).graph.input_shapes == [(None, 16, 3)]
+
+    class Unbuilt(keras.Model):
+        def call(self, x):
+            return x
+
     with pytest.raises(NeuronvizError, match="undefined input shape"):
-        nv.load_model(tmp_path / "u.keras")
+        check_input_shape(Unbuilt(), "unbuilt.keras")
 
 
 def test_save_is_atomic_and_never_overwrites_the_input(tmp_path, demo_model):

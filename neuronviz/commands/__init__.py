@@ -32,3 +32,34 @@ def add_verbose_argument(p) -> None:
         action="store_true",
         help="show TensorFlow's start-up and log lines (also NEURONVIZ_VERBOSE=1)",
     )
+
+
+def add_input_shape_argument(p) -> None:
+    p.add_argument(
+        "--input-shape",
+        action="append",
+        default=None,
+        metavar="SHAPE",
+        help="example shape without the batch axis for inputs with undefined (None) sizes, "
+        "e.g. 128 or 224,224,3 (repeat per input; default: the data's, else 16 tokens, 64x64 pixels)",
+    )
+
+
+def parse_input_shapes(values) -> list[tuple] | None:
+    """`--input-shape 224,224,3` (repeated per input) as a list of shapes."""
+    if not values:
+        return None
+    from neuronviz.errors import NeuronvizError
+
+    shapes = []
+    for v in values:
+        try:
+            shape = tuple(int(d) for d in v.replace("x", ",").split(","))
+        except ValueError:
+            shape = ()
+        if not shape or min(shape) < 1:
+            raise NeuronvizError(
+                f"Expected --input-shape as positive sizes like 224,224,3. Received: '{v}'"
+            )
+        shapes.append(shape)
+    return shapes

@@ -1,8 +1,12 @@
-"""`neuronviz inspect MODEL [--data DATA] [--json] [--unsafe]`
+"""`neuronviz inspect MODEL [--data DATA] [--input-shape SHAPE] [--json] [--unsafe]`
 
 One row per model input and per layer: class, output shape, units, params, MACs, group,
 and for layers that create units their weight norms; with --data also the baseline
-score and each unit's mean activation and APoZ.
+score and each unit's mean activation and APoZ. Layers inside nested models and captured
+custom layers are rows under their parent (`parent`; `containers` lists the parents
+with their totals). `inputs` lists each input: name, declared shape, dtype and the
+example shape it was traced at (None dimensions: from the data, --input-shape, or a
+small default).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 
-from neuronviz.commands import add_output_arguments, check_data_source
+from neuronviz.commands import add_input_shape_argument, add_output_arguments, check_data_source
 
 
 def add_arguments(p) -> None:
@@ -19,6 +23,7 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--batch-size", type=int, default=256, help="samples per batch for the statistics pass"
     )
+    add_input_shape_argument(p)
     add_output_arguments(p, json_help="print one JSON object instead of a table")
 
 
@@ -35,22 +40,30 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
     import neuronviz.api as nv
 
     fg = trace.graph
-    counts = nv.counts(model)
+    counts = nv.counts(model, [s[1:] for s in fg.input_shapes])
     norms = nv.weight_stats(trace)
     out = {"model": {"name": model.name, "params": counts.params, "macs": counts.macs}}
+    out["inputs"] = [
+        {"name": n, "shape": list(d), "dtype": t, "example_shape": list(e)}
+        for n, d, t, e in zip(
+            fg.input_names, fg.declared_shapes, fg.input_dtypes, fg.input_shapes, strict=True
+        )
+    ]
+    if fg.example_note:
+        out["example_shapes"] = fg.example_note
+    if fg.refused:
+        out["refused"] = dict(fg.refused)
     stats = None
     if dataset is not None:
         out["baseline"] = nv.evaluate(model, dataset, trace=trace).to_dict()
         stats = nv.activation_stats(model, trace, dataset.x, batch_size=batch_size)
     rows = []
-    for t in model.inputs:
-        op = getattr(t, "_keras_history", None)
-        name = op.operation.name if op is not None else t.name
+    for name, shape in zip(fg.input_names, fg.declared_shapes, strict=True):
         rows.append(
             {
                 "name": name,
                 "class": "InputLayer",
-                "output_shape": list(t.shape),
+                "output_shape": list(shape),
                 "units": None,
                 "params": 0,
                 "macs": 0,
@@ -62,11 +75,12 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
         row = {
             "name": path,
             "class": type(layer).__name__,
-            "output_shape": _shape(fg.first_call(path).output_shapes),
+            "output_shape": _shape([tuple(t.shape) for t in fg.first_call(path).node.outputs]),
             "units": None,
             "params": params,
             "macs": macs,
             "group": trace.group_of(path),
+            "parent": _parent(path, fg.nested_models),
         }
         if path in trace.layer_units:
             row["units"] = len(trace.layer_units[path])
@@ -78,6 +92,35 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
                 row["apoz"] = _floats(stats[path].apoz)
         rows.append(row)
     out["layers"] = rows
+    out["containers"] = _containers(trace, rows)
+    return out
+
+
+def _parent(path: str, containers: dict) -> str | None:
+    head = path.rsplit("/", 1)[0] if "/" in path else None
+    return head if head in containers else None
+
+
+def _containers(trace, rows) -> list:
+    """Nested models and captured layers, with the totals of the rows inside them
+    (units: those created by the layers inside)."""
+    fg, out = trace.graph, []
+    for path, op in fg.nested_models.items():
+        inside = [r for r in rows if r["name"].startswith(path + "/")]
+        out.append(
+            {
+                "name": path,
+                "class": type(op).__name__,
+                "captured": path in fg.captured,
+                "parent": _parent(path, fg.nested_models),
+                "params": sum(r["params"] for r in inside),
+                "macs": sum(r["macs"] for r in inside),
+                "units": sum(r["units"] or 0 for r in inside if trace.rule(r["name"]).has_units),
+                "children": [r["name"] for r in inside if r["parent"] == path],
+            }
+        )
+    for c in out:
+        c["children"] += [d["name"] for d in out if d["parent"] == c["name"]]
     return out
 
 
@@ -93,10 +136,14 @@ def run(args) -> int:
     if args.data:
         check_data_source(args.data)
     import neuronviz.api as nv
+    from neuronviz.commands import parse_input_shapes
 
     model = nv.load_model(args.model, unsafe=args.unsafe)
-    tr = nv.analyze(model)
     dataset = nv.load_data(args.data, model) if args.data else None
+    shapes = parse_input_shapes(args.input_shape)
+    if shapes is None and dataset is not None:
+        shapes = [a.shape[1:] for a in dataset.inputs]
+    tr = nv.analyze(model, shapes)
     data = report(model, tr, dataset, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(data))
@@ -123,8 +170,21 @@ def _table(data: dict) -> str:
     with_data = "baseline" in data
     head = f"{'layer':<28} {'class':<20} {'output shape':<20} {'units':>6} {'params':>8} {'MACs':>8} {'group':>6}"
     head += f" {'L2 mean':>8}" + (f" {'act mean':>9} {'APoZ':>6} {'dead':>5}" if with_data else "")
+    if data.get("example_shapes"):
+        lines.insert(1, f"traced at example shapes: {data['example_shapes']}")
     lines += [head, "-" * len(head)]
+    containers = {c["name"]: c for c in data.get("containers", [])}
+    shown: set = set()
     for r in data["layers"]:
+        chain, p = [], r.get("parent")
+        while p is not None:
+            chain.insert(0, p)
+            p = containers[p]["parent"]
+        for depth, name in enumerate(chain):
+            if name not in shown:
+                shown.add(name)
+                lines.append(_container_line(containers[name], depth))
+        label = "  " * len(chain) + r["name"].rsplit("/", 1)[-1] if chain else r["name"]
         shape = (
             str(tuple(r["output_shape"])).replace("None", "N").replace(" ", "")
             if r["output_shape"] and not isinstance(r["output_shape"][0], list)
@@ -138,7 +198,7 @@ def _table(data: dict) -> str:
             else str(r["group"])
         )
         line = (
-            f"{r['name'][:28]:<28} {r['class'][:20]:<20} {shape[:20]:<20} {'-' if r['units'] is None else r['units']:>6} "
+            f"{label[:28]:<28} {r['class'][:20]:<20} {shape[:20]:<20} {'-' if r['units'] is None else r['units']:>6} "
             f"{_num(r['params']):>8} {_num(r['macs']):>8} {group:>6}"
         )
         line += f" {_mean(r.get('norm_l2')):>8}"
@@ -148,6 +208,15 @@ def _table(data: dict) -> str:
             line += f" {_mean(r.get('mean_activation')):>9} {_mean(apoz):>6} {dead:>5}"
         lines.append(line.rstrip())
     return "\n".join(lines)
+
+
+def _container_line(c: dict, depth: int) -> str:
+    label = "  " * depth + c["name"].rsplit("/", 1)[-1]
+    kind = "(captured graph)" if c["captured"] else "(nested model)"
+    return (
+        f"{label[:28]:<28} {c['class'][:20]:<20} {kind:<20} {c['units'] or '-':>6} "
+        f"{_num(c['params']):>8} {_num(c['macs']):>8} {'':>6}"
+    ).rstrip()
 
 
 def _mean(values) -> str:

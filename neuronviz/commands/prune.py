@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from neuronviz.commands import add_output_arguments
+from neuronviz.commands import add_input_shape_argument, add_output_arguments
 from neuronviz.core.plan import Plan
 
 
@@ -15,6 +15,7 @@ def add_arguments(p) -> None:
         "-o", "--output", required=True, help="where to save the pruned model (.keras, or .h5)"
     )
     add_selection_arguments(p)
+    add_input_shape_argument(p)
     add_output_arguments(p)
 
 
@@ -53,7 +54,9 @@ def run(args) -> int:
             f"Refusing to overwrite the input file '{out}'. Choose another output name."
         )
     model = nv.load_model(args.model, unsafe=args.unsafe)
-    trace = nv.analyze(model)
+    from neuronviz.commands import parse_input_shapes
+
+    trace = nv.analyze(model, parse_input_shapes(args.input_shape))
     result = nv.prune(model, plan, trace)
     saved = nv.save_pruned(result, out, model, plan, source=args.model)
     if args.json:
@@ -66,10 +69,16 @@ def run(args) -> int:
                     "macs_before": result.before.macs,
                     "macs_after": result.after.macs,
                     "output": str(saved),
+                    "captured": result.captured,
+                    "example_shapes": trace.graph.example_note or None,
                 }
             )
         )
         return 0
+    if trace.graph.example_note:
+        print(f"traced at example shapes: {trace.graph.example_note}")
+    for line in result.capture_summary():
+        print(f"captured {line}")
     for layer, (a, b) in result.widths().items():
         print(f"  {layer:<32} {a:>6} -> {b}")
     print(

@@ -1,11 +1,13 @@
 """Validation data: an .npz file, a folder of images, or the bundled demo set.
 
 - ``.npz``: arrays ``x`` and ``y`` (a model with several inputs: ``x0``, ``x1``, ... or
-  the inputs' names). ``y`` holds integer class labels (N,) or one-hot rows (N, C).
+  the inputs' names, e.g. ``token_ids`` and ``padding_mask`` for named dict inputs).
+  Dimensions the model leaves undefined (None) take any size: variable-length sequences
+  come padded to one length, with the model's own mask input where it has one. ``y`` holds integer class labels (N,) or one-hot rows (N, C).
   ``x`` may leave out a trailing channel axis of size 1.
 - image folder: one subfolder per class; sorted subfolder names are the class ids.
   Images are converted to the model's channels (L or RGB), resized to its input height
-  and width, and scaled to [0, 1].
+  and width (64x64 where the model takes any size), and scaled to [0, 1].
 - ``"demo"``: the bundled validation split of the demo model.
 
 Every problem is reported as one NeuronvizError line.
@@ -64,6 +66,9 @@ def load_data(source, model) -> Dataset:
         path = Path(source)
     if not path.exists():
         raise NeuronvizError(f"Data file not found: '{path}'")
+    from neuronviz.backend.model.graph import graph_model
+
+    model = graph_model(model)
     if path.is_dir():
         return _load_image_folder(path, model)
     if path.suffix.lower() != ".npz":
@@ -71,8 +76,8 @@ def load_data(source, model) -> Dataset:
             "Expected validation data as a .npz file (arrays x and y), an image folder or 'demo'. "
             f"Received: '{path.name}'"
         )
-    xs, y = _read_npz(path, _input_names(model))
-    return _checked(xs, y, model, path.name)
+    xs, y, keys = _read_npz(path, _input_names(model))
+    return _checked(xs, y, model, path.name, keys)
 
 
 # ---- model facts ----------------------------------------------------------------------
@@ -82,7 +87,9 @@ def _input_specs(model) -> list[tuple[tuple, str]]:
 
 
 def _input_names(model) -> list[str]:
-    return [getattr(t, "name", f"x{i}") or f"x{i}" for i, t in enumerate(model.inputs)]
+    from neuronviz.backend.model.graph import input_names
+
+    return input_names(model)
 
 
 def _output_width(model) -> int:
@@ -108,7 +115,7 @@ def _outputs_phrase(width: int) -> str:
 
 
 # ---- .npz -----------------------------------------------------------------------------
-def _read_npz(path: Path, input_names: list[str]) -> tuple[list[np.ndarray], np.ndarray]:
+def _read_npz(path: Path, input_names: list[str]) -> tuple[list[np.ndarray], np.ndarray, list]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.files)
@@ -124,7 +131,7 @@ def _read_npz(path: Path, input_names: list[str]) -> tuple[list[np.ndarray], np.
                     f"Expected arrays {', '.join(repr(k) for k in x_keys + ['y'])} in '{path.name}'. "
                     f"Received: keys {keys[:8]} (missing {', '.join(repr(k) for k in missing)})"
                 )
-            return [archive[k] for k in x_keys], archive["y"]
+            return [archive[k] for k in x_keys], archive["y"], x_keys
     except NeuronvizError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
@@ -134,23 +141,18 @@ def _read_npz(path: Path, input_names: list[str]) -> tuple[list[np.ndarray], np.
         ) from None
 
 
-def _checked(xs: list[np.ndarray], y: np.ndarray, model, label: str) -> Dataset:
+def _checked(xs: list[np.ndarray], y: np.ndarray, model, label: str, keys: list) -> Dataset:
     """Check `xs` and `y` against the model and return a Dataset."""
     specs = _input_specs(model)
     xs = [
         _checked_x(x, shape, dtype, label, name)
-        for x, (shape, dtype), name in zip(
-            xs,
-            specs,
-            ["x"] if len(specs) == 1 else [f"x{i}" for i in range(len(specs))],
-            strict=True,
-        )
+        for x, (shape, dtype), name in zip(xs, specs, keys, strict=True)
     ]
     n = len(xs[0])
-    for i, x in enumerate(xs[1:], 1):
+    for x, key in zip(xs[1:], keys[1:], strict=True):
         if len(x) != n:
             raise NeuronvizError(
-                f"Expected the same number of samples in every input. Received: {n} in x0 and {len(x)} in x{i} in '{label}'"
+                f"Expected the same number of samples in every input. Received: {n} in {keys[0]} and {len(x)} in {key} in '{label}'"
             )
     width = _output_width(model)
     labels = _checked_y(np.asarray(y), n, width, label, _label_positions(model))
@@ -165,10 +167,10 @@ def _checked_x(x: np.ndarray, shape: tuple, dtype: str, label: str, name: str) -
         )
     want = (None,) + tuple(shape)
     got = tuple(x.shape)
-    if len(got) == len(want) - 1 and shape and shape[-1] == 1 and got[1:] == tuple(shape[:-1]):
+    if len(got) == len(want) - 1 and shape and shape[-1] == 1 and _fits(got[1:], shape[:-1]):
         x = x[..., None]  # a missing channel axis of size 1
         got = tuple(x.shape)
-    if len(got) != len(want) or got[1:] != tuple(shape):
+    if len(got) != len(want) or not _fits(got[1:], shape):
         expected = "(N, " + ", ".join(str(d) for d in shape) + ")"
         raise NeuronvizError(
             f"Expected `{name}` of shape {expected} to match the model input. Received: {name}.shape={got} in '{label}'"
@@ -188,15 +190,22 @@ def _checked_x(x: np.ndarray, shape: tuple, dtype: str, label: str, name: str) -
     return x
 
 
+def _fits(got: tuple, shape: tuple) -> bool:
+    """`got` matches the model's `shape`, where None takes any size."""
+    return len(got) == len(shape) and all(
+        d is None or d == g for g, d in zip(got, shape, strict=True)
+    )
+
+
 def _checked_y(y: np.ndarray, n: int, width: int, label: str, positions: tuple = ()) -> np.ndarray:
     if y.dtype.kind not in "biuf":
         raise NeuronvizError(
             f"Expected integer class labels in `y`. Received: dtype {y.dtype} in '{label}'"
         )
     if positions:  # one label per output position, e.g. per time step
-        if tuple(y.shape[1:]) == positions + (width,) and width > 1:
+        if _fits(tuple(y.shape[1:]), positions + (width,)) and width > 1:
             y = np.argmax(y, axis=-1)
-        if tuple(y.shape[1:]) != positions:
+        if not _fits(tuple(y.shape[1:]), positions):
             shape = "(N, " + ", ".join(str(d) for d in positions) + ")"
             raise NeuronvizError(
                 f"Expected labels of shape {shape} for the model output {(None, *positions, width)}. "
@@ -265,7 +274,7 @@ def _load_image_folder(path: Path, model) -> Dataset:
         raise NeuronvizError(
             f"Expected images ({', '.join(IMAGE_SUFFIXES)}) in the class subfolders. Received: none in '{path}'"
         )
-    height, wide, channels = (int(d) for d in shape)
+    height, wide, channels = (64 if d is None else int(d) for d in shape)  # 64: any size
     x = np.empty((len(files), height, wide, channels), dtype=np.float32)
     for i, (f, _) in enumerate(files):
         x[i] = _read_image(f, path, (height, wide), channels)

@@ -12,6 +12,15 @@ from dataclasses import dataclass, field
 import keras
 from keras import tree
 
+from neuronviz.backend.model.capture import (
+    CaptureError,
+    capture_call,
+    capture_model,
+    has_graph,
+    is_custom,
+)
+from neuronviz.errors import NeuronvizError
+
 Key = tuple  # (scope, id(KerasTensor))
 
 
@@ -56,10 +65,17 @@ class FlatGraph:
     calls: list[Call] = field(default_factory=list)
     inputs: list[Key] = field(default_factory=list)
     outputs: list[Key] = field(default_factory=list)
-    input_shapes: list[tuple] = field(default_factory=list)
+    input_shapes: list[tuple] = field(default_factory=list)  # concrete example shapes
     layers: dict = field(default_factory=dict)  # path -> layer, in order of first call
     nested_inputs: list[NestedInput] = field(default_factory=list)
-    nested_models: dict = field(default_factory=dict)  # path -> nested model
+    nested_models: dict = field(default_factory=dict)  # path -> nested model or captured layer
+    source: keras.Model | None = None  # the graph model to rebuild from (the captured one if any)
+    captured: dict = field(default_factory=dict)  # path -> captured Functional ("" = the model)
+    refused: dict = field(default_factory=dict)  # path -> why its graph could not be captured
+    input_names: list[str] = field(default_factory=list)
+    declared_shapes: list[tuple] = field(default_factory=list)  # with the model's None dims
+    input_dtypes: list[str] = field(default_factory=list)
+    example_note: str = ""  # which example shapes were used for None dims, and why
 
     def first_call(self, path: str) -> Call:
         return next(c for c in self.calls if c.path == path)
@@ -100,24 +116,53 @@ def _functional_of(model):
 
 
 def _is_graph_model(op) -> bool:
-    return (
-        isinstance(op, keras.Model)
-        and _functional_of(op) is not None
-        and hasattr(_functional_of(op), "_nodes_by_depth")
-    )
+    return has_graph(op)
 
 
-def flatten(model: keras.Model) -> FlatGraph:
-    """Inline `model` (and every nested graph model) into one list of leaf calls."""
-    top = _functional_of(model)
-    if top is None or not hasattr(top, "_nodes_by_depth"):
-        from neuronviz.errors import NeuronvizError
+def example_shapes(model_inputs, names, given=None) -> tuple[list[tuple], str]:
+    """Concrete shapes (batch None) to trace inputs with None dimensions, and a note saying
+    where they came from: `given` (the data or the user), else 16 tokens or steps, 64x64 pixels."""
+    shapes, notes = [], []
+    for i, (t, name) in enumerate(zip(model_inputs, names, strict=True)):
+        declared = tuple(t.shape)
+        if given is not None:
+            shape = (None,) + tuple(int(d) for d in given[i])
+            if len(shape) != len(declared) or any(
+                d is not None and d != s for d, s in zip(declared[1:], shape[1:], strict=True)
+            ):
+                raise NeuronvizError(
+                    f"Expected an input shape like {declared[1:]} for input {i} "
+                    f"('{name}'). Received: {shape[1:]}"
+                )
+            kind = "given"
+        else:
+            image = len(declared) == 4 and "int" not in str(t.dtype)
+            size = 64 if image else 16
+            shape = (None,) + tuple(size if d is None else d for d in declared[1:])
+            kind = "default: 64x64 pixels" if image else "default: 16 tokens/steps"
+        shapes.append(shape)
+        if any(d is None for d in declared[1:]):
+            notes.append(f"input '{name}' {declared[1:]} traced at {shape[1:]} ({kind})")
+    return shapes, "; ".join(notes)
 
+
+def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
+    """Inline `model` (and every nested graph model) into one list of leaf calls.
+
+    A subclassed model, or a custom layer made of Keras layers and ops, is captured
+    first (see capture.py). `input_shapes` (without the batch axis) are the concrete
+    example shapes used for inputs with None dimensions."""
+    if has_graph(model):
+        top, source = _functional_of(model), model
+    elif isinstance(model, keras.Model):
+        top = source = capture_model(model, input_shapes)
+    else:
         raise NeuronvizError(
-            f"Expected a Functional or Sequential model with a defined input. Received: "
-            f"{type(model).__name__} '{model.name}' (subclassed or unbuilt models have no graph to inspect)."
+            f"Expected a Keras model. Received: {type(model).__name__} '{getattr(model, 'name', '')}'"
         )
-    g = FlatGraph(model)
+    g = FlatGraph(model, source=source)
+    if source is not model:
+        g.captured[""] = top
     alias: dict[Key, Key] = {}
 
     def canon(k: Key) -> Key:
@@ -127,6 +172,16 @@ def flatten(model: keras.Model) -> FlatGraph:
 
     counter = [0]
 
+    def inline(inner, node, in_keys, scope, path) -> None:
+        counter[0] += 1
+        sub = scope + (counter[0],)
+        for i, (t, k) in enumerate(zip(tree.flatten(inner.inputs), in_keys, strict=True)):
+            alias[(sub, id(t))] = k
+            g.nested_inputs.append(NestedInput(path, i, k))
+        walk(inner, sub, path + "/")
+        for t_out, t_in in zip(node.outputs, tree.flatten(inner.outputs), strict=True):
+            alias[(scope, id(t_out))] = canon((sub, id(t_in)))
+
     def walk(fmodel, scope: tuple, prefix: str) -> None:
         for depth in sorted(fmodel._nodes_by_depth, reverse=True):
             for node in fmodel._nodes_by_depth[depth]:
@@ -134,22 +189,23 @@ def flatten(model: keras.Model) -> FlatGraph:
                 if node.is_input or op is None:
                     continue
                 in_keys = [canon((scope, id(t))) for t in node.input_tensors]
-                if _is_graph_model(op):
-                    inner = _functional_of(op)
-                    counter[0] += 1
-                    sub = scope + (counter[0],)
-                    path = prefix + op.name
-                    g.nested_models.setdefault(path, op)
-                    for i, (t, k) in enumerate(
-                        zip(tree.flatten(inner.inputs), in_keys, strict=True)
-                    ):
-                        alias[(sub, id(t))] = k
-                        g.nested_inputs.append(NestedInput(path, i, k))
-                    walk(inner, sub, path + "/")
-                    for t_out, t_in in zip(node.outputs, tree.flatten(inner.outputs), strict=True):
-                        alias[(scope, id(t_out))] = canon((sub, id(t_in)))
-                    continue
                 path = prefix + op.name
+                if _is_graph_model(op):
+                    g.nested_models.setdefault(path, op)
+                    inline(_functional_of(op), node, in_keys, scope, path)
+                    continue
+                if is_custom(op) and path not in g.refused:
+                    try:
+                        inner = g.captured.get(path) or capture_call(
+                            op, node, f"layer '{path}' ({type(op).__name__})"
+                        )
+                    except CaptureError as e:
+                        g.refused[path] = str(e)
+                    else:
+                        g.captured[path] = inner
+                        g.nested_models.setdefault(path, op)
+                        inline(inner, node, in_keys, scope, path)
+                        continue
                 g.layers.setdefault(path, op)
                 g.calls.append(
                     Call(
@@ -165,7 +221,68 @@ def flatten(model: keras.Model) -> FlatGraph:
                 )
 
     walk(top, (), "")
-    g.inputs = [((), id(t)) for t in tree.flatten(top.inputs)]
-    g.input_shapes = [tuple(t.shape) for t in tree.flatten(top.inputs)]
+    model_inputs = tree.flatten(top.inputs)
+    g.inputs = [((), id(t)) for t in model_inputs]
+    g.input_names = input_names(top)
+    g.declared_shapes = [tuple(t.shape) for t in model_inputs]
+    g.input_dtypes = [str(t.dtype) for t in model_inputs]
     g.outputs = [canon(((), id(t))) for t in tree.flatten(top.outputs)]
+    g.input_shapes, g.example_note = example_shapes(model_inputs, g.input_names, input_shapes)
+    if g.example_note or any(None in s[1:] for c in g.calls for s in c.output_shapes):
+        _concretize(g)
     return g
+
+
+def graph_model(model: keras.Model) -> keras.Model:
+    """`model` if it has a graph, else its captured Functional graph."""
+    return _functional_of(model) if has_graph(model) else capture_model(model)
+
+
+def input_names(model) -> list[str]:
+    """Names of a graph model's inputs in the order of `model.inputs`: the dict keys for
+    named dict inputs (keras-hub's token_ids, padding_mask, ...), else the Input names."""
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return [str(k) for k in sorted(struct)]
+    return [_input_name(t) for t in model.inputs]
+
+
+def pack_inputs(model, xs: list):
+    """Arrays in `model.inputs` order, packed the way the model takes them."""
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return dict(zip(sorted(struct), xs, strict=True))
+    return xs if len(xs) > 1 else xs[0]
+
+
+def _input_name(t) -> str:
+    history = getattr(t, "_keras_history", None)
+    return history.operation.name if history is not None else t.name
+
+
+def _concretize(g: FlatGraph) -> None:
+    """Replace None dimensions in every call's shapes by those at the example input shapes."""
+    from keras.src.backend import compute_output_spec
+
+    specs = {
+        k: keras.KerasTensor(s, dtype=d)
+        for k, s, d in zip(g.inputs, g.input_shapes, g.input_dtypes, strict=True)
+    }
+    for call in g.calls:
+        tensors = {
+            id(kt): specs[k] for kt, k in zip(call.node.input_tensors, call.inputs, strict=True)
+        }
+        args, kwargs = call.node.arguments.fill_in(tensors)
+        try:
+            out = compute_output_spec(call.layer, *args, **kwargs)
+        except Exception as e:
+            msg = str(e).strip().splitlines()
+            raise NeuronvizError(
+                f"Could not trace layer '{call.path}' at the example input shapes "
+                f"{[s[1:] for s in g.input_shapes]}: {type(e).__name__}: {msg[0][:160] if msg else ''}"
+            ) from None
+        outs = tree.flatten(out)
+        for k, y in zip(call.outputs, outs, strict=True):
+            specs[k] = y
+        call.input_shapes = [tuple(specs[k].shape) for k in call.inputs]
+        call.output_shapes = [tuple(y.shape) for y in outs]

@@ -81,21 +81,19 @@ def _load_keras2_h5(path: Path, unsafe: bool, first_error: Exception) -> keras.M
 
 
 def check_input_shape(model: keras.Model, label: str) -> None:
+    """Refuse a model whose inputs are unknown. None dimensions are fine (they are traced at
+    example shapes); a subclassed model needs a recorded build shape (its graph is captured)."""
+    from neuronviz.backend.model.capture import has_graph
+
     try:
-        inputs = model.inputs
+        known = bool(model.inputs) if has_graph(model) else bool(model._build_shapes_dict)
     except (AttributeError, ValueError):
-        inputs = None
-    if not inputs:
+        known = False
+    if not known:
         raise NeuronvizError(
             f"Model '{label}' has an undefined input shape. Rebuild it with keras.Input(shape=...) "
             "(or model.build(...)) and save it again."
         )
-    for t in inputs:
-        if any(d is None for d in tuple(t.shape)[1:]):
-            raise NeuronvizError(
-                f"Model '{label}' has an undefined input shape {tuple(t.shape)}; neuronviz needs every "
-                "dimension but the batch fixed. Rebuild it with keras.Input(shape=...) and save it again."
-            )
 
 
 def _explain_load_error(path: Path, e: Exception) -> str:
@@ -150,14 +148,14 @@ def save_model(model: keras.Model, path, *, source=None) -> Path:
     return path
 
 
-def probe_batch(model: keras.Model, n: int = 8, seed: int = 0) -> list[np.ndarray]:
-    """A small random batch that fits the model's inputs."""
+def probe_batch(graph, n: int = 8, seed: int = 0) -> list[np.ndarray]:
+    """A small random batch that fits a FlatGraph's inputs at its example shapes."""
     rng = np.random.default_rng(seed)
     out = []
-    for t in model.inputs:
-        shape = (n,) + tuple(t.shape[1:])
-        if "int" in str(t.dtype):
-            out.append(rng.integers(0, 2, size=shape).astype(str(t.dtype)))
+    for shape, dtype in zip(graph.input_shapes, graph.input_dtypes, strict=True):
+        shape = (n,) + tuple(shape[1:])
+        if "int" in dtype:
+            out.append(rng.integers(0, 2, size=shape).astype(dtype))
         else:
             out.append(rng.standard_normal(shape).astype("float32"))
     return out

@@ -77,7 +77,10 @@ def trace(fg: FlatGraph) -> Trace:
     first_maps: dict[str, list] = {}
     for call in fg.calls:
         rank = len(call.input_shapes[0]) if call.input_shapes else 0
-        rule = rules.setdefault(call.path, rule_for(call.layer, rank))
+        if call.path not in rules:
+            refused = fg.refused.get(call.path)
+            rules[call.path] = Opaque(refused) if refused else rule_for(call.layer, rank)
+        rule = rules[call.path]
         outs = rule.trace(ctx, call)
         if len(outs) != len(call.outputs) or any(
             len(m) != _last(s) for m, s in zip(outs, call.output_shapes, strict=True)

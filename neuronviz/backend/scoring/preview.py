@@ -65,8 +65,13 @@ class Previewer:
             raise NeuronvizError(
                 f"Expected data for {len(trace.graph.inputs)} model inputs. Received: {len(dataset.inputs)}"
             )
-        for i, (a, shape) in enumerate(zip(dataset.inputs, trace.graph.input_shapes, strict=True)):
-            if tuple(a.shape[1:]) != tuple(shape[1:]):
+        for i, (a, shape) in enumerate(
+            zip(dataset.inputs, trace.graph.declared_shapes, strict=True)
+        ):
+            got = tuple(a.shape[1:])
+            if len(got) != len(shape) - 1 or any(
+                d is not None and d != g for g, d in zip(got, shape[1:], strict=True)
+            ):
                 raise NeuronvizError(
                     f"Expected samples of shape {tuple(shape[1:])} for model input {i}. "
                     f"Received: {tuple(a.shape[1:])}"

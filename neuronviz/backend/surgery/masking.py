@@ -118,6 +118,8 @@ def masked_predict(
     """Outputs of `model` with the plan's units zeroed (the model itself is untouched)."""
     tr = tr or trace(flatten(model))
     masker = Masker(tr, tr.select(plan))
+    if isinstance(x, dict):
+        x = [x[name] for name in tr.graph.input_names]
     xs = x if isinstance(x, (list, tuple)) else [x]
     n = len(xs[0])
     chunks = []
@@ -141,6 +143,8 @@ class MaskedModel(keras.Model):
         self._single = len(self._trace.graph.outputs) == 1
 
     def call(self, inputs):
+        if isinstance(inputs, dict):
+            inputs = [inputs[name] for name in self._trace.graph.input_names]
         xs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
         outs = run_masked(self._trace, self._masker, list(xs))
         return outs[0] if self._single else outs
@@ -149,6 +153,10 @@ class MaskedModel(keras.Model):
 def masked_model(model: keras.Model, plan: Plan) -> MaskedModel:
     """The masked model as a Keras model (predict/evaluate work on it)."""
     m = MaskedModel(model, plan)
-    x = [np.zeros((1,) + tuple(s[1:]), dtype="float32") for s in m._trace.graph.input_shapes]
+    g = m._trace.graph
+    x = [
+        np.zeros((1,) + tuple(s[1:]), dtype=d)
+        for s, d in zip(g.input_shapes, g.input_dtypes, strict=True)
+    ]
     m(x if len(x) > 1 else x[0])
     return m

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -34,6 +34,11 @@ class PruneResult:
     before: Counts
     after: Counts
     trace: Trace  # of the original model
+    captured: dict = field(default_factory=dict)  # path -> how a captured graph was saved
+
+    def capture_summary(self) -> list[str]:
+        """One line per captured model or layer: what the pruned model holds in its place."""
+        return [f"{'model' if not p else repr(p)}: {how}" for p, how in self.captured.items()]
 
     @property
     def removed(self) -> dict[str, list[int]]:
@@ -58,6 +63,32 @@ def _layer_configs(cfg: dict, prefix: str = "", out: dict | None = None) -> dict
         else:
             out[prefix + name] = lc
     return out
+
+
+def _find_entry(cfg: dict, path: str) -> dict:
+    """The layer entry of `path` ('a/b/c') inside a model config."""
+    entry = None
+    for name in path.split("/"):
+        layers = (entry["config"] if entry is not None else cfg)["layers"]
+        entry = next(e for e in layers if e["config"].get("name", e.get("name")) == name)
+    return entry
+
+
+def _inline_captured(cfg: dict, fg) -> dict:
+    """Replace each captured custom layer's entry by its captured Functional graph."""
+    how = {}
+    for path in sorted((p for p in fg.captured if p), key=lambda p: p.count("/")):
+        entry = _find_entry(cfg, path)
+        layer = fg.nested_models[path]
+        graph = keras.saving.serialize_keras_object(fg.captured[path])
+        for key in ("module", "class_name", "registered_name", "config"):
+            entry[key] = copy.deepcopy(graph.get(key))
+        entry["config"]["name"] = entry["config"].get("name", layer.name)
+        how[path] = (
+            f"{type(layer).__name__} saved as an equivalent Functional model of its inner "
+            "layers and ops"
+        )
+    return how
 
 
 def _set_input_width(model_cfg: dict, position: int, width: int) -> None:
@@ -89,7 +120,15 @@ def prune(
             stacklevel=2,
         )
     fg = tr.graph
-    cfg = copy.deepcopy(model.get_config())
+    source = fg.source if fg.source is not None else model
+    cfg = copy.deepcopy(source.get_config())
+    captured = _inline_captured(cfg, fg)
+    if "" in fg.captured:
+        captured = {
+            "": f"{type(model).__name__} saved as an equivalent Functional model of its "
+            "inner layers and ops",
+            **captured,
+        }
     configs = _layer_configs(cfg)
     weights: dict[str, list] = {}
     for path, layer in fg.layers.items():
@@ -108,19 +147,21 @@ def prune(
         )
     try:
         with _safe(safe_mode):
-            new = type(model).from_config(cfg)
+            new = type(source).from_config(cfg)
     except Exception as e:  # pragma: no cover - reported, never silent
         raise NeuronvizError(
             f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}"
         ) from e
-    new_layers = flatten(new).layers
+    shapes = [s[1:] for s in fg.input_shapes]
+    new_graph = flatten(new, shapes)
     for path, w in weights.items():
-        if is_layer(new_layers[path]):
-            new_layers[path].set_weights(w)
+        layer = new_graph.layers.get(path)
+        if is_layer(layer):
+            layer.set_weights(w)
     compile_like(new, model)
     before = count(tr.graph)
-    after = count(flatten(new))
-    return PruneResult(new, sel, before, after, tr)
+    after = count(new_graph)
+    return PruneResult(new, sel, before, after, tr, captured)
 
 
 class _safe:
@@ -159,10 +200,10 @@ def save_pruned(
     path = save_model(result.model, path, source=source)
     try:
         reloaded = keras.saving.load_model(path, safe_mode=True, compile=False)
-        xs = probe if probe is not None else probe_batch(original)
+        xs = probe if probe is not None else probe_batch(result.trace.graph)
         xs = xs if isinstance(xs, list) else [xs]
         want = masked_predict(original, plan, xs, tr=result.trace)
-        got = reloaded.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+        got = reloaded.predict(pack_inputs(reloaded, xs), verbose=0)
         want, got = (
             (want if isinstance(want, list) else [want]),
             (got if isinstance(got, list) else [got]),

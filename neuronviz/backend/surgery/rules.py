@@ -448,6 +448,18 @@ _MODULE_RULES = {
     "Attention": "attention",
     "AdditiveAttention": "attention",
 }
+_REDUCTIONS = {"Sum", "Mean", "Max", "Min", "Prod"}  # keras.ops reductions
+
+
+def _reduction_rule(op, input_rank: int) -> Rule:
+    """A reduction keeps channels unless it reduces the channel axis (or all axes)."""
+    axis = op.axis
+    axes = (
+        set(range(input_rank)) if axis is None else {axis} if isinstance(axis, int) else set(axis)
+    )
+    if axes & {-1, input_rank - 1}:
+        return Opaque(f"reduces the channel axis (axis={axis})")
+    return PassThrough()
 
 
 def is_layer(op) -> bool:
@@ -466,6 +478,8 @@ def rule_for(layer, input_rank: int) -> Rule:
     if name in _MODULE_RULES and type(layer).__module__.startswith("keras."):
         module = importlib.import_module(f"neuronviz.backend.surgery.{_MODULE_RULES[name]}")
         return module.rule_for_layer(layer, input_rank)
+    if not is_layer(layer) and name in _REDUCTIONS:
+        return _reduction_rule(layer, input_rank)
     rule = (RULES if is_layer(layer) else OP_RULES).get(name)
     if rule is None or type(layer).__module__.split(".")[0] != "keras":
         return Opaque("custom or unsupported layer type" if rule is None else "custom subclass")
