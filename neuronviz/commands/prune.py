@@ -60,20 +60,19 @@ def run(args) -> int:
     result = nv.prune(model, plan, trace)
     saved = nv.save_pruned(result, out, model, plan, source=args.model)
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "removed": result.removed,
-                    "params_before": result.before.params,
-                    "params_after": result.after.params,
-                    "macs_before": result.before.macs,
-                    "macs_after": result.after.macs,
-                    "output": str(saved),
-                    "captured": result.captured,
-                    "example_shapes": trace.graph.example_note or None,
-                }
-            )
-        )
+        data = {
+            "removed": result.removed,
+            "params_before": result.before.params,
+            "params_after": result.after.params,
+            "macs_before": result.before.macs,
+            "macs_after": result.after.macs,
+            "output": str(saved),
+        }
+        if result.captured:  # path -> how a captured model or layer was saved
+            data["captured"] = result.captured
+        if trace.graph.example_note:
+            data["example_shapes"] = trace.graph.example_note
+        print(json.dumps(data))
         return 0
     if trace.graph.example_note:
         print(f"traced at example shapes: {trace.graph.example_note}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuronviz.backend.model.graph import Call, FlatGraph, Key
-from neuronviz.backend.surgery.rules import Opaque, Rule, _last, rule_for
+from neuronviz.backend.surgery.rules import Opaque, Probe, Rule, _last, rule_for
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection, UnitGraph
 
@@ -47,6 +47,18 @@ class _Context:
         self.maps: dict = {}
         self.spaces: dict[str, np.ndarray] = {}
         self.renorm_sources: set = set()
+        self.moved: dict = {}  # key -> (source map, shape, layers): channels off the last axis
+
+    def pin_moved(self, keys, where: str) -> None:
+        """Pin the units of tensors whose channels were moved off the last axis."""
+        for k in keys:
+            if k in self.moved:
+                mover = self.moved[k][2][-1]
+                self.pin(
+                    self.moved[k][0],
+                    f"layer '{mover.name}' ({type(mover).__name__}) mixes the channel axis "
+                    f"(moves channels off the last axis) before {where} reads them",
+                )
 
     def map(self, key):
         return self.maps[key]
@@ -81,6 +93,8 @@ def trace(fg: FlatGraph) -> Trace:
             refused = fg.refused.get(call.path)
             rules[call.path] = Opaque(refused) if refused else rule_for(call.layer, rank)
         rule = rules[call.path]
+        if not isinstance(rule, Probe):
+            ctx.pin_moved(call.inputs, f"layer '{call.path}'")
         outs = rule.trace(ctx, call)
         if len(outs) != len(call.outputs) or any(
             len(m) != _last(s) for m, s in zip(outs, call.output_shapes, strict=True)
@@ -95,6 +109,7 @@ def trace(fg: FlatGraph) -> Trace:
             for a, b in zip(first_maps[call.path], in_maps, strict=True):
                 ctx.union(a, b, call.path)
         first_maps.setdefault(call.path, in_maps)
+    ctx.pin_moved(fg.outputs, "the model output")
     for k in fg.outputs:
         ctx.units.mark_output(ctx.maps[k].tolist())
     layer_units = {}

@@ -138,21 +138,27 @@ class Concat(Rule):
 
 class Probe(Rule):
     """Pure data movement (Flatten, Reshape, Permute, RepeatVector): run the layer on
-    channel codes to see where every channel lands."""
+    channel codes to see where every channel lands. A move that takes channels off the
+    last axis (Permute before Flatten) is followed through the next data-movement layers
+    (`ctx.moved`); any other consumer of such a tensor pins its units."""
 
     def trace(self, ctx, call):
         import keras
 
-        in_map = ctx.map(call.inputs[0])
-        shape = (1,) + tuple(int(d) for d in call.input_shapes[0][1:])
+        key = call.inputs[0]
+        src_map, src_shape, chain = ctx.moved.get(key, (ctx.map(key), call.input_shapes[0], ()))
+        chain = chain + (call.layer,)
+        shape = (1,) + tuple(int(d) for d in src_shape[1:])
         codes = np.broadcast_to(np.arange(1, shape[-1] + 1, dtype=np.float32), shape)
-        out = keras.ops.convert_to_numpy(call.layer(codes)).reshape(
-            -1, _last(call.output_shapes[0])
-        )
+        for layer in chain:
+            codes = layer(codes)
+        width = _last(call.output_shapes[0])
+        out = keras.ops.convert_to_numpy(codes).reshape(-1, width)
         lo, hi = out.min(axis=0), out.max(axis=0)
         if (lo != hi).any() or (lo < 1).any():
-            return Opaque("it mixes the channel axis").trace(ctx, call)
-        return [in_map[lo.astype(np.int64) - 1]]
+            ctx.moved[call.outputs[0]] = (src_map, src_shape, chain)
+            return [np.full(width, -1, dtype=np.int64)]
+        return [src_map[lo.astype(np.int64) - 1]]
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         cfg = {}
