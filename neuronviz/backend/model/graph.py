@@ -37,6 +37,17 @@ class Call:
     input_shapes: list[tuple]
     output_shapes: list[tuple]
 
+    @property
+    def data_inputs(self) -> list[Key]:
+        """Input keys except a Keras mask passed as `mask=` (it is not data)."""
+        mask = self.node.arguments.kwargs.get("mask")
+        masks = {id(t) for t in tree.flatten(mask)} if mask is not None else set()
+        return [
+            k
+            for kt, k in zip(self.node.input_tensors, self.inputs, strict=True)
+            if id(kt) not in masks
+        ]
+
     def run(self, values: dict, layer=None, override: dict | None = None) -> None:
         """Compute this call from `values` (key -> tensor) and store its outputs there.
         `override` replaces some inputs (key -> tensor) for this call only."""

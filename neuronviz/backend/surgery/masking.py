@@ -51,9 +51,12 @@ class Masker:
             if (renorm and (outputs_cut or not all(k.all() for k in keeps.values()))) or (
                 rule.mix == "recurrent" and outputs_cut
             ):
+                n = len(call.data_inputs)  # a `mask=` argument is passed as it is
                 in_keeps = [keeps[k] for k in call.inputs]
-                clone = pruned_layer(rule, call.layer, in_keeps, out_keeps, call.input_shapes)
-                in_idx = [np.flatnonzero(k) for k in in_keeps]
+                clone = pruned_layer(
+                    rule, call.layer, in_keeps[:n], out_keeps, call.input_shapes[:n]
+                )
+                in_idx = [None if k.all() else np.flatnonzero(k) for k in in_keeps]
                 scatter = [None if k.all() else _scatter_index(k) for k in out_keeps]
                 self.local[call.index] = (clone, in_idx, scatter)
             elif rule.mix in ("linear", "recurrent"):
@@ -81,6 +84,7 @@ class Masker:
             override = {
                 k: ops.take(values[k], idx, axis=-1)
                 for k, idx in zip(call.inputs, in_idx, strict=True)
+                if idx is not None
             }
             call.run(values, layer=clone, override=override)
             for k, scatter in zip(call.outputs, scatters, strict=True):

@@ -354,7 +354,7 @@ class RecurrentRule(Source):
     mix = "recurrent"
 
     def trace(self, ctx, call):
-        if len(call.inputs) > 1:
+        if len(call.data_inputs) > 1:
             return Opaque("called with an initial state").trace(ctx, call)
         ids = ctx.units_of(call)
         return [ids for _ in call.output_shapes]
