@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+import numbers
 from typing import TYPE_CHECKING
 
 from neuronviz.backend.analysis.gradients import saliency, taylor_importance
@@ -89,7 +90,7 @@ def analyze(model: keras.Model, input_shape=None) -> Trace:
 def _shapes(input_shape):
     if input_shape is None:
         return None
-    one = all(d is None or isinstance(d, (int, np.integer)) for d in input_shape)
+    one = all(d is None or isinstance(d, numbers.Integral) for d in input_shape)
     return [tuple(input_shape)] if one else [tuple(s) for s in input_shape]
 
 

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from neuronviz.backend.model.compiling import compile_like
-from neuronviz.backend.model.graph import flatten
+from neuronviz.backend.model.graph import flatten, pack_inputs
 from neuronviz.backend.model.io import probe_batch, save_model
 from neuronviz.backend.model.trace import Trace, trace
 from neuronviz.backend.surgery.counting import Counts, count
