@@ -23,6 +23,7 @@ from neuronviz.gui.pipeline import Pipeline
 from neuronviz.gui.preview_panel import PreviewPanel
 from neuronviz.gui.selection import Selection
 from neuronviz.gui.state import State
+from neuronviz.gui.views.graph_view import GraphView
 from neuronviz.gui.views.heatmap import HeatmapView
 from neuronviz.gui.views.norms import NormView
 from neuronviz.gui.views.sensitivity_view import SensitivityView
@@ -38,6 +39,7 @@ TASK_LABELS = {
     "sensitivity": "Sensitivity sweep…",
     "export": "Exporting…",
     "taylor": "Taylor importance…",
+    "graph": "Laying out the graph…",
 }
 
 
@@ -111,6 +113,11 @@ class MainWindow(QMainWindow):
         self.side_dock = self._dock(
             "Preview and unit", "preview", right, Qt.DockWidgetArea.RightDockWidgetArea
         )
+        self.graph = GraphView(st, self.tasks)
+        self.graph_dock = self._dock(
+            "Graph", "graph", self.graph, Qt.DockWidgetArea.LeftDockWidgetArea
+        )
+        self.splitDockWidget(self.nav_dock, self.graph_dock, Qt.Orientation.Horizontal)
         self.progress = TaskProgress()
         self.statusBar().addPermanentWidget(self.progress)
         self.views = [self.norms, self.heatmap, self.stats, self.sensitivity, self.unit]
@@ -220,12 +227,15 @@ class MainWindow(QMainWindow):
         self.stack.setCurrentWidget(self.workspace if has else self.start)
         self.nav_dock.setVisible(has)
         self.side_dock.setVisible(has)
+        self.graph_dock.setVisible(has)
         if has and not self._docks_sized:  # first time the workspace shows, no saved layout
             self._docks_sized = True
             QTimer.singleShot(
                 0,
                 lambda: self.resizeDocks(
-                    [self.nav_dock, self.side_dock], [330, 360], Qt.Orientation.Horizontal
+                    [self.nav_dock, self.graph_dock, self.side_dock],
+                    [300, 280, 340],
+                    Qt.Orientation.Horizontal,
                 ),
             )
         self.start.set_busy(None)
@@ -310,5 +320,6 @@ class MainWindow(QMainWindow):
         for v in self.views:
             v.cleanup()
         self.navigator.cleanup()
+        self.graph.cleanup()
         self.preview.cleanup()
         self.state.cleanup()

@@ -110,6 +110,7 @@ def build_menus(win) -> SimpleNamespace:
     act(v, "range", "&Range Select Tool", lambda: _toggle_range(win), "Ctrl+G")
     v.addSeparator()
     v.addAction(win.nav_dock.toggleViewAction())
+    v.addAction(win.graph_dock.toggleViewAction())
     v.addAction(win.side_dock.toggleViewAction())
 
     a = bar.addMenu("&Analysis")
