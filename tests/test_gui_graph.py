@@ -173,3 +173,33 @@ def test_mobilenet_layout_is_layered():
     assert len(lay.pos) == len(model.layers)  # InputLayer is the "<input>" node
     assert_downward(lay, graph)
     assert graph.layout() is lay
+
+
+def test_a_captured_custom_layer_is_a_box(qtbot):
+    import keras
+    from keras import layers as L
+    from keras import ops
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.conv_a = L.Conv2D(6, 3, padding="same", name="conv_a")
+            self.conv_b = L.Conv2D(6, 3, padding="same", name="conv_b")
+
+        def call(self, x):
+            return ops.relu(x + self.conv_b(ops.relu(self.conv_a(x))))
+
+    x = keras.Input((8, 8, 3))
+    h = L.Conv2D(6, 3, padding="same", name="stem")(x)
+    h = L.GlobalAveragePooling2D(name="gap")(Block(name="block")(h))
+    view = graph_view(qtbot, keras.Model(x, L.Dense(3, name="head")(h)))
+    assert "block" in view.layout.boxes and "block/conv_a" in view.items
+    assert_downward(view.layout, view.graph)
+    tr = view.session.trace
+    hover(view, "block/conv_b")
+    h = view.highlighted()
+    assert h[MEMBER] | h[CURRENT] == set(tr.units.groups[tr.group_of("stem")].members)
+    assert h[CONSUMER] == {"block/conv_a", "head"}
+    with qtbot.waitSignal(view.layoutReady, timeout=10000):
+        view.toggle_box("block")
+    assert view.items["block"].node.kind == "Model" and "block/conv_a" not in view.items
