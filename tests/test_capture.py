@@ -252,7 +252,13 @@ def test_subclassed_mlp_prunes_exactly(tmp_path):
     assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
     assert_same_outputs(oracle.predict(x, verbose=0), nv.masked_predict(model, plan, x))
     assert result.after.params < result.before.params
-    _check_reload(result, model, plan, tmp_path, [x], "mlp.keras", needs_classes=True)
+    # MLP's config holds its widths: the class is kept, with hidden=[21, 14]
+    assert type(result.model) is MLP and result.model.hidden == (21, 14)
+    assert result.capture_summary() == [
+        "model: MLP kept as its own class with new widths in its config (hidden=[21, 14])"
+    ]
+    reloaded = _check_reload(result, model, plan, tmp_path, [x], "mlp.keras", needs_classes=True)
+    assert type(reloaded) is MLP and reloaded.h2.units == 14
 
 
 def resnet_with_blocks(nested=False):
@@ -370,3 +376,31 @@ def test_unbuilt_subclassed_model_needs_an_input_shape():
         nv.analyze(model)
     tr = nv.analyze(model, input_shape=(10,))
     assert tr.graph.first_call("h1").input_shapes == [(None, 10)]
+
+
+def test_custom_block_whose_config_holds_the_width_keeps_its_class(tmp_path):
+    model = resnet_with_blocks()
+    plan = nv.Plan({"block/conv_a": [1], "stem": [2]})  # every inner width 6 -> 5
+    result = nv.prune(model, plan)
+    assert result.capture_summary() == [
+        "'block': ResBlock kept as its own class with new widths in its config (filters=5)"
+    ]
+    block = result.model.get_layer("block")
+    assert type(block) is ResBlock and block.filters == 5 and block.conv_a.filters == 5
+    oracle = keras.models.clone_model(model)
+    oracle.set_weights(model.get_weights())
+    inner = oracle.get_layer("block")
+    _zero_input(inner.conv_b, [1], axis=2)
+    _zero_input(inner.conv_a, [2], axis=2)
+    _zero_input(inner.conv_b, [2], axis=3)
+    w = inner.conv_b.get_weights()
+    w[1][2] = 0
+    inner.conv_b.set_weights(w)
+    stem = oracle.get_layer("stem").get_weights()
+    stem[0][..., 2], stem[1][2] = 0, 0
+    oracle.get_layer("stem").set_weights(stem)
+    _zero_input(oracle.get_layer("head"), [2], axis=0)
+    x = np.random.default_rng(5).normal(size=(2, 13, 17, 3)).astype("float32")
+    assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
+    reloaded = _check_reload(result, model, plan, tmp_path, [x], "kept.keras", needs_classes=True)
+    assert type(reloaded.get_layer("block")) is ResBlock

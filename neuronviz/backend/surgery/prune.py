@@ -19,6 +19,7 @@ from neuronviz.backend.model.compiling import compile_like
 from neuronviz.backend.model.graph import flatten, pack_inputs
 from neuronviz.backend.model.io import probe_batch, save_model
 from neuronviz.backend.model.trace import Trace, trace
+from neuronviz.backend.surgery import captured
 from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_predict
 from neuronviz.backend.surgery.rules import is_layer, weights_of
@@ -65,32 +66,6 @@ def _layer_configs(cfg: dict, prefix: str = "", out: dict | None = None) -> dict
     return out
 
 
-def _find_entry(cfg: dict, path: str) -> dict:
-    """The layer entry of `path` ('a/b/c') inside a model config."""
-    entry = None
-    for name in path.split("/"):
-        layers = (entry["config"] if entry is not None else cfg)["layers"]
-        entry = next(e for e in layers if e["config"].get("name", e.get("name")) == name)
-    return entry
-
-
-def _inline_captured(cfg: dict, fg) -> dict:
-    """Replace each captured custom layer's entry by its captured Functional graph."""
-    how = {}
-    for path in sorted((p for p in fg.captured if p), key=lambda p: p.count("/")):
-        entry = _find_entry(cfg, path)
-        layer = fg.nested_models[path]
-        graph = keras.saving.serialize_keras_object(fg.captured[path])
-        for key in ("module", "class_name", "registered_name", "config"):
-            entry[key] = copy.deepcopy(graph.get(key))
-        entry["config"]["name"] = entry["config"].get("name", layer.name)
-        how[path] = (
-            f"{type(layer).__name__} saved as an equivalent Functional model of its inner "
-            "layers and ops"
-        )
-    return how
-
-
 def _set_input_width(model_cfg: dict, position: int, width: int) -> None:
     """Change the channel width of a nested model's `position`-th Input."""
     layers = model_cfg["layers"]
@@ -120,16 +95,7 @@ def prune(
             stacklevel=2,
         )
     fg = tr.graph
-    source = fg.source if fg.source is not None else model
-    cfg = copy.deepcopy(source.get_config())
-    captured = _inline_captured(cfg, fg)
-    if "" in fg.captured:
-        captured = {
-            "": f"{type(model).__name__} saved as an equivalent Functional model of its "
-            "inner layers and ops",
-            **captured,
-        }
-    configs = _layer_configs(cfg)
+    changes: dict[str, dict] = {}
     weights: dict[str, list] = {}
     for path, layer in fg.layers.items():
         call = fg.first_call(path)
@@ -139,12 +105,96 @@ def prune(
         if all(k.all() for k in in_keeps + out_keeps):
             weights[path] = w
             continue
-        changes, weights[path] = tr.rule(path).prune(layer, w, in_keeps, out_keeps)
-        configs[path].update(changes)
-    for ni in fg.nested_inputs:
-        _set_input_width(
-            configs[ni.model_path + "/"], ni.position, int(sel.keep(tr.map(ni.key)).sum())
+        changes[path], weights[path] = tr.rule(path).prune(layer, w, in_keeps, out_keeps)
+    kept = _classes_kept(model, fg, tr, sel, changes, weights, safe_mode)
+    notes = {p: captured.class_note(fg.nested_models.get(p, model), *kept[p]) for p in kept}
+    if "" in kept:
+        new = _rebuilt_model(model, kept[""][1], fg, safe_mode)
+    else:
+        new, functional = _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode)
+        notes.update(functional)
+    new_graph = flatten(new, [s[1:] for s in fg.input_shapes])
+    for path, w in weights.items():
+        if not any(captured.under(path, k) for k in kept):
+            layer = new_graph.layers.get(path)
+            if is_layer(layer):
+                layer.set_weights(w)
+    for k in kept:
+        captured.assign_by_position(
+            captured.calls_under(fg, k), captured.calls_under(new_graph, k), weights
         )
+    compile_like(new, model)
+    order = sorted(notes, key=lambda p: (p.count("/") if p else -1, p))
+    return PruneResult(
+        new, sel, count(tr.graph), count(new_graph), tr, {p: notes[p] for p in order}
+    )
+
+
+def _classes_kept(model, fg, tr, sel, changes, weights, safe_mode) -> dict:
+    """Captured path -> (old config, new config) for classes rebuilt with new widths."""
+    kept: dict = {}
+    for path in sorted(fg.captured, key=lambda p: (p.count("/") if p else -1, p)):
+        if any(captured.under(path, k) and path != k for k in kept):
+            continue  # rebuilt as part of a kept ancestor
+        obj = model if path == "" else fg.nested_models[path]
+        specs = _input_specs(fg, path, sel, tr)
+        with _safe(safe_mode):
+            cfg = captured.rebuilt_config(obj, path, fg, changes, weights, specs)
+        if cfg is not None:
+            kept[path] = (obj.get_config(), cfg)
+    return kept
+
+
+def _input_specs(fg, path: str, sel, tr) -> list[tuple]:
+    """(pruned batch shape, dtype) of each input of the captured object at `path`."""
+    if path == "":
+        keys = fg.inputs
+    else:
+        keys = [
+            ni.key
+            for ni in sorted(fg.nested_inputs, key=lambda n: n.position)
+            if ni.model_path == path
+        ]
+    tensors = keras.tree.flatten(fg.captured[path].inputs)
+    return [
+        (tuple(t.shape[:-1]) + (int(sel.keep(tr.map(k)).sum()),), t.dtype)
+        for t, k in zip(tensors, keys, strict=True)
+    ]
+
+
+def _rebuilt_model(model, cfg, fg, safe_mode):
+    """A subclassed model rebuilt from its own class, built at the example shapes."""
+    with _safe(safe_mode):
+        new = type(model).from_config(cfg)
+    xs = [
+        np.zeros((1,) + tuple(s[1:]), dtype=d)
+        for s, d in zip(fg.input_shapes, fg.input_dtypes, strict=True)
+    ]
+    new(xs if len(xs) > 1 else xs[0])
+    return new
+
+
+def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode):
+    """The graph model rebuilt from its config with new widths; captured layers whose class
+    is not kept become Functional models of their inner layers and ops."""
+    source = fg.source if fg.source is not None else model
+    cfg = copy.deepcopy(source.get_config())
+    notes = captured.inline_functional(cfg, fg, skip=kept)
+    if "" in fg.captured:
+        notes[""] = captured.functional_note(model)
+    for path, (_, new_cfg) in kept.items():
+        entry = captured.find_entry(cfg, path)
+        entry["config"] = copy.deepcopy(new_cfg)
+        entry.pop("build_config", None)
+    configs = _layer_configs(cfg)
+    for path, ch in changes.items():
+        if not any(captured.under(path, k) for k in kept):
+            configs[path].update(ch)
+    for ni in fg.nested_inputs:
+        if not any(captured.under(ni.model_path, k) or ni.model_path == k for k in kept):
+            _set_input_width(
+                configs[ni.model_path + "/"], ni.position, int(sel.keep(tr.map(ni.key)).sum())
+            )
     try:
         with _safe(safe_mode):
             new = type(source).from_config(cfg)
@@ -152,16 +202,7 @@ def prune(
         raise NeuronvizError(
             f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}"
         ) from e
-    shapes = [s[1:] for s in fg.input_shapes]
-    new_graph = flatten(new, shapes)
-    for path, w in weights.items():
-        layer = new_graph.layers.get(path)
-        if is_layer(layer):
-            layer.set_weights(w)
-    compile_like(new, model)
-    before = count(tr.graph)
-    after = count(new_graph)
-    return PruneResult(new, sel, before, after, tr, captured)
+    return new, notes
 
 
 class _safe:
