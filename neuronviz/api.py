@@ -17,7 +17,12 @@ from __future__ import annotations
 import numbers
 from typing import TYPE_CHECKING
 
-from neuronviz.backend.analysis.gradients import saliency, taylor_importance
+from neuronviz.backend.analysis.gradients import (
+    saliency,
+    taylor_importance,
+    unit_top_inputs,
+    upstream_unit,
+)
 from neuronviz.backend.analysis.gradients import unit_weight_gradients as _unit_weight_gradients
 from neuronviz.backend.analysis.importance import (
     IMPORTANCES,
@@ -38,6 +43,7 @@ from neuronviz.backend.model.trace import trace as _trace
 from neuronviz.backend.recovery.finetune import FinetuneJob, Progress
 from neuronviz.backend.recovery.schedule import PruneSchedule, ScheduleStep, schedule_fractions
 from neuronviz.backend.recovery.sparsity import (
+    MagnitudeProfile,
     SparseResult,
     describe_masks,
     export_tflite,
@@ -69,11 +75,11 @@ __all__ = [
     # statistics and importance
     "StatsJob", "UnitStats", "activation_stats", "WeightStats", "weight_stats",
     "IMPORTANCES", "register_importance", "importance", "layer_scores", "group_scores",
-    "neuron_gradients", "saliency", "taylor_importance",
+    "neuron_gradients", "saliency", "taylor_importance", "unit_top_inputs", "upstream_unit",
     "sweep", "Sweep", "SweepResult", "DEFAULT_FRACTIONS",
     # recovery
     "finetune", "FinetuneJob", "Progress", "PruneSchedule", "ScheduleStep", "schedule_fractions",
-    "sparsify", "SparseResult", "masks_from_zeros", "sparse_masks", "describe_masks", "export_tflite", "tflite_bytes", "file_size",
+    "sparsify", "SparseResult", "MagnitudeProfile", "masks_from_zeros", "sparse_masks", "describe_masks", "export_tflite", "tflite_bytes", "file_size",
 ]  # fmt: skip
 
 

@@ -106,7 +106,7 @@ def main(argv=None) -> int:
             "platform": QApplication.platformName(),
             "ready_seconds": ready,
             "widgets": {k: geo(w) for k, w in widgets.items()},
-            "accuracy_text": win.preview.after_accuracy_text(),
+            "accuracy_text": win.preview.labels["Accuracy"][1].text(),
             "selected": len(plan.remove["dense"]),
         }
         Path(args.info).write_text(json.dumps(info, indent=2))

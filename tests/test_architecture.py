@@ -78,6 +78,9 @@ def test_dependency_direction(module):
             if i.startswith(("neuronviz.backend", "neuronviz.gui", "neuronviz.session"))
         ]
         assert not inner, f"{module} imports {inner}: subcommands go through neuronviz.api"
+    if room == "gui":
+        inner = [i for i in imports if i.startswith("neuronviz.backend")]
+        assert not inner, f"{module} imports {inner}: the GUI goes through neuronviz.api"
     if room == "backend":
         inner = [
             i

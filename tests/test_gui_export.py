@@ -7,11 +7,11 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+import gui_helpers as testing  # noqa: E402
 from PySide6.QtCore import QSettings  # noqa: E402
 
 import neuronviz.api as nv  # noqa: E402
 from neuronviz.core.plan import Plan  # noqa: E402
-from neuronviz.gui import testing  # noqa: E402
 from neuronviz.gui.app import create_main_window  # noqa: E402
 from neuronviz.gui.export import run_export_dialog  # noqa: E402
 
@@ -24,23 +24,25 @@ def test_export_writes_model_plan_and_report_then_reopens(qtbot, tmp_path):
     qtbot.waitExposed(win)
     testing.wait_ready(qtbot, win)
     s = win.state.session
-    assert run_export_dialog(win) is None and "Select units" in win.banner.text()
+    assert run_export_dialog(win.bench) is None and "Select units" in win.banner.text()
     s.set_layer("conv2d")
     win.norms.plot.setXRange(-0.5, 31.5, padding=0)
     for unit in (1, 4, 9):
-        testing.click_item(qtbot, win.norms.plot, win.norms.bars, win.norms.bar_center(unit))
+        testing.click_item(
+            qtbot, win.norms.plot, win.norms.bars, testing.bar_center(win.norms, unit)
+        )
     s.set_layer("dense")
     win.selection.edit("dense", range(0, 200), "add")
     plan = s.plan
     assert plan == Plan({"conv2d": [1, 4, 9], "dense": range(200)})
     testing.wait_score(qtbot, win)
-    dlg = run_export_dialog(win)
+    dlg = run_export_dialog(win.bench)
     out = tmp_path / "small.keras"
     dlg.path.setText(str(out))
     dlg.reopen.setChecked(True)
     dlg.accept()
-    qtbot.waitUntil(lambda: getattr(win, "last_export", None) is not None, timeout=120000)
-    path, result = win.last_export
+    qtbot.waitUntil(lambda: win.bench.last_export is not None, timeout=120000)
+    path, result = win.bench.last_export
     assert path == out and out.exists()
     saved = nv.load_model(out)
     widths = {

@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+import gui_helpers as testing  # noqa: E402
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDropEvent  # noqa: E402
 
 from neuronviz.core.plan import Plan  # noqa: E402
-from neuronviz.gui import testing  # noqa: E402
 from neuronviz.resources import demo_model  # noqa: E402
 
 
@@ -77,7 +77,7 @@ def test_bad_model_file_shows_one_line_and_the_app_stays_usable(make, qtbot, tmp
     assert one_line(win.banner.text())
     assert win.state.session.dataset is None
     assert "Open validation data" in win.preview.status.text()
-    testing.click_item(qtbot, win.norms.plot, win.norms.bars, win.norms.bar_center(0))
+    testing.click_item(qtbot, win.norms.plot, win.norms.bars, testing.bar_center(win.norms, 0))
     assert win.state.session.plan == Plan({"conv2d": [0]})  # selecting works without data
 
 

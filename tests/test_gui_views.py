@@ -9,10 +9,11 @@ import pytest
 
 pytest.importorskip("PySide6")
 
+import gui_helpers as testing  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
 from neuronviz.core.plan import Plan  # noqa: E402
-from neuronviz.gui import testing, theme  # noqa: E402
+from neuronviz.gui import theme  # noqa: E402
 from neuronviz.gui.views.heatmap import MAX_COLS, display_array  # noqa: E402
 from neuronviz.gui.views.unit_view import mosaic  # noqa: E402
 from neuronviz.resources import demo_model  # noqa: E402
@@ -59,7 +60,7 @@ def test_nested_models_are_children_in_the_navigator(make, qtbot, tmp_path):
     nav.filter.clear()
     win.state.session.set_layer("seq/in1")
     assert nav.tree.currentIndex().data() == "in1"
-    testing.click_item(qtbot, win.norms.plot, win.norms.bars, win.norms.bar_center(2))
+    testing.click_item(qtbot, win.norms.plot, win.norms.bars, testing.bar_center(win.norms, 2))
     assert win.state.session.plan == Plan({"seq/in1": [2]})
     assert win.preview.labels["Params"][1].text() != win.preview.labels["Params"][0].text()
 
@@ -84,14 +85,14 @@ def test_first_pass_progress_and_cancel(make, qtbot):
 
 def test_taylor_criterion_and_dialog_hooks(make, qtbot):
     from neuronviz.gui.criterion_dialog import apply_spec
-    from neuronviz.gui.integrations import has_finetune, has_sparsify, open_finetune, open_sparsify
+    from neuronviz.gui.integrations import open_finetune, open_sparsify
 
     win = make(demo=True)
     testing.wait_ready(qtbot, win)
     s = win.state.session
     s.dataset.x, s.dataset.y = s.dataset.x[:200], s.dataset.y[:200]  # keep Taylor quick
     apply_spec(
-        win,
+        win.bench,
         {
             "criterion": "taylor",
             "scope": "current",
@@ -103,14 +104,12 @@ def test_taylor_criterion_and_dialog_hooks(make, qtbot):
     qtbot.waitUntil(lambda: bool(s.plan), timeout=120000)
     order = np.argsort(s.taylor["dense"], kind="stable")[:51]
     assert set(s.plan.remove["dense"]) == set(order.tolist())
-    if has_finetune():
-        dlg = open_finetune(win)
-        assert dlg is not None and dlg.isVisible()
-        dlg.reject()
-    if has_sparsify():
-        dlg = open_sparsify(win)
-        assert dlg is not None and dlg.isVisible()
-        dlg.reject()
+    dlg = open_finetune(win.bench)
+    assert dlg is not None and dlg.isVisible()
+    dlg.reject()
+    dlg = open_sparsify(win.bench)
+    assert dlg is not None and dlg.isVisible()
+    dlg.reject()
 
 
 def test_follows_a_dark_colour_scheme(make, qtbot):

@@ -10,12 +10,13 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pyqtgraph")
 
+import gui_helpers as testing  # noqa: E402
 from PySide6.QtCore import QPointF, QSettings, Qt  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 import neuronviz.api as nv  # noqa: E402
 from neuronviz.core.plan import Plan  # noqa: E402
-from neuronviz.gui import testing, theme  # noqa: E402
+from neuronviz.gui import theme  # noqa: E402
 
 
 def _wait(cond, timeout=120.0):
@@ -70,7 +71,9 @@ def fresh(win, qtbot):
 
 
 def click_bar(qtbot, win, unit, modifier=Qt.KeyboardModifier.NoModifier):
-    testing.click_item(qtbot, win.norms.plot, win.norms.bars, win.norms.bar_center(unit), modifier)
+    testing.click_item(
+        qtbot, win.norms.plot, win.norms.bars, testing.bar_center(win.norms, unit), modifier
+    )
 
 
 def engine_accuracy(model, plan, x, y):
@@ -95,7 +98,7 @@ def test_click_bar_toggles_unit_and_preview_matches_engine(win, qtbot, demo_val)
     assert win.state.session.plan == plan
     testing.wait_score(qtbot, win)
     want = engine_accuracy(win.state.session.model, plan, *demo_val)
-    assert win.preview.after_accuracy_text() == f"{100 * want:.2f}%"
+    assert testing.after_accuracy_text(win.preview) == f"{100 * want:.2f}%"
     assert win.state.score.accuracy == pytest.approx(want, abs=1e-9)
     # the selected bars are drawn in the selection colour
     brushes = win.norms.bars.opts["brushes"]
@@ -141,7 +144,7 @@ def test_heatmap_row_click_and_region_drag(win, qtbot):
     hm.ensure_drawn()
     hm.plot.setYRange(0, 40, padding=0)
     QApplication.processEvents()
-    testing.click_item(qtbot, hm.plot, hm.image, hm.row_center(30))
+    testing.click_item(qtbot, hm.plot, hm.image, testing.row_center(hm, 30))
     assert win.state.session.plan == Plan({"dense": [30]})
     over = hm.overlay.image
     assert over[30, 0, 3] > 0 and over[29, 0, 3] == 0
@@ -242,7 +245,7 @@ def test_navigator_rows_filter_and_click(win, qtbot):
 def test_criterion_dialog(win, qtbot):
     from neuronviz.gui.criterion_dialog import run_criterion_dialog
 
-    dlg = run_criterion_dialog(win)
+    dlg = run_criterion_dialog(win.bench)
     dlg.criterion.setCurrentIndex(dlg.criterion.findData("l2"))
     dlg.scope.setCurrentIndex(dlg.scope.findData("layer"))
     dlg.percent.setValue(25.0)
@@ -250,7 +253,7 @@ def test_criterion_dialog(win, qtbot):
     dlg.accept()
     want = win.state.session.criterion_plan("l2", fraction=0.25, scope="layer")
     assert win.state.session.plan == want
-    dlg = run_criterion_dialog(win)
+    dlg = run_criterion_dialog(win.bench)
     dlg.criterion.setCurrentIndex(dlg.criterion.findData("dead"))
     dlg.scope.setCurrentIndex(dlg.scope.findData("current"))
     dlg.mode.setCurrentIndex(dlg.mode.findData("replace"))
@@ -302,7 +305,7 @@ def test_sensitivity_sweep_and_point_click(win, qtbot):
     curve = res.curve("dense")
     assert curve.fractions == [0.0, 0.2, 0.4, 0.6, 0.8]
     pts = view.points["dense"]
-    testing.click_item(qtbot, view.plot, pts, view.point_pos("dense", 2))
+    testing.click_item(qtbot, view.plot, pts, testing.point_pos(view, "dense", 2))
     k = curve.removed[2]
     plan = win.state.session.plan
     assert len(plan.remove["dense"]) == k == round(0.4 * 512)

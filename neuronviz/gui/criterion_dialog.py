@@ -32,9 +32,9 @@ SCOPES = [
 
 
 class CriterionDialog(QDialog):
-    def __init__(self, win):
-        super().__init__(win)
-        self.win = win
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        self.session = session
         self.setWindowTitle("Select by criterion")
         self.criterion = QComboBox()
         for key, text in CRITERIA:
@@ -90,13 +90,13 @@ class CriterionDialog(QDialog):
         spec = self.spec()
         self.percent.setEnabled(spec["criterion"] in ("l1", "l2", "taylor"))
         self.threshold.setEnabled(spec["criterion"] == "apoz")
-        if spec["criterion"] == "taylor" and self.win.state.session.taylor is None:
+        if spec["criterion"] == "taylor" and self.session.taylor is None:
             self.preview.setText(
                 "Taylor importance is computed on the validation data when you press OK."
             )
             return
         try:
-            plan = plan_for(self.win.state.session, spec)
+            plan = plan_for(self.session, spec)
             n = sum(len(v) for v in plan.remove.values())
             self.preview.setText(
                 f"Selects {n} unit{'s' if n != 1 else ''} in {len(plan.remove)} layer"
@@ -127,17 +127,17 @@ def plan_for(session, spec: dict, taylor: dict | None = None) -> Plan:
     )
 
 
-def apply_spec(win, spec: dict) -> None:
+def apply_spec(bench, spec: dict) -> None:
     """Pick the units (computing Taylor importance in a worker if needed) and apply."""
-    s = win.state.session
+    s = bench.session
 
     def finish(taylor=None):
         if taylor is not None:
-            s.taylor = taylor
+            s.set_taylor(taylor)
         try:
             picked = plan_for(s, spec, taylor)
         except NeuronvizError as e:
-            win.state.error(str(e))
+            bench.state.error(str(e))
             return
         if spec["mode"] == "add":
             plan = s.plan.merged(picked)
@@ -146,23 +146,23 @@ def apply_spec(win, spec: dict) -> None:
         else:
             plan = picked
         name = dict(CRITERIA)[spec["criterion"]].split(" (")[0]
-        if win.selection.apply(plan, f"Select by {name}"):
+        if bench.editor.apply(plan, f"Select by {name}"):
             n = sum(len(v) for v in picked.remove.values())
-            win.statusBar().showMessage(f"{name}: {n} units selected.", 6000)
+            bench.status(f"{name}: {n} units selected.", 6000)
 
     if spec["criterion"] == "taylor" and s.taylor is None:
-        win.tasks.submit(
+        bench.tasks.submit(
             "taylor",
             s.taylor_scores,
             finish,
-            lambda msg: win.state.error(f"Taylor importance failed: {msg}"),
+            lambda msg: bench.state.error(f"Taylor importance failed: {msg}"),
         )
     else:
         finish()
 
 
-def run_criterion_dialog(win) -> CriterionDialog:
-    dlg = CriterionDialog(win)
-    dlg.accepted.connect(lambda: apply_spec(win, dlg.spec()))
+def run_criterion_dialog(bench) -> CriterionDialog:
+    dlg = CriterionDialog(bench.session, bench.parent)
+    dlg.accepted.connect(lambda: apply_spec(bench, dlg.spec()))
     dlg.open()
     return dlg

@@ -34,10 +34,9 @@ def default_output(session) -> Path:
 
 
 class ExportDialog(QDialog):
-    def __init__(self, win):
-        super().__init__(win)
-        self.win = win
-        s = win.state.session
+    def __init__(self, session, parent=None):
+        super().__init__(parent)
+        s = session
         self.setWindowTitle("Export the pruned model")
         self.path = QLineEdit(str(default_output(s)))
         browse = QPushButton("Browse…")
@@ -57,9 +56,6 @@ class ExportDialog(QDialog):
         self.report.setChecked(True)
         self.reopen = QCheckBox("Open the pruned model afterwards")
         self.finetune = QCheckBox("Fine-tune the pruned model afterwards…")
-        from neuronviz.gui.integrations import has_finetune
-
-        self.finetune.setVisible(has_finetune())
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
         )
@@ -87,20 +83,23 @@ class ExportDialog(QDialog):
             "plan": self.save_plan.isChecked(),
             "report": self.report.isChecked(),
             "reopen": self.reopen.isChecked(),
-            "finetune": self.finetune.isChecked() and self.finetune.isVisible(),
+            "finetune": self.finetune.isChecked(),
         }
 
 
-def start_export(win, options: dict) -> None:
-    """Run the export in the "export" task; results are reported in the window."""
+def start_export(bench, options: dict) -> None:
+    """Run the export in the "export" task; results are reported through the State.
+    The scores come from the Session (the preview's); only a score the preview has not
+    delivered yet is computed here, and handed to the Session."""
     import neuronviz.api as api
 
-    s, st = win.state.session, win.state
+    s, st = bench.session, bench.state
     plan = s.plan
     if not plan:
         st.error("Select units to remove before exporting.")
         return
     model, trace, source, previewer = s.model, s.trace, s.model_path, s.previewer
+    base, known = s.baseline, s.score_for(plan)
     out = Path(options["path"])
 
     def job():
@@ -110,14 +109,17 @@ def start_export(win, options: dict) -> None:
             result = api.prune(model, plan, trace)
         yield 0.4, "Saving and checking the saved model…"
         path = api.save_pruned(result, out, model, plan, source=source)
-        scores = None
-        if previewer is not None:
+        score = known
+        if previewer is not None and score is None:
             yield 0.9, "Scoring…"
-            scores = (previewer.baseline(), previewer.score(plan))
-        return result, path, scores
+            score = previewer.score(plan)
+        return result, path, score
 
     def done(payload):
-        result, path, scores = payload
+        result, path, score = payload
+        if score is not None and known is None:
+            s.set_score(plan, score, previewer)
+        scores = (base, score) if previewer is not None else None
         written = [path.name]
         plan_path = None
         try:
@@ -134,28 +136,27 @@ def start_export(win, options: dict) -> None:
             from neuronviz.gui.workers import error_text
 
             st.error(f"Saved {path.name}, but writing the extras failed: {error_text(e)}")
-        win.last_export = (path, result)
+        bench.last_export = (path, result)
         if options.get("finetune"):
             from neuronviz.gui.integrations import open_finetune
 
-            open_finetune(win, path)
+            open_finetune(bench, path)
         elif options.get("reopen"):
-            win.open_model(path, data=s.data_source)
+            bench.open_model(path, data=s.data_source)
         st.message.emit(
             "info",
             f"Saved {', '.join(written)} — {result.before.params:,} → {result.after.params:,} parameters "
             f"(reload check passed).",
         )
 
-    win.tasks.submit("export", job, done, lambda msg: st.error(f"Export failed: {msg}"))
+    bench.tasks.submit("export", job, done, lambda msg: st.error(f"Export failed: {msg}"))
 
 
-def run_export_dialog(win) -> ExportDialog | None:
-    s = win.state.session
-    if not s.plan:
-        win.state.error("Select units to remove before exporting.")
+def run_export_dialog(bench) -> ExportDialog | None:
+    if not bench.session.plan:
+        bench.state.error("Select units to remove before exporting.")
         return None
-    dlg = ExportDialog(win)
-    dlg.accepted.connect(lambda: start_export(win, dlg.options()))
+    dlg = ExportDialog(bench.session, bench.parent)
+    dlg.accepted.connect(lambda: start_export(bench, dlg.options()))
     dlg.open()
     return dlg

@@ -1,6 +1,6 @@
-"""Fine-tuning dialog: run a FinetuneJob off the UI thread, with live curves, a progress
-bar, a Cancel button that stops before the next batch, and a before / pruned /
-fine-tuned comparison at the end.
+"""Fine-tuning dialog: run a FinetuneJob off the UI thread (a task of gui.workers.Tasks),
+with live curves, a progress bar, a Cancel button that stops before the next batch, and
+a before / pruned / fine-tuned comparison at the end.
 
     dialog = FinetuneDialog(pruned_model, train, val, before=score_before, pruned=score_pruned)
     if dialog.exec() == QDialog.Accepted:
@@ -10,9 +10,10 @@ fine-tuned comparison at the end.
 from __future__ import annotations
 
 import math
+import queue
 
 import pyqtgraph as pg
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QDialog,
@@ -30,7 +31,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from neuronviz.gui.workers import Tasks
+
 TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#ff7f0e"
+FINETUNE_TASK = "finetune"
 
 
 def score_values(score) -> tuple[float | None, float | None]:
@@ -47,35 +51,6 @@ def _num(v) -> float | None:
     except (TypeError, ValueError):
         return None
     return v if math.isfinite(v) else None
-
-
-class FinetuneWorker(QObject):
-    """Drives FinetuneJob.run() in its QThread and forwards every event."""
-
-    progress = Signal(object)  # Progress
-    finished = Signal(object)  # the "done" Progress
-    failed = Signal(str)
-
-    def __init__(self, job):
-        super().__init__()
-        self.job = job
-
-    @Slot()
-    def run(self) -> None:
-        last = None
-        try:
-            for event in self.job.run():
-                last = event
-                self.progress.emit(event)
-        except Exception as e:  # shown in the dialog as one line
-            from neuronviz.errors import NeuronvizError
-
-            text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            self.failed.emit(
-                text if isinstance(e, NeuronvizError) else f"{type(e).__name__}: {text[:200]}"
-            )
-            return
-        self.finished.emit(last)
 
 
 class FinetuneDialog(QDialog):
@@ -99,11 +74,13 @@ class FinetuneDialog(QDialog):
         patience: int = 2,
         masks="auto",
         parent: QWidget | None = None,
+        tasks: Tasks | None = None,
     ):
         super().__init__(parent)
+        self.tasks = tasks if tasks is not None else Tasks(self)
         self.setWindowTitle("Fine-tune to recover accuracy")
         if isinstance(masks, str):  # "auto": the zeros of sparse kernels stay zero
-            from neuronviz.backend.recovery.sparsity import sparse_masks
+            from neuronviz.api import sparse_masks
 
             masks = sparse_masks(model)
         self.model, self.train, self.val, self.masks = model, train, val, masks
@@ -111,8 +88,8 @@ class FinetuneDialog(QDialog):
         self.job = None
         self.last_event = None
         self.error: str | None = None
-        self._thread: QThread | None = None
-        self._worker: FinetuneWorker | None = None
+        self._running = False
+        self._events: queue.SimpleQueue = queue.SimpleQueue()  # Progress events, worker -> UI
         self._train_x: list[float] = []
         self._train_loss: list[float] = []
         self._train_acc: list[float] = []
@@ -134,7 +111,7 @@ class FinetuneDialog(QDialog):
         form.addRow("Batch size", self.batch_size)
         form.addRow("Learning rate (Adam)", self.learning_rate)
         form.addRow("Early-stopping patience", self.patience)
-        n_train, n_val = len(_xy(self.train)[1]), len(_xy(self.val)[1])
+        n_train, n_val = len(_labels(self.train)), len(_labels(self.val))
         self.info = QLabel(
             f"{n_train:,} training and {n_val:,} validation samples. The best epoch "
             "(lowest validation loss) is kept."
@@ -142,7 +119,7 @@ class FinetuneDialog(QDialog):
         self.info.setWordWrap(True)
         self.keep_zeros = None
         if self.masks:
-            from neuronviz.backend.recovery.sparsity import describe_masks
+            from neuronviz.api import describe_masks
 
             self.keep_zeros = QCheckBox(f"Keep the {describe_masks(self.masks)} at zero")
             self.keep_zeros.setChecked(True)
@@ -223,7 +200,7 @@ class FinetuneDialog(QDialog):
     # ---- running --------------------------------------------------------------------
     @property
     def running(self) -> bool:
-        return self._thread is not None and self._thread.isRunning()
+        return self._running
 
     @property
     def result_model(self):
@@ -235,7 +212,7 @@ class FinetuneDialog(QDialog):
         """Start a run with the current settings (a new copy of the model each time)."""
         if self.running:
             return
-        from neuronviz.backend.recovery.finetune import FinetuneJob
+        from neuronviz.api import FinetuneJob
         from neuronviz.errors import NeuronvizError
 
         try:
@@ -265,20 +242,33 @@ class FinetuneDialog(QDialog):
         self._redraw()
         self.progress_bar.setValue(0)
         self.status.setText("Measuring the starting point…")
+        self._running = True
         self._set_running(True)
-        self._thread = QThread(self)
-        self._worker = FinetuneWorker(self.job)
-        self._worker.moveToThread(self._thread)
-        self._thread.started.connect(self._worker.run)
-        self._worker.progress.connect(self._on_progress)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.failed.connect(self._on_failed)
-        # Direct: quit from the worker thread itself, so it ends even while the UI thread
-        # blocks in wait() (a queued quit would only arrive after the wait).
-        self._worker.finished.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self._worker.failed.connect(self._thread.quit, Qt.ConnectionType.DirectConnection)
-        self._thread.finished.connect(self._worker.deleteLater)
-        self._thread.start()
+        job, events = self.job, self._events
+
+        def work():  # in the worker: events go through a queue, never through Qt
+            last = None
+            for event in job.run():
+                last = event
+                events.put(event)
+                yield event.fraction
+            return last
+
+        self.tasks.submit(
+            FINETUNE_TASK,
+            work,
+            self._on_finished,
+            self._on_failed,
+            lambda *_: self._drain_events(),
+        )
+
+    def _drain_events(self) -> None:
+        while True:
+            try:
+                event = self._events.get_nowait()
+            except queue.Empty:
+                return
+            self._on_progress(event)
 
     @Slot()
     def cancel(self) -> None:
@@ -289,8 +279,8 @@ class FinetuneDialog(QDialog):
             self.status.setText("Cancelling…")
 
     def wait(self, msecs: int = 30000) -> bool:
-        """Block until the worker thread has ended (True) or `msecs` passed."""
-        return self._thread.wait(msecs) if self._thread is not None else True
+        """Block until the worker has ended and its results are shown (True) or `msecs` passed."""
+        return self.tasks.wait(msecs, FINETUNE_TASK)
 
     def _set_running(self, running: bool) -> None:
         self.start_button.setEnabled(not running)
@@ -331,7 +321,9 @@ class FinetuneDialog(QDialog):
 
     @Slot(object)
     def _on_finished(self, e) -> None:
+        self._drain_events()
         self.last_event = e
+        self._running = False
         self._set_running(False)
         why = {
             "completed": "Finished",
@@ -352,6 +344,7 @@ class FinetuneDialog(QDialog):
     @Slot(str)
     def _on_failed(self, text: str) -> None:
         self.error = text
+        self._running = False
         self._set_running(False)
         self.status.setText(f"Error: {text}")
         self.training_finished.emit(None)
@@ -400,7 +393,6 @@ class FinetuneDialog(QDialog):
         super().closeEvent(event)
 
 
-def _xy(data):
-    from neuronviz.backend.recovery.finetune import xy
-
-    return xy(data)
+def _labels(data):
+    """The labels of (x, y) or of a Dataset."""
+    return data.y if hasattr(data, "y") else data[1]

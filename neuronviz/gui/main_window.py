@@ -17,11 +17,12 @@ from PySide6.QtWidgets import (
 )
 
 from neuronviz.gui import files, theme
+from neuronviz.gui.bench import Workbench
 from neuronviz.gui.menus import build_menus
 from neuronviz.gui.navigator import Navigator
 from neuronviz.gui.pipeline import Pipeline
+from neuronviz.gui.plan_editor import PlanEditor
 from neuronviz.gui.preview_panel import PreviewPanel
-from neuronviz.gui.selection import Selection
 from neuronviz.gui.state import State
 from neuronviz.gui.views.graph_view import GraphView
 from neuronviz.gui.views.heatmap import HeatmapView
@@ -58,8 +59,19 @@ class MainWindow(QMainWindow):
         self.unsafe = unsafe
         self.state = State(session)
         self.tasks = Tasks(self)
-        self.selection = Selection(self.state, self)
+        self.selection = PlanEditor(self.state, self)
         self.pipeline = Pipeline(self.state, self.tasks, self)
+        self.bench = Workbench(
+            self.state,
+            self.tasks,
+            self.selection,
+            self,
+            self.settings,
+            self.open_model,
+            self.open_data,
+            self.statusBar().showMessage,
+            self.refresh_recent,
+        )
         self._build()
         self.menus = build_menus(self)
         self._connect()
@@ -140,7 +152,7 @@ class MainWindow(QMainWindow):
         st.layerChanged.connect(self._update_title)
         st.planChanged.connect(self._update_title)
         self.start.openDemo.connect(self.open_demo)
-        self.start.openModel.connect(lambda: files.ask_open_model(self))
+        self.start.openModel.connect(lambda: files.ask_open_model(self.bench))
         self.start.openRecent.connect(lambda p: self.open_model(p))
         self.pipeline.failed.connect(self._on_failed)
         self.pipeline.opened.connect(self._on_opened)
@@ -179,7 +191,7 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opening {path}…")
 
         def then():
-            files.remember(self, "models", str(path))
+            files.remember(self.bench, "models", str(path))
             if layer and layer in self.state.session.trace.layer_units:
                 self.state.session.set_layer(layer)
             if data is not None:
@@ -192,7 +204,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(f"Opening data {source}…")
         self.pipeline.open_data(
             source,
-            then=lambda: files.remember(self, "data", str(source)) if source != "demo" else None,
+            then=lambda: (
+                files.remember(self.bench, "data", str(source)) if source != "demo" else None
+            ),
         )
 
     def open_demo(self) -> None:
@@ -287,12 +301,12 @@ class MainWindow(QMainWindow):
     def dropEvent(self, ev) -> None:
         paths = [u.toLocalFile() for u in ev.mimeData().urls() if u.isLocalFile()]
         if paths:
-            files.open_any(self, paths)
+            files.open_any(self.bench, paths)
             ev.acceptProposedAction()
 
     # ---- settings ---------------------------------------------------------------------
     def refresh_recent(self) -> None:
-        self.start.set_recent(files.recent(self, "models"))
+        self.start.set_recent(files.recent(self.settings, "models"))
 
     def _restore_layout(self) -> None:
         geo = self.settings.value("window/geometry")

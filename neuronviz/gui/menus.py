@@ -1,25 +1,23 @@
-"""Menus, actions and keyboard shortcuts of the main window."""
+"""Menus, actions and keyboard shortcuts of the main window. The window's own widgets
+(tabs, docks, views) are wired here; dialogs and file actions get the Workbench."""
 
 from __future__ import annotations
 
-import importlib.util
 from types import SimpleNamespace
 
 from PySide6.QtGui import QAction, QKeySequence
 
-from neuronviz.gui import files
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
+from neuronviz.gui import about, files
+from neuronviz.gui.criterion_dialog import run_criterion_dialog
+from neuronviz.gui.export import run_export_dialog
+from neuronviz.gui.integrations import open_finetune, open_sparsify
 
 
 def build_menus(win) -> SimpleNamespace:
+    """The menu bar of main window `win`: SimpleNamespace(actions, needs_model, recent)."""
     m = SimpleNamespace(needs_model=[], actions={})
     bar = win.menuBar()
+    bench = win.bench
 
     def act(menu, name, text, slot, shortcut=None, needs_model=True, tip=None):
         a = QAction(text, win)
@@ -39,12 +37,12 @@ def build_menus(win) -> SimpleNamespace:
         f,
         "open",
         "&Open Model…",
-        lambda: files.ask_open_model(win),
+        lambda: files.ask_open_model(bench),
         QKeySequence.StandardKey.Open,
         False,
     )
     m.recent = f.addMenu("Open &Recent")
-    m.recent.aboutToShow.connect(lambda: _fill_recent(win, m.recent))
+    m.recent.aboutToShow.connect(lambda: _fill_recent(bench, m.recent))
     act(
         f,
         "demo",
@@ -55,18 +53,18 @@ def build_menus(win) -> SimpleNamespace:
         "A small MNIST CNN with validation data",
     )
     f.addSeparator()
-    act(f, "data", "Open Validation &Data…", lambda: files.ask_open_data(win), "Ctrl+D")
-    act(f, "folder", "Open &Image Folder…", lambda: files.ask_open_image_folder(win))
+    act(f, "data", "Open Validation &Data…", lambda: files.ask_open_data(bench), "Ctrl+D")
+    act(f, "folder", "Open &Image Folder…", lambda: files.ask_open_image_folder(bench))
     f.addSeparator()
-    act(f, "export", "&Export Pruned Model…", lambda: _export(win), "Ctrl+E")
+    act(f, "export", "&Export Pruned Model…", lambda: run_export_dialog(bench), "Ctrl+E")
     act(
         f,
         "save_plan",
         "&Save Selection as Plan…",
-        lambda: files.ask_save_plan(win),
+        lambda: files.ask_save_plan(bench),
         QKeySequence.StandardKey.Save,
     )
-    act(f, "load_plan", "&Load Selection Plan…", lambda: files.ask_load_plan(win), "Ctrl+L")
+    act(f, "load_plan", "&Load Selection Plan…", lambda: files.ask_load_plan(bench), "Ctrl+L")
     f.addSeparator()
     act(f, "quit", "&Quit", win.close, QKeySequence.StandardKey.Quit, False)
 
@@ -79,13 +77,12 @@ def build_menus(win) -> SimpleNamespace:
     e.addAction(redo)
     m.actions.update(undo=undo, redo=redo)
     e.addSeparator()
-    act(e, "criterion", "Select by &Criterion…", lambda: _criterion(win), "Ctrl+K")
+    act(e, "criterion", "Select by &Criterion…", lambda: run_criterion_dialog(bench), "Ctrl+K")
     act(e, "invert", "&Invert Selection in Layer", win.selection.invert, "Ctrl+I")
     act(e, "clear_layer", "Clear Selection in &Layer", win.selection.clear_layer, "Ctrl+Backspace")
     act(e, "clear", "&Clear All Selections", win.selection.clear, "Ctrl+Shift+Backspace")
-    if _has("neuronviz.gui.sparsify_dialog"):
-        e.addSeparator()
-        act(e, "sparsify", "S&parsify Weights…", lambda: _sparsify(win))
+    e.addSeparator()
+    act(e, "sparsify", "S&parsify Weights…", lambda: open_sparsify(bench))
 
     v = bar.addMenu("&View")
     for i in range(win.tabs.count()):
@@ -97,8 +94,8 @@ def build_menus(win) -> SimpleNamespace:
             f"Ctrl+{i + 1}",
         )
     v.addSeparator()
-    act(v, "next_layer", "&Next Layer", lambda: _step_layer(win, 1), "Ctrl+Down")
-    act(v, "prev_layer", "&Previous Layer", lambda: _step_layer(win, -1), "Ctrl+Up")
+    act(v, "next_layer", "&Next Layer", lambda: _step_layer(bench.session, 1), "Ctrl+Down")
+    act(v, "prev_layer", "&Previous Layer", lambda: _step_layer(bench.session, -1), "Ctrl+Up")
     act(
         v,
         "filter",
@@ -107,7 +104,7 @@ def build_menus(win) -> SimpleNamespace:
         "Ctrl+F",
     )
     act(v, "sorted", "&Sort Bars by Norm", lambda: win.norms.sorted.toggle(), "Ctrl+T")
-    act(v, "range", "&Range Select Tool", lambda: _toggle_range(win), "Ctrl+G")
+    act(v, "range", "&Range Select Tool", lambda: _toggle_range(win.tabs.currentWidget()), "Ctrl+G")
     v.addSeparator()
     v.addAction(win.nav_dock.toggleViewAction())
     v.addAction(win.graph_dock.toggleViewAction())
@@ -124,76 +121,44 @@ def build_menus(win) -> SimpleNamespace:
     )
     act(a, "cancel", "&Cancel Background Task", win.cancel_task, "Ctrl+.", False)
     act(a, "dismiss", "&Dismiss Message", win.banner.hide, "Esc", False)
-    if _has("neuronviz.gui.finetune_dialog"):
-        a.addSeparator()
-        act(a, "finetune", "&Fine-tune a Model…", lambda: _finetune(win))
+    a.addSeparator()
+    act(a, "finetune", "&Fine-tune a Model…", lambda: open_finetune(bench))
 
     h = bar.addMenu("&Help")
-    act(h, "shortcuts", "&Keyboard Shortcuts", lambda: _shortcuts(win, m), "F1", False)
-    act(h, "about", "&About neuronviz", lambda: _about(win), None, False)
+    act(
+        h,
+        "shortcuts",
+        "&Keyboard Shortcuts",
+        lambda: about.show_shortcuts(win, m.actions),
+        "F1",
+        False,
+    )
+    act(h, "about", "&About neuronviz", lambda: about.show_about(win), None, False)
     return m
 
 
-def _fill_recent(win, menu) -> None:
+def _fill_recent(bench, menu) -> None:
     menu.clear()
-    items = files.recent(win, "models")
+    items = files.recent(bench.settings, "models")
     for p in items:
-        menu.addAction(p, lambda p=p: win.open_model(p))
-    data = files.recent(win, "data")
+        menu.addAction(p, lambda p=p: bench.open_model(p))
+    data = files.recent(bench.settings, "data")
     if data:
         menu.addSeparator()
         for p in data:
-            menu.addAction(f"Data: {p}", lambda p=p: win.open_data(p))
+            menu.addAction(f"Data: {p}", lambda p=p: bench.open_data(p))
     if not items and not data:
         menu.addAction("(none)").setEnabled(False)
 
 
-def _step_layer(win, step: int) -> None:
-    s = win.state.session
-    layers = list(s.trace.layer_units) if s.trace else []
+def _step_layer(session, step: int) -> None:
+    layers = list(session.trace.layer_units) if session.trace else []
     if not layers:
         return
-    i = layers.index(s.layer) if s.layer in layers else -1
-    s.set_layer(layers[(i + step) % len(layers)])
+    i = layers.index(session.layer) if session.layer in layers else -1
+    session.set_layer(layers[(i + step) % len(layers)])
 
 
-def _toggle_range(win) -> None:
-    view = win.tabs.currentWidget()
+def _toggle_range(view) -> None:
     if hasattr(view, "range"):
         view.range.toggle()
-
-
-def _criterion(win) -> None:
-    from neuronviz.gui.criterion_dialog import run_criterion_dialog
-
-    run_criterion_dialog(win)
-
-
-def _export(win) -> None:
-    from neuronviz.gui.export import run_export_dialog
-
-    run_export_dialog(win)
-
-
-def _about(win) -> None:
-    from neuronviz.gui.about import show_about
-
-    show_about(win)
-
-
-def _shortcuts(win, m) -> None:
-    from neuronviz.gui.about import show_shortcuts
-
-    show_shortcuts(win, m.actions)
-
-
-def _sparsify(win) -> None:
-    from neuronviz.gui.integrations import open_sparsify
-
-    open_sparsify(win)
-
-
-def _finetune(win) -> None:
-    from neuronviz.gui.integrations import open_finetune
-
-    open_finetune(win)

@@ -1,8 +1,8 @@
 """Schedules the Session's work in workers: opening files, the first pass over the data
 (preview cache, activation statistics), and the debounced live preview.
 
-The Session computes; this class only decides when, in which worker, and applies the
-results on the UI thread."""
+The Session makes the jobs and owns their results; this class only decides when and in
+which worker they run, and hands each result back to the Session on the UI thread."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, QTimer, Signal
 
 from neuronviz.gui.state import State
 from neuronviz.gui.workers import Tasks, report
+from neuronviz.session import load_model_parts
 
 DEBOUNCE_MS = 100
 
@@ -54,7 +55,7 @@ class Pipeline(QObject):
 
         self.tasks.submit(
             "open",
-            lambda: self.session.load_model_parts(path, unsafe),
+            lambda: load_model_parts(path, unsafe),
             done,
             lambda msg: self.failed.emit("model", msg),
         )
@@ -87,39 +88,22 @@ class Pipeline(QObject):
         s = self.session
         if s.model is None or s.dataset is None:
             return
-        previewer = s.make_previewer()
-        job = s.stats_job(self.stats_samples)
-
-        def work():
-            yield 0.0, "Preparing the preview…"
-            previewer.warm(progress=lambda f, *_: report(0.3 * float(f), "Preparing the preview…"))
-            baseline = previewer.baseline()
-            yield 0.3, "Computing activation statistics…"
-            for frac in job.run():
-                yield 0.3 + 0.7 * float(frac), "Computing activation statistics…"
-            return previewer, baseline, job.result
+        job = s.analysis_job(self.stats_samples, report)
 
         def got(result):
-            previewer, baseline, stats = result
-            self.state.baseline = baseline
-            s.set_previewer(previewer)
-            s.set_act_stats(stats)
+            s.set_analysis(result)
             self.analysisDone.emit()
 
         self.tasks.submit(
-            "analysis", work, got, lambda msg: self.state.error(f"Analysis failed: {msg}")
+            "analysis", job, got, lambda msg: self.state.error(f"Analysis failed: {msg}")
         )
 
     # ---- live preview -----------------------------------------------------------------
     def schedule_preview(self) -> None:
         """Leading-edge debounce: an isolated change is scored at once; a burst of
         changes is scored once, DEBOUNCE_MS after the last."""
-        s = self.session
-        if s.previewer is None:
+        if self.session.previewer is None:
             return
-        plan = s.plan
-        if self.state.score_plan != plan:
-            self.state.score = None
         now = time.monotonic()
         if not self.tasks.is_running("preview") and now - self._last_submit > DEBOUNCE_MS / 1000:
             self._debounce.stop()
@@ -129,18 +113,13 @@ class Pipeline(QObject):
 
     def _submit_preview(self) -> None:
         s = self.session
-        previewer, plan = s.previewer, s.plan
-        if previewer is None:
+        if s.previewer is None:
             return
         self._last_submit = time.monotonic()
-
-        def got(score):
-            if s.plan == plan and s.previewer is previewer:
-                self.state.set_score(plan, score)
-
+        plan, previewer, job = s.preview_job()
         self.tasks.submit(
             "preview",
-            lambda: previewer.score(plan),
-            got,
+            job,
+            lambda score: s.set_score(plan, score, previewer),
             lambda msg: self.state.error(f"Preview failed: {msg}"),
         )

@@ -88,7 +88,7 @@ class PreviewPanel(QWidget):
         return self.state.session
 
     def refresh(self) -> None:
-        s, st = self.session, self.state
+        s = self.session
         if s.model is None:
             for cells in self.labels.values():
                 for c in cells:
@@ -106,7 +106,7 @@ class PreviewPanel(QWidget):
         self._row("MACs", human(before.macs), human(after.macs), _shrink(before.macs, after.macs))
         total, n = s.unit_totals()
         self._row("Units", str(total), str(total - n), f"−{n}" if n else "")
-        base, score = st.baseline, st.score if st.score_plan == s.plan else None
+        base, score = s.baseline, s.score_for()
         waiting = s.previewer is not None and score is None
         self._busy(waiting)
         self._row(
@@ -141,9 +141,6 @@ class PreviewPanel(QWidget):
         a.setText(before)
         b.setText(after)
         c.setText(change)
-
-    def after_accuracy_text(self) -> str:
-        return self.labels["Accuracy"][1].text()
 
     def cleanup(self) -> None:
         for sig, slot in self._conns:

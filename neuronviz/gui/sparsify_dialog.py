@@ -66,7 +66,7 @@ class SparsifyDialog(QDialog):
         parent: QWidget | None = None,
     ):
         super().__init__(parent)
-        from neuronviz.backend.recovery.sparsity import MagnitudeProfile
+        from neuronviz.api import MagnitudeProfile
 
         self.setWindowTitle("Sparsify: zero the smallest weights")
         self.model, self.layers = model, layers
@@ -241,7 +241,7 @@ class SparsifyDialog(QDialog):
     @Slot()
     def apply(self) -> None:
         """Build the sparse model (the input model is not changed) and accept."""
-        from neuronviz.backend.recovery.sparsity import sparsify
+        from neuronviz.api import sparsify
         from neuronviz.errors import NeuronvizError
 
         try:

@@ -1,5 +1,6 @@
-"""A thin Qt wrapper over the headless Session: its events as Qt signals, plus the few
-pieces of view state shared between views (the focused unit, messages)."""
+"""A thin Qt relay over the headless Session: its events as Qt signals, plus the few
+pieces of view state shared between views (the focused unit, messages). It owns no
+session state: model, data, plan, baseline and score are read from the Session."""
 
 from __future__ import annotations
 
@@ -15,19 +16,16 @@ class State(QObject):
     actStatsChanged = Signal()
     previewerChanged = Signal()
     planChanged = Signal()
+    scoreChanged = Signal()  # the baseline or the preview score changed (Session "score")
     layerChanged = Signal()
     sweepChanged = Signal()
     focusChanged = Signal(str, int)  # layer, unit (-1: none); hover or click
-    scoreChanged = Signal()  # the preview's score for the current plan arrived
     message = Signal(str, str)  # level ("error", "warning", "info"), one line
 
     def __init__(self, session: Session | None = None, parent=None):
         super().__init__(parent)
         self.session = session or Session()
         self.focus: tuple[str, int] | None = None
-        self.baseline = None  # Score of the unmasked model
-        self.score = None  # Score of the current plan (None while computing)
-        self.score_plan = None
         self._signals = {
             "model": self.modelChanged,
             "data": self.dataChanged,
@@ -35,24 +33,36 @@ class State(QObject):
             "act_stats": self.actStatsChanged,
             "previewer": self.previewerChanged,
             "plan": self.planChanged,
+            "score": self.scoreChanged,
             "layer": self.layerChanged,
             "sweep": self.sweepChanged,
         }
         assert set(self._signals) == set(EVENTS)
         for event, sig in self._signals.items():
             self.session.subscribe(event, sig.emit)
-        self.modelChanged.connect(self._reset_scores)
-        self.dataChanged.connect(self._reset_scores)
+        self.modelChanged.connect(self._reset_focus)
+        self.dataChanged.connect(self._reset_focus)
+
+    # read-only views of the Session's score (it is the one owner)
+    @property
+    def baseline(self):
+        return self.session.baseline
+
+    @property
+    def score(self):
+        """The preview score of the current plan, or None while it is computed."""
+        return self.session.score_for()
+
+    @property
+    def score_plan(self):
+        return self.session.score_plan
 
     def replay(self) -> None:
         """Emit every state signal once (for views attached to an already loaded session)."""
         for sig in self._signals.values():
             sig.emit()
-        if self.session.previewer is not None and self.baseline is None:
-            self.baseline = self.session.previewer.baseline()
 
-    def _reset_scores(self) -> None:
-        self.baseline = self.score = self.score_plan = None
+    def _reset_focus(self) -> None:
         self.focus = None
 
     def set_focus(self, layer: str | None, unit: int) -> None:
@@ -60,10 +70,6 @@ class State(QObject):
         if new != self.focus:
             self.focus = new
             self.focusChanged.emit(layer or "", int(unit) if new else -1)
-
-    def set_score(self, plan, score) -> None:
-        self.score_plan, self.score = plan, score
-        self.scoreChanged.emit()
 
     def error(self, text: str) -> None:
         self.message.emit("error", text)

@@ -147,7 +147,7 @@ class Tasks(QObject):
         super().__init__(parent)
         self._tasks: dict[str, _Task] = {}
         self._queue: queue.Queue = queue.Queue()
-        self._threads: list[threading.Thread] = []
+        self._threads: list[tuple[str, threading.Thread]] = []
         self._bridge = _Bridge(self)
         self._bridge.wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
 
@@ -180,7 +180,8 @@ class Tasks(QObject):
         t.running, t.handlers = (gen, flag), handlers
         self.started.emit(name)
         worker = _Job(name, job, flag, self._post, gen)
-        self._threads = [th for th in self._threads if th.is_alive()] + [worker.thread]
+        self._threads = [(n, th) for n, th in self._threads if th.is_alive()]
+        self._threads.append((name, worker.thread))
         worker.thread.start()
 
     def _drain(self) -> None:
@@ -238,12 +239,15 @@ class Tasks(QObject):
     def running_names(self) -> list[str]:
         return [n for n in self._tasks if self.is_running(n)]
 
-    def wait(self, msecs: int = 30000) -> bool:
-        """Block until every worker thread has ended (for shutdown and tests)."""
+    def wait(self, msecs: int = 30000, name: str | None = None) -> bool:
+        """Block until every worker thread (of task `name`, if given) has ended, then
+        deliver what they reported. True if they all ended in time."""
         deadline = time.monotonic() + msecs / 1000
-        for th in list(self._threads):
+        threads = [th for n, th in self._threads if name is None or n == name]
+        for th in threads:
             th.join(max(0.0, deadline - time.monotonic()))
-        return not any(th.is_alive() for th in self._threads)
+        self._drain()
+        return not any(th.is_alive() for th in threads)
 
     def cleanup(self) -> None:
         """Cancel everything and wait for the workers to stop (they stop at their next
@@ -251,4 +255,3 @@ class Tasks(QObject):
         for name in list(self._tasks):
             self.cancel(name)
         self.wait(120000)
-        self._drain()

@@ -33,6 +33,7 @@ from neuronviz.backend.surgery.rules import ConvRule, ConvTransposeRule, DenseRu
 from neuronviz.core.metrics import Score
 from neuronviz.core.plan import Plan
 from neuronviz.core.prunable import why_not_prunable
+from neuronviz.core.units import Selection
 from neuronviz.errors import NeuronvizError
 
 _MASKERS_KEPT = 16
@@ -44,6 +45,7 @@ class Previewer:
 
     Thread-safe: `score`, `baseline` and `warm` may be called from worker threads
     (calls are serialised). `calls_run` counts executed calls by index, per batch.
+    `select(plan)` resolves plans (default: `trace.select`; a Session passes its cache).
     """
 
     work_bytes = 32 << 20  # a cheap tail may run in fewer, larger batches up to this size
@@ -56,6 +58,7 @@ class Previewer:
         dataset: Dataset,
         budget_bytes: int = 1 << 30,
         batch_size: int = 512,
+        select: Callable[[Plan], Selection] | None = None,
     ):
         if dataset is None or dataset.n == 0:
             raise NeuronvizError(
@@ -77,6 +80,7 @@ class Previewer:
                     f"Received: {tuple(a.shape[1:])}"
                 )
         self.model, self.trace, self.dataset = model, trace, dataset
+        self._select = select or trace.select  # a session passes its one plan cache
         self.graph = trace.graph
         self.budget_bytes = int(budget_bytes)
         self.batch_size = int(batch_size)
@@ -135,7 +139,7 @@ class Previewer:
         with self._lock:
             masker = self._maskers.get(plan)
             if masker is None:
-                masker = Masker(self.trace, self.trace.select(plan))
+                masker = Masker(self.trace, self._select(plan))
                 self._maskers[plan] = masker
                 while len(self._maskers) > _MASKERS_KEPT:
                     self._maskers.popitem(last=False)

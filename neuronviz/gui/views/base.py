@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from neuronviz.gui import theme
-from neuronviz.gui.selection import Selection
+from neuronviz.gui.plan_editor import PlanEditor
 from neuronviz.gui.state import State
 
 
@@ -20,7 +20,7 @@ class View(QWidget):
 
     listens: tuple[str, ...] = ("modelChanged", "layerChanged", "planChanged")
 
-    def __init__(self, state: State, selection: Selection, parent=None):
+    def __init__(self, state: State, selection: PlanEditor, parent=None):
         super().__init__(parent)
         self.state, self.selection = state, selection
         self._dirty = True

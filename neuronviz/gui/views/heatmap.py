@@ -200,8 +200,3 @@ class HeatmapView(View):
                 "set",
                 f"Select {self.session.layer} rows",
             )
-
-    def row_center(self, unit: int):
-        from PySide6.QtCore import QPointF
-
-        return QPointF(self.ncols / 2, unit + 0.5)

@@ -116,11 +116,3 @@ class NormView(View):
                 "set",
                 f"Select {self.session.layer} range",
             )
-
-    def bar_center(self, unit: int):
-        """Scene-independent item coordinates of a unit's bar middle (for tests)."""
-        from PySide6.QtCore import QPointF
-
-        i = int(np.flatnonzero(self.bars.order == unit)[0])
-        h = float(self.bars.opts["height"][i])
-        return QPointF(float(i), max(h / 2, self.bars._top * 0.02))

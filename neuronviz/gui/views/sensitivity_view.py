@@ -159,10 +159,3 @@ class SensitivityView(View):
         if s.layer != layer:
             s.set_layer(layer)
         self.selection.edit(layer, idx, "set", f"Select {100 * frac:.0f}% of {layer} by {crit}")
-
-    def point_pos(self, layer: str, i: int):
-        """Item coordinates of the i-th point of a layer's curve (for tests)."""
-        from PySide6.QtCore import QPointF
-
-        pts = self.points[layer].points()[i].pos()
-        return QPointF(pts.x(), pts.y())

@@ -209,7 +209,7 @@ class UnitView(View):
             self.upstream.setText("")
             return
         try:
-            from neuronviz.backend.analysis.gradients import unit_top_inputs, upstream_unit
+            from neuronviz.api import unit_top_inputs, upstream_unit
 
             top = unit_top_inputs(s.trace, k[0], int(k[2][unit]), k=6)
         except Exception:  # noqa: BLE001 - optional detail
@@ -244,7 +244,7 @@ class UnitView(View):
         model = s.model
 
         def job():
-            from neuronviz.backend.analysis.gradients import saliency
+            from neuronviz.api import saliency
 
             return saliency(model, path, unit, x)
 

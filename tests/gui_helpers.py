@@ -1,4 +1,5 @@
-"""Helpers for driving the real widgets from tests and scripts (pytest-qt's qtbot)."""
+"""Helpers for driving the real widgets from tests (pytest-qt's qtbot): waits, real
+clicks and drags, and where a unit sits in a view."""
 
 from __future__ import annotations
 
@@ -37,18 +38,16 @@ def wait_ready(qtbot, win, timeout: int = TIMEOUT_MS) -> None:
             s.model is not None
             and s.previewer is not None
             and s.act_stats is not None
-            and win.state.baseline is not None
+            and s.baseline is not None
         ),
         timeout=timeout,
     )
 
 
 def wait_score(qtbot, win, timeout: int = TIMEOUT_MS) -> None:
-    """Until the preview shows the score of the current selection."""
-    st = win.state
-    qtbot.waitUntil(
-        lambda: st.score is not None and st.score_plan == st.session.plan, timeout=timeout
-    )
+    """Until the preview has the score of the current selection."""
+    s = win.state.session
+    qtbot.waitUntil(lambda: s.score_for() is not None, timeout=timeout)
 
 
 def wait_idle(qtbot, win, timeout: int = TIMEOUT_MS) -> None:
@@ -79,3 +78,29 @@ def drag(qtbot, view, start, end, steps: int = 8) -> None:
         send(QMouseEvent.Type.MouseMove, pos, none, left)
         qtbot.wait(5)
     send(QMouseEvent.Type.MouseButtonRelease, end, left, none)
+
+
+# ---- where a unit sits in a view (item coordinates) ---------------------------------
+def bar_center(norms, unit: int) -> QPointF:
+    """The middle of a unit's bar in the Norms view."""
+    import numpy as np
+
+    i = int(np.flatnonzero(norms.bars.order == unit)[0])
+    h = float(norms.bars.opts["height"][i])
+    return QPointF(float(i), max(h / 2, norms.bars._top * 0.02))
+
+
+def row_center(heatmap, unit: int) -> QPointF:
+    """The middle of a unit's row in the Activations heatmap."""
+    return QPointF(heatmap.ncols / 2, unit + 0.5)
+
+
+def point_pos(sensitivity, layer: str, i: int) -> QPointF:
+    """The i-th point of a layer's curve in the Sensitivity view."""
+    pts = sensitivity.points[layer].points()[i].pos()
+    return QPointF(pts.x(), pts.y())
+
+
+def after_accuracy_text(preview) -> str:
+    """The accuracy the preview panel shows for the selection."""
+    return preview.labels["Accuracy"][1].text()

@@ -1,7 +1,7 @@
-"""Selection editing with undo/redo: every change is a QUndoCommand that swaps Plans.
+"""Plan editing with undo/redo: every change is a QUndoCommand that swaps Plans.
 
-Views translate mouse gestures into (layer, indices, op) and call `Selection.click` or
-`Selection.edit`; the Session validates the new plan. A refused plan (for example one
+Views translate mouse gestures into (layer, indices, op) and call `PlanEditor.click` or
+`PlanEditor.edit`; the Session validates the new plan (through its plan cache). A refused plan (for example one
 that would empty a layer) is reported as a one-line message and nothing changes.
 """
 
@@ -30,7 +30,9 @@ class PlanCommand(QUndoCommand):
         self.state.session.set_plan(self.old)
 
 
-class Selection(QObject):
+class PlanEditor(QObject):
+    """Undoable edits of the Session's plan (the resolved plan is core.units.Selection)."""
+
     def __init__(self, state: State, parent=None):
         super().__init__(parent)
         self.state = state
