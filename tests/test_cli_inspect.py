@@ -72,6 +72,7 @@ def test_json_contract_without_data(demo_json, demo_model):
         "class": "InputLayer",
         "output_shape": [None, 28, 28, 1],
         "units": None,
+        "unit_kind": "unit",
         "params": 0,
         "macs": 0,
         "group": None,
@@ -92,6 +93,12 @@ def test_json_contract_without_data(demo_json, demo_model):
     assert rows["conv2d_1"]["macs"] == 14 * 14 * 25 * 32 * 64
     assert rows["dense"]["macs"] == 7 * 7 * 64 * 512 and rows["dense_1"]["macs"] == 512 * 10
     assert d["model"]["macs"] == sum(r["macs"] for r in d["layers"])
+    assert [rows[n]["unit_kind"] for n in ("conv2d", "max_pooling2d", "dense", "flatten")] == [
+        "channel",
+        "channel",
+        "neuron",
+        "unit",
+    ]
     pool = rows["max_pooling2d"]
     assert (
         pool["units"] == 32 and pool["group"] == 0 and "norm_l1" not in pool and "apoz" not in pool

@@ -1,6 +1,8 @@
 """`neuronviz inspect MODEL [--data DATA] [--input-shape SHAPE] [--json] [--unsafe]`
 
-One row per model input and per layer: class, output shape, units, params, MACs, group,
+One row per model input and per layer: class, output shape, units and what they are
+("unit_kind": unit, neuron, channel or head; an attention layer's units are its query
+heads), params, MACs, group,
 and for layers that create units their weight norms; with --data also the baseline
 score and each unit's mean activation and APoZ. Layers inside nested models and captured
 custom layers are rows under their parent (`parent`; `containers` lists the parents
@@ -65,6 +67,7 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
                 "class": "InputLayer",
                 "output_shape": list(shape),
                 "units": None,
+                "unit_kind": "unit",
                 "params": 0,
                 "macs": 0,
                 "group": None,
@@ -77,6 +80,7 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
             "class": type(layer).__name__,
             "output_shape": _shape([tuple(t.shape) for t in fg.first_call(path).node.outputs]),
             "units": None,
+            "unit_kind": trace.unit_kind(path),
             "params": params,
             "macs": macs,
             "group": trace.group_of(path),
@@ -87,7 +91,7 @@ def report(model, trace, dataset=None, batch_size: int = 256) -> dict:
             if path in norms:
                 row["norm_l1"] = _floats(norms[path].norm_l1)
                 row["norm_l2"] = _floats(norms[path].norm_l2)
-            if stats is not None:
+            if stats is not None and path in stats:
                 row["mean_activation"] = _floats(stats[path].mean)
                 row["apoz"] = _floats(stats[path].apoz)
         rows.append(row)

@@ -136,7 +136,11 @@ def taylor_importance(
     given, else the sum of all model outputs. One tape per batch watches every layer's
     output; there is no loop over units."""
     fg = trace.graph
-    paths = list(trace.layer_units) if layers is None else [layer_path(fg, p) for p in layers]
+    paths = (
+        [p for p in trace.layer_units if not trace.inner(p)]  # heads are inside their layer
+        if layers is None
+        else [layer_path(fg, p) for p in layers]
+    )
     keys = {p: fg.first_call(p).outputs[0] for p in paths}
     watched = {fg.first_call(p).index for p in paths}
     loss = per_sample_loss(model) if y is not None else None

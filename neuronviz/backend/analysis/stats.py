@@ -138,8 +138,9 @@ class StatsJob:
         self.n = len(self.xs[0])
         self._dtypes = input_dtypes(model)
         self.batch_size = max(1, int(batch_size))
-        wanted = list(trace.layer_units) if layers is None else list(layers)
-        unknown = [p for p in wanted if p not in trace.layer_units]
+        on_output = [p for p in trace.layer_units if not trace.inner(p)]  # heads: inside
+        wanted = on_output if layers is None else list(layers)
+        unknown = [p for p in wanted if p not in on_output]
         if unknown:
             raise NeuronvizError(f"Expected layers with units. Received: {unknown[:3]}")
         self._at_call: dict[int, list[str]] = {}

@@ -20,7 +20,7 @@ class Trace:
     units: UnitGraph
     maps: dict  # tensor key -> channel map
     rules: dict  # layer path -> Rule
-    layer_units: dict  # layer path -> map of its output units (layers with units only)
+    layer_units: dict  # layer path -> map of its output units, or its inner units (heads)
     renorm_sources: set = field(default_factory=set)
 
     def map(self, key: Key) -> np.ndarray:
@@ -32,6 +32,37 @@ class Trace:
     def select(self, plan: Plan) -> Selection:
         """Resolve a plan against this model (raises NeuronvizError on bad input)."""
         return self.units.resolve(plan, self.layer_units, self.graph.aliases())
+
+    def keeps(self, selection: Selection, call: Call) -> tuple[list, list]:
+        """(input keeps, output keeps) of a call under a selection; a rule with inner units
+        (attention heads) gets their keep as one more output keep."""
+        ins = [selection.keep(self.maps[k]) for k in call.inputs]
+        outs = [selection.keep(self.maps[k]) for k in call.outputs]
+        if self.rules[call.path].inner_units:
+            outs.append(selection.keep(self.layer_units[call.path]))
+        return ins, outs
+
+    def inner(self, path: str) -> bool:
+        """True when the layer's units are inside it (heads), not on its output."""
+        return self.rules[path].inner_units and path in self.layer_units
+
+    def unit_kind(self, path: str) -> str:
+        """What a layer's units are, for people: "head" (attention), "channel" (conv),
+        "neuron" (a Dense's own units, as in an FFN) or "unit" (the rest, and the hidden
+        size shared by several layers, such as a residual stream)."""
+        rule = self.rules.get(path)
+        if rule is None or path not in self.layer_units:
+            return "unit"
+        if rule.inner_units:
+            return rule.unit_kind
+        g = self.group_of(path)
+        if not isinstance(g, int):
+            return "unit"
+        sources = self.units.groups[g].sources
+        kinds = {self.rules[s].unit_kind for s in sources if s in self.rules}
+        if len(kinds) != 1 or (kinds == {"neuron"} and len(sources) > 1):
+            return "unit"
+        return kinds.pop()
 
     def group_of(self, path: str):
         """The group(s) of a layer with units: an index, a list of indices, or None."""
@@ -114,6 +145,9 @@ def trace(fg: FlatGraph) -> Trace:
         ctx.units.mark_output(ctx.maps[k].tolist())
     layer_units = {}
     for path in fg.layers:
+        if rules[path].inner_units:
+            layer_units[path] = ctx.spaces[path]
+            continue
         call = fg.first_call(path)
         m = ctx.maps[call.outputs[0]]
         if (m >= 0).any() and len(np.unique(m)) == len(m) and not isinstance(rules[path], Opaque):

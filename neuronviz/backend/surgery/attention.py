@@ -1,4 +1,4 @@
-"""Attention layers as consumers of units (their own heads are not pruned here).
+"""Attention layers: their heads as units, and as consumers of the units they read.
 
 MultiHeadAttention and GroupedQueryAttention project query, key and value with
 EinsumDense kernels of shape (dim, heads, head_dim): a removed input unit is a removed
@@ -7,6 +7,15 @@ kernel row, exactly as for Dense. Their output has the query's width when no
 to the query's residual stream) and the output projection loses those columns.
 GroupedQueryAttention requires query, key and value of one width: they are coupled.
 
+Heads: a projected attention layer's own units are its query heads. Removing head h
+removes its columns of the query (and gate) projection, its rows of the output
+projection, and, without grouped KV heads, its key and value columns. With grouped KV
+heads, query head h reads KV head h // (query heads / KV heads): a KV head goes when its
+whole query group goes; a partly kept group keeps its KV head. Keras needs groups of one
+size, so a KV head serving c kept query heads is repeated c / gcd(all c) times (exact:
+the repeats are copies). Heads mix nothing between them before the output projection,
+so the masked model runs the layer as a pruned copy (local surgery).
+
 Attention and AdditiveAttention have no projections: scores mix query and key feature
 by feature (a dot product, or tanh(q + k)), so query and key must lose the same
 features (they are coupled), and the output carries the value's units. A feature that
@@ -14,6 +23,9 @@ is zero in both query and key adds nothing to either score, so zeroing is exact.
 """
 
 from __future__ import annotations
+
+import math
+import warnings
 
 import numpy as np
 
@@ -51,15 +63,20 @@ def _fixed(shapes) -> list[np.ndarray]:
 
 
 class ProjectedAttention(Rule):
-    """MultiHeadAttention, GroupedQueryAttention: slice the projections' input rows."""
+    """MultiHeadAttention, GroupedQueryAttention: query heads are the layer's units; the
+    projections' input rows follow the units of query, key and value."""
 
     mix = "linear"
+    has_units = True
+    inner_units = True  # its units (heads) are not on its output's channel axis
+    unit_kind = "head"
 
     slots: dict | None = None  # argument name -> input position (set by trace)
 
     def trace(self, ctx, call):
         self.slots = _arguments(call, ("query", "value", "key"))
         _pin_others(ctx, call, self.slots)
+        ctx.units_of(call, heads_of(call.layer)[0])
         q = ctx.map(call.inputs[self.slots["query"]])
         if type(call.layer).__name__ == "GroupedQueryAttention":  # Keras needs equal widths
             for name in ("value", "key"):
@@ -74,23 +91,52 @@ class ProjectedAttention(Rule):
         return not getattr(layer, "_output_shape", None)
 
     def prune(self, layer, weights, in_keeps, out_keeps):
+        """out_keeps ends with the keep of the layer's heads."""
         q, v, k = (in_keeps[self.slots[n]] for n in ("query", "value", "key"))
-        rows = {"_query_dense": q, "_gate_dense": q, "_key_dense": k, "_value_dense": v}
-        slicers = {}
-        for attr, keep in rows.items():
+        heads = out_keeps[-1]
+        kv = kv_heads(heads, heads_of(layer)[1])
+        slicers: dict[int, list] = {}
+
+        def add(var, fn):
+            if var is not None:
+                slicers.setdefault(id(var), []).append(fn)
+
+        for attr, rows, cols in (
+            ("_query_dense", q, heads),
+            ("_gate_dense", q, heads),
+            ("_key_dense", k, kv),
+            ("_value_dense", v, kv),
+        ):
             sub = getattr(layer, attr, None)
             if sub is not None:
-                slicers[id(sub.kernel)] = lambda w, keep=keep: w[keep]
+                add(sub.kernel, lambda w, rows=rows, cols=cols: w[rows][:, cols])
+                add(sub.bias, lambda w, cols=cols: w[cols])
+        out = layer._output_dense
+        add(out.kernel, lambda w: w[heads])
         if self._query_width(layer):
-            out = layer._output_dense
-            slicers[id(out.kernel)] = lambda w: w[..., q]
-            if out.bias is not None:
-                slicers[id(out.bias)] = lambda w: w[q]
-        new = [
-            np.ascontiguousarray(slicers[id(var)](w)) if id(var) in slicers else w
-            for var, w in zip(layer.weights, weights, strict=True)
-        ]
-        return {}, new
+            add(out.kernel, lambda w: w[..., q])
+            add(out.bias, lambda w: w[q])
+        new = []
+        for var, w in zip(layer.weights, weights, strict=True):
+            for fn in slicers.get(id(var), []):
+                w = fn(w)
+            new.append(np.ascontiguousarray(w))
+        n = int(heads.sum())
+        if type(layer).__name__ == "GroupedQueryAttention":
+            if len(kv) > len(np.unique(kv)):
+                kept = np.asarray(heads).reshape(heads_of(layer)[1], -1).sum(axis=1).tolist()
+                warnings.warn(
+                    f"Layer '{layer.name}' keeps {kept} query heads per KV group: its KV heads "
+                    f"are repeated to {len(kv)} so that Keras's equal groups hold. Remove as "
+                    "many heads from every group to shrink the KV projections instead.",
+                    stacklevel=2,
+                )
+            return {"num_query_heads": n, "num_key_value_heads": len(kv)}, new
+        return {"num_heads": n}, new
+
+    def build_copy(self, clone, shapes):
+        q, v, k = (shapes[self.slots[n]] for n in ("query", "value", "key"))
+        clone.build(q, v, k)
 
     def macs(self, call):
         layer, shapes = call.layer, call.input_shapes
@@ -105,6 +151,21 @@ class ProjectedAttention(Rule):
         scores = tq * tv * int(wq[1]) * int(wq[2]) * 2
         proj = tq * (size("_query_dense") + size("_gate_dense") + size("_output_dense"))
         return proj + tv * (size("_key_dense") + size("_value_dense")) + scores
+
+
+def heads_of(layer) -> tuple[int, int]:
+    """(query heads, key/value heads) of a projected attention layer."""
+    if type(layer).__name__ == "GroupedQueryAttention":
+        return int(layer.num_query_heads), int(layer.num_key_value_heads)
+    return int(layer.num_heads), int(layer.num_heads)
+
+
+def kv_heads(keep: np.ndarray, n_kv: int) -> np.ndarray:
+    """The KV heads the kept query heads read, in order: KV head g repeated
+    c_g / gcd(c) times, with c_g its kept query heads (equal groups, as Keras needs)."""
+    counts = np.asarray(keep, bool).reshape(n_kv, -1).sum(axis=1)
+    d = math.gcd(*counts.tolist()) or 1
+    return np.repeat(np.arange(n_kv), counts // d)
 
 
 class DotAttention(Rule):

@@ -2,13 +2,16 @@
 
 Channels of a removed unit may still be computed inside its group (BatchNorm, ReLU,
 Add, ...), but every layer that mixes channels sees them as zero, and so do the model's
-outputs. Layers that normalise over channels (softmax, LayerNormalization), and
-recurrent layers that lose units of their own (a zeroed output would still feed the
-recurrence), are evaluated on the kept channels only (local surgery). Together this
+outputs. Layers that normalise over channels (softmax, LayerNormalization), recurrent
+layers that lose units of their own (a zeroed output would still feed the recurrence),
+and attention layers that lose heads are evaluated on the kept channels and heads only
+(local surgery). Together this
 makes masked(x) == pruned(x).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import keras
 import numpy as np
@@ -23,10 +26,12 @@ from neuronviz.core.units import Selection
 
 def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes):
     """A stand-alone copy of `layer` with the rule's slicing applied (local surgery)."""
-    changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
+    with warnings.catch_warnings():  # notes about the pruned model, not this copy
+        warnings.simplefilter("ignore")
+        changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
     clone = type(layer).from_config({**layer.get_config(), **changes})
     shapes = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(input_shapes, in_keeps, strict=True)]
-    clone.build(shapes[0] if len(shapes) == 1 else shapes)
+    rule.build_copy(clone, shapes)
     clone.set_weights(weights)
     return clone
 
@@ -44,20 +49,23 @@ class Masker:
             return
         for call in tr.graph.calls:
             rule = tr.rule(call.path)
-            keeps = {k: selection.keep(tr.map(k)) for k in call.inputs}
-            out_keeps = [selection.keep(tr.map(k)) for k in call.outputs]
+            in_keeps, out_keeps = tr.keeps(selection, call)
+            keeps = dict(zip(call.inputs, in_keeps, strict=True))
             outputs_cut = not all(k.all() for k in out_keeps)
             renorm = rule.mix == "renorm" or call.path in tr.renorm_sources
-            if (renorm and (outputs_cut or not all(k.all() for k in keeps.values()))) or (
-                rule.mix == "recurrent" and outputs_cut
+            if (
+                (renorm and (outputs_cut or not all(k.all() for k in in_keeps)))
+                or (rule.mix == "recurrent" and outputs_cut)
+                or (rule.inner_units and not out_keeps[-1].all())
             ):
                 n = len(call.data_inputs)  # a `mask=` argument is passed as it is
-                in_keeps = [keeps[k] for k in call.inputs]
                 clone = pruned_layer(
                     rule, call.layer, in_keeps[:n], out_keeps, call.input_shapes[:n]
                 )
                 in_idx = [None if k.all() else np.flatnonzero(k) for k in in_keeps]
-                scatter = [None if k.all() else _scatter_index(k) for k in out_keeps]
+                scatter = [
+                    None if k.all() else _scatter_index(k) for k in out_keeps[: len(call.outputs)]
+                ]
                 self.local[call.index] = (clone, in_idx, scatter)
             elif rule.mix in ("linear", "recurrent"):
                 masks = {k: m.astype(np.float32) for k, m in keeps.items() if not m.all()}

@@ -98,9 +98,7 @@ def prune(
     changes: dict[str, dict] = {}
     weights: dict[str, list] = {}
     for path, layer in fg.layers.items():
-        call = fg.first_call(path)
-        in_keeps = [sel.keep(tr.map(k)) for k in call.inputs]
-        out_keeps = [sel.keep(tr.map(k)) for k in call.outputs]
+        in_keeps, out_keeps = tr.keeps(sel, fg.first_call(path))
         w = weights_of(layer)
         if all(k.all() for k in in_keeps + out_keeps):
             weights[path] = w

@@ -9,6 +9,11 @@ A *rule* per layer type (Torch-Pruning's per-layer pruning functions):
 - ``mix`` says how the masked model treats the layer's inputs: ``"linear"`` mixes
   channels linearly, so zeroing removed input channels is exact; ``"renorm"``
   normalises over channels, so it is evaluated on the kept channels only.
+
+A rule with ``inner_units`` (attention heads) owns units that are not on its output's
+channel axis: its ``prune`` gets their keep as the last entry of ``out_keeps``, and the
+masked model runs it as a pruned copy when any of them goes. ``unit_kind`` names its
+units for people: "unit", "neuron", "channel" or "head".
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ def _by_name(layer, weights, slicers: dict) -> list[np.ndarray]:
 class Rule:
     mix: str | None = None
     has_units = False
+    inner_units = False
+    unit_kind = "unit"
 
     def trace(self, ctx, call) -> list[np.ndarray]:
         return [ctx.map(call.inputs[0]) for _ in call.output_shapes]
@@ -51,6 +58,10 @@ class Rule:
     def unit_kernel(self, layer) -> np.ndarray | None:
         """The layer's incoming weights as (..., units), or None (no units of its own)."""
         return None
+
+    def build_copy(self, clone, shapes) -> None:
+        """Build a stand-alone copy of the layer for inputs of `shapes` (local surgery)."""
+        clone.build(shapes[0] if len(shapes) == 1 else shapes)
 
 
 def _np(v) -> np.ndarray:
@@ -194,6 +205,8 @@ class Source(Rule):
 
 
 class DenseRule(Source):
+    unit_kind = "neuron"
+
     def prune(self, layer, weights, in_keeps, out_keeps):
         i, o = in_keeps[0], out_keeps[0]
         return self.config(o), _by_name(
@@ -206,6 +219,7 @@ class DenseRule(Source):
 
 class ConvRule(Source):
     width_key = "filters"
+    unit_kind = "channel"
 
     def trace(self, ctx, call):
         ids = super().trace(ctx, call)
@@ -237,6 +251,7 @@ class ConvRule(Source):
 
 class ConvTransposeRule(Source):
     width_key = "filters"
+    unit_kind = "channel"
 
     def unit_kernel(self, layer):
         k = super().unit_kernel(layer)  # (..., filters, in): the unit axis goes last
@@ -260,6 +275,7 @@ class ConvTransposeRule(Source):
 
 class SeparableRule(Source):
     width_key = "filters"
+    unit_kind = "channel"
 
     def unit_kernel(self, layer):
         return _np(layer.pointwise_kernel)

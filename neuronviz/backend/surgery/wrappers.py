@@ -22,6 +22,8 @@ def rule_for_layer(layer, input_rank: int) -> Rule:
     rule = rule_for(inner, input_rank - 1)
     if isinstance(rule, Opaque):
         return Opaque(f"wraps {type(inner).__name__}: {rule.why}")
+    if rule.inner_units:
+        return Opaque(f"wraps {type(inner).__name__}, whose units are inside it")
     if type(layer).__name__ == "TimeDistributed":
         return TimeDistributedRule(rule)
     if not isinstance(rule, RecurrentRule) or not isinstance(
@@ -94,6 +96,7 @@ class TimeDistributedRule(Rule):
         self.inner = inner
         self.mix = inner.mix
         self.has_units = inner.has_units
+        self.unit_kind = inner.unit_kind
 
     @staticmethod
     def step_call(call):
