@@ -36,6 +36,7 @@ from neuronviz.backend.analysis.sensitivity import DEFAULT_FRACTIONS, Sweep, Swe
 from neuronviz.backend.analysis.sensitivity import sweep as _sweep
 from neuronviz.backend.analysis.stats import StatsJob, UnitStats, activation_stats
 from neuronviz.backend.model.data import Dataset, load_data
+from neuronviz.backend.model.export import export_tflite, file_size, tflite_bytes
 from neuronviz.backend.model.graph import flatten
 from neuronviz.backend.model.io import load_model, save_model
 from neuronviz.backend.model.trace import Trace
@@ -46,15 +47,12 @@ from neuronviz.backend.recovery.sparsity import (
     MagnitudeProfile,
     SparseResult,
     describe_masks,
-    export_tflite,
-    file_size,
     masks_from_zeros,
     sparse_masks,
     sparsify,
-    tflite_bytes,
 )
 from neuronviz.backend.scoring.preview import Previewer
-from neuronviz.backend.surgery.counting import Counts, count
+from neuronviz.backend.surgery.counting import Counts, count, count_after
 from neuronviz.backend.surgery.masking import masked_model, masked_predict
 from neuronviz.backend.surgery.prune import PruneResult, save_pruned
 from neuronviz.backend.surgery.prune import prune as _prune
@@ -69,7 +67,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Plan", "NeuronvizError", "PruneResult", "Counts", "Trace", "Group", "Score",
     "load_model", "save_model", "save_pruned", "analyze", "groups", "prune",
-    "masked_model", "masked_predict", "counts",
+    "masked_model", "masked_predict", "counts", "count_after",
     # data and scoring
     "Dataset", "load_data", "Previewer", "evaluate",
     # statistics and importance

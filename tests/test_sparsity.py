@@ -5,16 +5,13 @@ import keras
 import numpy as np
 import pytest
 
+from neuronviz.backend.model.export import export_tflite, file_size, model_file_size, tflite_bytes
 from neuronviz.backend.recovery.sparsity import (
     MagnitudeProfile,
     apply_masks,
-    export_tflite,
-    file_size,
     masks_from_zeros,
-    model_file_size,
     prunable_kernels,
     sparsify,
-    tflite_bytes,
 )
 from neuronviz.errors import NeuronvizError
 

@@ -92,7 +92,7 @@ class Plans:
     def counts_after(self, plan: Plan | None = None):
         """Params and MACs of the pruned model, derived from the selection without
         rebuilding it (exact: the same slicing rules as the surgery)."""
-        from neuronviz.backend.surgery.counting import count_after
+        from neuronviz.api import count_after
 
         plan = self.plan if plan is None else plan
         return self._per_plan(
