@@ -167,7 +167,7 @@ def nested_shared():
     shared = L.Dense(6, activation="relu", name="shared")
     a = shared(x)
     b = shared(L.Dense(6, name="pre")(x))
-    h = inner(L.Add()([a, b]))
+    h = inner(L.Add(name="add")([a, b]))
     return keras.Model(x, L.Dense(2, name="out")(func(h)))
 
 

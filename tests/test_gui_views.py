@@ -65,6 +65,33 @@ def test_nested_models_are_children_in_the_navigator(make, qtbot, tmp_path):
     assert win.preview.labels["Params"][1].text() != win.preview.labels["Params"][0].text()
 
 
+def test_captured_layers_are_expandable_rows_with_totals(make, qtbot, tmp_path):
+    from test_capture import resnet_with_blocks
+
+    path = tmp_path / "blocks.keras"
+    resnet_with_blocks(nested=True).save(path)
+    win = make(model=path)
+    testing.wait_model(qtbot, win)
+    nav, s = win.navigator, win.state.session
+    conv = nav.rows["stage/block1/conv_a"]
+    block = conv[0].parent()
+    stage = block.parent()
+    assert (block.text(), stage.text(), conv[0].text()) == ("block1", "stage", "conv_a")
+    row = [block.parent().child(block.row(), c).text() for c in range(8)]
+    assert row[3] == "ResBlock (captured)"
+    inner = [i for i in s.layers() if i.path.startswith("stage/block1/")]
+    from neuronviz.gui.navigator import human
+
+    assert row[5] == human(sum(i.params for i in inner)) and row[6] == human(
+        sum(i.macs for i in inner)
+    )
+    assert conv[1].text() == "6" and conv[5].text() and conv[6].text()
+    assert nav.tree.isExpanded(nav.proxy.mapFromSource(block.index()))
+    win.state.session.set_layer("stage/block1/conv_a")
+    testing.click_item(qtbot, win.norms.plot, win.norms.bars, win.norms.bar_center(2))
+    assert win.state.session.plan == Plan({"stage/block1/conv_a": [2]})
+
+
 def test_first_pass_progress_and_cancel(make, qtbot):
     win = make(model=demo_model())
     testing.wait_model(qtbot, win)

@@ -81,6 +81,13 @@ class Navigator(QWidget):
         self.rows.clear()
         parents: dict[str, QStandardItem] = {}
         s = self.session
+        totals: dict[str, list[int]] = {}  # nested model or captured layer -> params, MACs
+        for info in s.layers():
+            parts = info.path.split("/")
+            for i in range(1, len(parts)):
+                t = totals.setdefault("/".join(parts[:i]), [0, 0])
+                t[0] += info.params
+                t[1] += info.macs
         for info in s.layers():
             parts = info.path.split("/")
             parent = self.model.invisibleRootItem()
@@ -88,7 +95,9 @@ class Navigator(QWidget):
                 key = "/".join(parts[: i + 1])
                 if key not in parents:
                     folder = [QStandardItem(parts[i])] + [QStandardItem("") for _ in COLUMNS[1:]]
-                    folder[3].setText("Model")
+                    folder[3].setText(self._container_type(key))
+                    folder[5].setText(human(totals[key][0]) if totals[key][0] else "")
+                    folder[6].setText(human(totals[key][1]) if totals[key][1] else "")
                     for it in folder:
                         it.setFlags(Qt.ItemFlag.ItemIsEnabled)
                     parent.appendRow(folder)
@@ -152,6 +161,14 @@ class Navigator(QWidget):
         for i, w in enumerate(widths):
             header.resizeSection(i, max(w, 40 if i in (1, 2) else 0))
         self.show_layer()
+
+    def _container_type(self, path: str) -> str:
+        """The class of a nested model, or of a captured custom layer (marked as such)."""
+        graph = self.session.trace.graph
+        obj = graph.nested_models.get(path)
+        if obj is None:
+            return "Model"
+        return type(obj).__name__ + (" (captured)" if path in graph.captured else "")
 
     def update_selected(self) -> None:
         s = self.session

@@ -54,7 +54,32 @@ def _run_call(op, label: str, args, kwargs, inputs) -> keras.Model:
     except Exception as e:
         raise CaptureError(f"Could not capture a graph of {label}: {_first_line(e)}.") from None
     _check_own_variables(op, graph, label)
+    _name_ops(graph)
     return graph
+
+
+def _name_ops(graph: keras.Model) -> None:
+    """Give the raw ops (x + y, ops.relu) of a captured graph names that depend on the graph
+    only (relu, relu_1, ...), not on Keras's global counter: every capture of the same
+    model then has the same layer paths."""
+    from keras.src.utils.naming import to_snake_case
+
+    taken = {layer.name for layer in graph.layers}
+    counts: dict[str, int] = {}
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            op = node.operation
+            if op is None or isinstance(op, keras.Layer):
+                continue
+            base = to_snake_case(type(op).__name__)
+            while True:
+                n = counts.get(base, 0)
+                counts[base] = n + 1
+                name = base if n == 0 else f"{base}_{n}"
+                if name not in taken:
+                    break
+            taken.add(name)
+            op.name = name
 
 
 def _check_own_variables(op, graph: keras.Model, label: str) -> None:

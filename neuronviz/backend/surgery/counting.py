@@ -58,7 +58,10 @@ def count_after(tr, before: Counts, sel) -> Counts:
         if all(k.all() for k in in_keeps + out_keeps):
             macs[call.path] += rule.macs(call)
             continue
-        dummies = [np.broadcast_to(np.zeros((), np.int8), tuple(v.shape)) for v in layer.weights]
+        dummies = [  # raw ops (x + y, ops.relu) have no weights
+            np.broadcast_to(np.zeros((), np.int8), tuple(v.shape))
+            for v in getattr(layer, "weights", [])
+        ]
         changes, sliced = rule.prune(layer, dummies, in_keeps, out_keeps)
         if call.path not in seen:
             seen.add(call.path)
