@@ -25,6 +25,7 @@ from neuronviz.backend.analysis.gradients import (
 )
 from neuronviz.backend.analysis.gradients import unit_weight_gradients as _unit_weight_gradients
 from neuronviz.backend.analysis.importance import (
+    DATA_IMPORTANCES,
     IMPORTANCES,
     WeightStats,
     group_scores,
@@ -35,6 +36,7 @@ from neuronviz.backend.analysis.importance import register as register_importanc
 from neuronviz.backend.analysis.sensitivity import DEFAULT_FRACTIONS, Sweep, SweepResult
 from neuronviz.backend.analysis.sensitivity import sweep as _sweep
 from neuronviz.backend.analysis.stats import StatsJob, UnitStats, activation_stats
+from neuronviz.backend.analysis.transformer import UnitData, unit_data
 from neuronviz.backend.model.data import Dataset, load_data
 from neuronviz.backend.model.export import export_tflite, file_size, tflite_bytes
 from neuronviz.backend.model.graph import flatten
@@ -74,6 +76,7 @@ __all__ = [
     "StatsJob", "UnitStats", "activation_stats", "WeightStats", "weight_stats",
     "IMPORTANCES", "register_importance", "importance", "layer_scores", "group_scores",
     "neuron_gradients", "saliency", "taylor_importance", "unit_top_inputs", "upstream_unit",
+    "UnitData", "unit_data",
     "sweep", "Sweep", "SweepResult", "DEFAULT_FRACTIONS",
     # recovery
     "finetune", "FinetuneJob", "Progress", "PruneSchedule", "ScheduleStep", "schedule_fractions",
@@ -133,19 +136,22 @@ def evaluate(
 
 def importance(model: keras.Model, name: str = "l2", layers=None, data=None, trace=None) -> dict:
     """Layer -> one score per unit (higher = more important) by importance `name` (see
-    IMPORTANCES: l1, l2, bn_gamma, mean_activation, apoz, taylor). Activation and Taylor
-    importances need `data` (a Dataset or a source for `load_data`)."""
+    IMPORTANCES: l1, l2, bn_gamma, mean_activation, apoz, taylor, head_norm, head_taylor,
+    wanda, flap). All but l1, l2 and bn_gamma need `data` (a Dataset or a source for
+    `load_data`); taylor and head_taylor use its labels through the compiled loss."""
     tr = trace if trace is not None else analyze(model)
-    act = tay = None
-    if name in ("mean_activation", "apoz", "taylor"):
+    act = tay = measured = None
+    if name in ("mean_activation", "apoz", "taylor", *DATA_IMPORTANCES):
         if data is None:
             raise NeuronvizError(f"Expected `data` to score units by {name}. Received: data=None")
         data = data if isinstance(data, Dataset) else load_data(data, model)
         if name == "taylor":
             tay = taylor_importance(model, tr, data.x, data.y)
+        elif name in DATA_IMPORTANCES:
+            measured = unit_data(model, tr, data.x, data.y if name == "head_taylor" else None)
         else:
             act = activation_stats(model, tr, data.x)
-    return layer_scores(tr, name, layers, act_stats=act, taylor=tay)
+    return layer_scores(tr, name, layers, act_stats=act, taylor=tay, unit_data=measured)
 
 
 def neuron_gradients(model: keras.Model, layer: str, unit: int, x, **kw) -> dict:

@@ -8,7 +8,9 @@ registry `IMPORTANCES` holds the built-in ones; `register` adds more:
 - ``bn_gamma``: |gamma| of the BatchNorm right after the layer;
 - ``mean_activation``: mean output over the data (activation statistics);
 - ``apoz``: 1 - the average percentage of zeros (a unit that is always 0 scores 0);
-- ``taylor``: first-order Taylor importance (gradients.taylor_importance).
+- ``taylor``: first-order Taylor importance (gradients.taylor_importance);
+- ``head_norm``, ``head_taylor`` (attention heads), ``wanda``, ``flap`` (Dense units, such
+  as FFN neurons): from one pass over the data (see analysis.transformer).
 
 `layer_scores` asks one importance for many layers; `group_scores` reduces a group's
 member layers to one score per class (mean, sum or max), optionally normalised within
@@ -24,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from neuronviz.backend.analysis.transformer import UnitData, flap, head_norm, head_taylor, wanda
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.surgery.rules import Opaque, _np
 from neuronviz.core.criteria import normalised
@@ -40,6 +43,7 @@ class Context:
     trace: Trace
     act_stats: Mapping | None = None  # layer -> UnitStats
     taylor: Mapping | None = None  # layer -> Taylor importance per unit
+    unit_data: UnitData | None = None  # head outputs and Dense inputs (analysis.transformer)
 
 
 Importance = Callable[[Context, str], "np.ndarray | None"]
@@ -116,7 +120,12 @@ IMPORTANCES: dict[str, Importance] = {
     "mean_activation": mean_activation,
     "apoz": apoz,
     "taylor": taylor,
+    "head_norm": head_norm,
+    "head_taylor": head_taylor,
+    "wanda": wanda,
+    "flap": flap,
 }
+DATA_IMPORTANCES = ("head_norm", "head_taylor", "wanda", "flap")  # read Context.unit_data
 
 
 def register(name: str, importance: Importance) -> None:
@@ -141,11 +150,12 @@ def layer_scores(
     *,
     act_stats: Mapping | None = None,
     taylor: Mapping | None = None,
+    unit_data: UnitData | None = None,
 ) -> dict[str, np.ndarray]:
     """Layer -> one score per unit, for the layers (default: every layer with units) the
     importance can score; the others are left out."""
     imp = get(name)
-    ctx = Context(trace, act_stats, taylor)
+    ctx = Context(trace, act_stats, taylor, unit_data)
     lu = trace.layer_units
     wanted = lu if layers is None else [resolve_layer(p, lu, trace.graph.aliases()) for p in layers]
     out = {}

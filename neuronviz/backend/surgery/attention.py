@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 
-from neuronviz.backend.surgery.rules import Rule, _last
+from neuronviz.backend.surgery.rules import Rule, _last, _np
 
 _PROJECTED = ("MultiHeadAttention", "GroupedQueryAttention")
 
@@ -133,6 +133,23 @@ class ProjectedAttention(Rule):
                 )
             return {"num_query_heads": n, "num_key_value_heads": len(kv)}, new
         return {"num_heads": n}, new
+
+    def unit_kernel(self, layer):
+        """Each head's weights as (..., heads): its query (and gate) and value columns (a
+        grouped value column under each of its query heads) and its output-projection rows."""
+        q, kv = heads_of(layer)
+        parts = []
+        for attr in ("_query_dense", "_gate_dense", "_value_dense"):
+            sub = getattr(layer, attr, None)
+            if sub is not None:
+                w = (
+                    np.repeat(_np(sub.kernel), q // kv, axis=1)
+                    if attr == "_value_dense"
+                    else _np(sub.kernel)
+                )
+                parts.append(np.moveaxis(w, 1, -1).reshape(-1, q))
+        parts.append(np.moveaxis(_np(layer._output_dense.kernel), 0, -1).reshape(-1, q))
+        return np.concatenate(parts)
 
     def build_copy(self, clone, shapes):
         q, v, k = (shapes[self.slots[n]] for n in ("query", "value", "key"))
