@@ -10,7 +10,7 @@ that can only be removed together; a *group* is a set of layers tied by classes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -195,8 +195,11 @@ class UnitGraph:
         plan: Plan,
         layer_units: Mapping[str, np.ndarray],
         aliases: Mapping[str, str] | None = None,
+        dropped: Callable[[Selection], set[str]] | None = None,
     ) -> Selection:
-        """Turn a plan into the set of removed classes, refusing anything unsafe."""
+        """Turn a plan into the set of removed classes, refusing anything unsafe.
+        `dropped(selection)` names layers that leave the model whole (a branch that only
+        fed a Concatenate): they may lose all their units."""
         aliases = aliases or {}
         removed: set[int] = set()
         for name, indices in plan.remove.items():
@@ -229,12 +232,20 @@ class UnitGraph:
             removed.update(roots.tolist())
         removed_arr = np.array(sorted(removed), dtype=np.int64)
         flags = self.removed_flags(removed_arr)
+        selection = Selection(removed_arr, self, layer_units)
+        emptied = [k for k, m in layer_units.items() if len(m) and flags[self.roots(m)].all()]
+        gone = dropped(selection) if dropped is not None and emptied else set()
         for g in self.groups:
-            if g.size and flags[g.classes].all():
+            if (
+                g.size
+                and flags[g.classes].all()
+                and any(m not in gone and m in emptied for m in g.members)
+            ):
                 raise NeuronvizError(
                     f"Expected at least one unit to remain in group '{g.name}' "
                     f"({g.size} units, layers {', '.join(g.members[:4])}{', ...' if len(g.members) > 4 else ''}). "
-                    "Received: a selection that removes all of them."
+                    "Received: a selection that removes all of them (a whole branch can go "
+                    "only when it feeds nothing but a Concatenate)."
                 )
         for a, b, what in self._balanced:
             na, nb = int(flags[self.roots(a)].sum()), int(flags[self.roots(b)].sum())
@@ -243,12 +254,12 @@ class UnitGraph:
                     f"Expected as many units removed from the forward half as from the backward "
                     f"half of {what}. Received: {na} forward, {nb} backward."
                 )
-        for layer, m in layer_units.items():
-            if len(m) and flags[self.roots(m)].all():
+        for layer in emptied:
+            if layer not in gone:
                 raise NeuronvizError(
-                    f"Expected at least one unit to remain in layer '{layer}'. Received: a selection that removes all {len(m)}."
+                    f"Expected at least one unit to remain in layer '{layer}'. Received: a selection that removes all {len(layer_units[layer])}."
                 )
-        return Selection(removed_arr, self, layer_units)
+        return selection
 
 
 @dataclass

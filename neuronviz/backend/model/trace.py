@@ -31,7 +31,11 @@ class Trace:
 
     def select(self, plan: Plan) -> Selection:
         """Resolve a plan against this model (raises NeuronvizError on bad input)."""
-        return self.units.resolve(plan, self.layer_units, self.graph.aliases())
+        from neuronviz.backend.surgery.branches import dead_layers
+
+        return self.units.resolve(
+            plan, self.layer_units, self.graph.aliases(), lambda sel: dead_layers(self, sel)
+        )
 
     def keeps(self, selection: Selection, call: Call) -> tuple[list, list]:
         """(input keeps, output keeps) of a call under a selection; a rule with inner units

@@ -52,6 +52,8 @@ class Masker:
             in_keeps, out_keeps = tr.keeps(selection, call)
             keeps = dict(zip(call.inputs, in_keeps, strict=True))
             outputs_cut = not all(k.all() for k in out_keeps)
+            if not any(k.any() for k in out_keeps):  # a dropped branch: zeroed downstream
+                continue
             renorm = rule.mix == "renorm" or call.path in tr.renorm_sources
             if (
                 (renorm and (outputs_cut or not all(k.all() for k in in_keeps)))

@@ -20,6 +20,7 @@ from neuronviz.backend.model.graph import flatten, pack_inputs
 from neuronviz.backend.model.io import probe_batch, save_model
 from neuronviz.backend.model.trace import Trace, trace
 from neuronviz.backend.surgery import captured
+from neuronviz.backend.surgery.branches import dead_layers, drop_from_config
 from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_predict
 from neuronviz.backend.surgery.rules import is_layer, weights_of
@@ -95,9 +96,17 @@ def prune(
             stacklevel=2,
         )
     fg = tr.graph
+    dead = dead_layers(tr, sel)  # whole branches that only fed a Concatenate
+    if dead and fg.captured:
+        raise NeuronvizError(
+            "Removing a whole branch is supported in Functional and Sequential models only. "
+            f"Received: a captured model losing layers {', '.join(sorted(dead)[:4])}."
+        )
     changes: dict[str, dict] = {}
     weights: dict[str, list] = {}
     for path, layer in fg.layers.items():
+        if path in dead:
+            continue
         in_keeps, out_keeps = tr.keeps(sel, fg.first_call(path))
         w = weights_of(layer)
         if all(k.all() for k in in_keeps + out_keeps):
@@ -109,7 +118,7 @@ def prune(
     if "" in kept:
         new = _rebuilt_model(model, kept[""][1], fg, safe_mode)
     else:
-        new, functional = _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode)
+        new, functional = _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead)
         notes.update(functional)
     new_graph = flatten(new, [s[1:] for s in fg.input_shapes])
     for path, w in weights.items():
@@ -172,7 +181,7 @@ def _rebuilt_model(model, cfg, fg, safe_mode):
     return new
 
 
-def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode):
+def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset()):
     """The graph model rebuilt from its config with new widths; captured layers whose class
     is not kept become Functional models of their inner layers and ops."""
     source = fg.source if fg.source is not None else model
@@ -180,6 +189,7 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode):
     notes = captured.inline_functional(cfg, fg, skip=kept)
     if "" in fg.captured:
         notes[""] = captured.functional_note(model)
+    drop_from_config(cfg, dead)
     for path, (_, new_cfg) in kept.items():
         entry = captured.find_entry(cfg, path)
         entry["config"] = copy.deepcopy(new_cfg)
