@@ -7,12 +7,12 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("grandalf")
 
+import gui_helpers as testing  # noqa: E402
 from PySide6.QtCore import QPoint, QPointF, Qt  # noqa: E402
 from PySide6.QtGui import QMouseEvent  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from neuronviz.core.plan import Plan  # noqa: E402
-from neuronviz.gui import testing  # noqa: E402
 from neuronviz.gui.graph_layout import NODE_H, LayerGraph  # noqa: E402
 from neuronviz.gui.views.graph_view import (  # noqa: E402
     CONSUMER,
@@ -39,6 +39,11 @@ def graph_view(qtbot, model):
     return view
 
 
+def node_pos(view, node_id):
+    """Viewport coordinates of a node's centre."""
+    return view.canvas.mapFromScene(view.items[node_id].scenePos())
+
+
 def hover(view, node_id):
     """A real mouse move over a node (hover events come from the viewport's moves), or
     to the viewport's corner for None."""
@@ -46,7 +51,7 @@ def hover(view, node_id):
     if node_id is not None:
         view.canvas.centerOn(view.items[node_id])
         QApplication.processEvents()
-    pos = QPointF(view.node_pos(node_id)) if node_id else QPointF(2, 2)
+    pos = QPointF(node_pos(view, node_id)) if node_id else QPointF(2, 2)
     ev = QMouseEvent(
         QMouseEvent.Type.MouseMove,
         pos,
@@ -148,7 +153,7 @@ def test_clicking_a_node_switches_the_unit_views(make, qtbot):
     assert win.state.session.layer == "conv2d"
     g.canvas.centerOn(g.items["dense"])
     QApplication.processEvents()
-    qtbot.mouseClick(g.canvas.viewport(), Qt.MouseButton.LeftButton, pos=g.node_pos("dense"))
+    qtbot.mouseClick(g.canvas.viewport(), Qt.MouseButton.LeftButton, pos=node_pos(g, "dense"))
     assert win.state.session.layer == "dense"
     win.norms.ensure_drawn()
     assert len(win.norms.bars.order) == 512  # the norms view shows dense's units

@@ -26,10 +26,12 @@ from neuronviz.gui.preview_panel import PreviewPanel
 from neuronviz.gui.state import State
 from neuronviz.gui.views.graph_view import GraphView
 from neuronviz.gui.views.heatmap import HeatmapView
+from neuronviz.gui.views.importance_view import ImportanceView
 from neuronviz.gui.views.norms import NormView
 from neuronviz.gui.views.sensitivity_view import SensitivityView
 from neuronviz.gui.views.stats_view import StatsView
 from neuronviz.gui.views.unit_view import UnitView
+from neuronviz.gui.views.widths_view import WidthsView
 from neuronviz.gui.widgets import Banner, StartScreen, TaskProgress
 from neuronviz.gui.workers import Tasks
 from neuronviz.session import Session
@@ -94,6 +96,8 @@ class MainWindow(QMainWindow):
         self.sensitivity = SensitivityView(st, sel, self.tasks)
         self.unit = UnitView(st, sel, self.tasks)
         self.preview = PreviewPanel(st)
+        self.widths = WidthsView(st, sel)
+        self.importance = ImportanceView(st, sel)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
         for view, name in (
@@ -101,6 +105,8 @@ class MainWindow(QMainWindow):
             (self.heatmap, "Activations"),
             (self.stats, "Statistics"),
             (self.sensitivity, "Sensitivity"),
+            (self.widths, "Widths"),
+            (self.importance, "Importance"),
         ):
             self.tabs.addTab(view, name)
         self.banner = Banner()
@@ -133,6 +139,7 @@ class MainWindow(QMainWindow):
         self.progress = TaskProgress()
         self.statusBar().addPermanentWidget(self.progress)
         self.views = [self.norms, self.heatmap, self.stats, self.sensitivity, self.unit]
+        self.views += [self.widths, self.importance]
 
     def _dock(self, title, name, widget, area) -> QDockWidget:
         d = QDockWidget(title, self)

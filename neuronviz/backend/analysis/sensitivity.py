@@ -64,12 +64,19 @@ class SweepResult:
     baseline: Score
     curves: list[GroupCurve]
     skipped: dict[str, str] = field(default_factory=dict)  # group name -> why
+    # group name -> its classes, least important first (what each fraction removed)
+    orders: dict = field(default_factory=dict, repr=False, compare=False)
 
     def curve(self, name: str) -> GroupCurve:
         for c in self.curves:
             if c.name == name or c.layer == name:
                 return c
         raise KeyError(name)
+
+    def plan_at(self, trace: Trace, name: str, j: int) -> Plan:
+        """The plan the sweep scored for group (or layer) `name` at its j-th fraction."""
+        c = self.curve(name)
+        return _plan_for(trace, self.orders[c.name][: c.removed[j]])
 
     def to_dict(self) -> dict:
         return {
@@ -122,7 +129,7 @@ class Sweep:
 
     def _run(self):
         base = self.previewer.baseline()
-        curves, skipped = [], {}
+        curves, skipped, orders = [], {}, {}
         jobs = []
         for g in self.trace.units.groups:
             why = _why_skipped(g, self.trace, self.importance)
@@ -133,6 +140,7 @@ class Sweep:
             layer = next(s for s in g.sources if s in self.trace.layer_units)
             curve = GroupCurve(g.name, layer, g.size, list(g.members))
             curves.append(curve)
+            orders[g.name] = order
             for f in self.fractions:
                 k = min(int(round(f * g.size)), g.size - 1)
                 jobs.append((curve, f, k, order[:k]))
@@ -154,7 +162,7 @@ class Sweep:
                 yield done / total
         if total == 0:
             yield 1.0
-        self.result = SweepResult(base, curves, skipped)
+        self.result = SweepResult(base, curves, skipped, orders)
         return self.result
 
 

@@ -94,4 +94,5 @@ def _heat():
 
 
 def text_colour(fill: QColor) -> QColor:
-    return QColor(20, 20, 20) if fill.lightness() > 140 else QColor(240, 240, 240)
+    luma = 0.299 * fill.red() + 0.587 * fill.green() + 0.114 * fill.blue()
+    return QColor(20, 20, 20) if luma > 140 else QColor(240, 240, 240)

@@ -379,9 +379,10 @@ class GraphView(QWidget):
         h = self.highlighted()
         target = self._hovered or self.session.layer
         g = self.session.group(target) if target else None
+        n, k = len(h[MEMBER]) + 1, len(h[CONSUMER])
         group = (
-            f"'{target}': group {g.index} — {len(h[MEMBER]) + 1} layers lose the same units, "
-            f"{len(h[CONSUMER])} consumers lose input rows."
+            f"'{target}': group {g.index} — {n} layer{'s' * (n > 1)} lose the same units, "
+            f"{k} consumer{'s lose' if k != 1 else ' loses'} input rows."
             if g is not None
             else ""
         )
@@ -411,10 +412,6 @@ class GraphView(QWidget):
 
     def fit(self) -> None:
         self.canvas.fitInView(self.scene.sceneRect(), Qt.AspectRatioMode.KeepAspectRatio)
-
-    def node_pos(self, node_id: str):
-        """Viewport coordinates of a node's centre (for tests)."""
-        return self.canvas.mapFromScene(self.items[node_id].scenePos())
 
     def cleanup(self) -> None:
         for sig, slot in self._connections:

@@ -1,5 +1,7 @@
 """Sensitivity: accuracy against the fraction of units removed, one curve per layer
-(group). Clicking a point selects that many of that layer's units by the criterion."""
+(group), or a heatmap (groups x fractions, coloured by the accuracy drop) when there are
+more than HEATMAP_ABOVE groups. Clicking a point or a cell selects that many of that
+layer's units by the criterion."""
 
 from __future__ import annotations
 
@@ -7,10 +9,18 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QStackedWidget,
+    QVBoxLayout,
+)
 
 from neuronviz.gui import theme
 from neuronviz.gui.views.base import View
+from neuronviz.gui.views.sweep_heatmap import SweepHeatmap
 from neuronviz.gui.workers import error_text
 
 CRITERIA = [("l2", "L2 norm"), ("l1", "L1 norm"), ("taylor", "Taylor importance")]
@@ -19,10 +29,12 @@ STEPS = {
     "20 steps": np.round(np.arange(0, 1.0, 0.05), 3),
     "5 steps": np.round(np.arange(0, 1.0, 0.2), 2),
 }
+HEATMAP_ABOVE = 8  # more groups than this: a heatmap instead of one line per group
 
 
 class SensitivityView(View):
     listens = ("modelChanged", "sweepChanged", "previewerChanged", "planChanged")
+    heatmap_above = HEATMAP_ABOVE
 
     def __init__(self, state, selection, tasks=None, parent=None):
         super().__init__(state, selection, parent)
@@ -56,7 +68,12 @@ class SensitivityView(View):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addLayout(top)
-        lay.addWidget(self.plot, 1)
+        self.heatmap = SweepHeatmap()
+        self.heatmap.cellClicked.connect(self._on_cell)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.plot)
+        self.stack.addWidget(self.heatmap)
+        lay.addWidget(self.stack, 1)
         lay.addWidget(self.info)
 
     def run(self) -> None:
@@ -101,6 +118,19 @@ class SensitivityView(View):
         )
         self.plot.addItem(base)
         self.items.append(base)
+        crit = dict(CRITERIA).get(s.sweep_criterion, s.sweep_criterion)
+        skipped = "; ".join(f"{k}: {v}" for k, v in res.skipped.items())
+        skipped = f" Skipped — {skipped}." if skipped else ""
+        if len(res.curves) > self.heatmap_above:
+            self.heatmap.set_result(res)
+            self.stack.setCurrentWidget(self.heatmap)
+            self.info.setText(
+                f"By smallest {crit}: accuracy drop from the baseline "
+                f"({100 * res.baseline.accuracy:.2f}%) per group. Click a cell to select that "
+                f"fraction of that layer's units.{skipped}"
+            )
+            return
+        self.stack.setCurrentWidget(self.plot)
         for i, c in enumerate(res.curves):
             colour = theme.CURVES[i % len(theme.CURVES)]
             acc = 100 * np.array([a if math.isfinite(a) else np.nan for a in c.accuracy], float)
@@ -133,29 +163,31 @@ class SensitivityView(View):
         self.plot.getPlotItem().setXRange(
             -3, 100 * max(max(c.fractions) for c in res.curves) + 3, padding=0
         )
-        crit = dict(CRITERIA).get(s.sweep_criterion, s.sweep_criterion)
-        skipped = "; ".join(f"{k}: {v}" for k, v in res.skipped.items())
         self.info.setText(
             f"By smallest {crit}. Baseline accuracy {100 * res.baseline.accuracy:.2f}% (dashed). "
-            "Click a point to select that many units of that layer."
-            + (f" Skipped — {skipped}." if skipped else "")
+            "Click a point to select that many units of that layer." + skipped
         )
 
     def _on_point(self, item, points, ev=None) -> None:
         if not len(points):
             return
-        layer, frac, k = points[0].data()
-        self.select_point(layer, k, frac)
+        layer, frac, _ = points[0].data()
+        self.select_point(layer, self.session.sweep.curve(layer).fractions.index(frac))
 
-    def select_point(self, layer: str, k: int, frac: float) -> None:
+    def _on_cell(self, layer: str, j: int) -> None:
+        self.select_point(layer, j)
+
+    def select_point(self, layer: str, j: int) -> None:
+        """Select exactly what the sweep scored for `layer`'s group at its j-th fraction
+        (the rest of the selection stays)."""
         s = self.session
-        crit = s.sweep_criterion or "l2"
+        c = s.sweep.curve(layer)
         try:
-            picked = s.criterion_plan(crit, n=int(k), layers=[layer], taylor=s.taylor)
+            plan = s.edited(layer, [], "set").merged(s.sweep.plan_at(s.trace, layer, j))
         except Exception as e:  # noqa: BLE001
             self.state.error(error_text(e))
             return
-        idx = picked.remove.get(layer, ())
         if s.layer != layer:
             s.set_layer(layer)
-        self.selection.edit(layer, idx, "set", f"Select {100 * frac:.0f}% of {layer} by {crit}")
+        crit = s.sweep_criterion or "l2"
+        self.selection.apply(plan, f"Select {100 * c.fractions[j]:.0f}% of {layer} by {crit}")
