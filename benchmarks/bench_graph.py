@@ -48,12 +48,12 @@ def bench(name: str) -> dict:
     from neuronviz.gui.app import ensure_app
     from neuronviz.gui.state import State
     from neuronviz.gui.views.graph_view import GraphView
-    from neuronviz.session import Session
+    from neuronviz.session import Session, analyze_parts
 
     app = ensure_app()
     model = getattr(keras.applications, name)(weights=None, input_shape=(64, 64, 3), classes=10)
     t = time.perf_counter()
-    parts = Session.analyze_parts(model)
+    parts = analyze_parts(model)
     analyze_s = time.perf_counter() - t
     s = Session()
     s.set_model(parts)

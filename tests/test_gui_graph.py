@@ -26,10 +26,10 @@ from neuronviz.resources import demo_model  # noqa: E402
 
 def graph_view(qtbot, model):
     from neuronviz.gui.state import State
-    from neuronviz.session import Session
+    from neuronviz.session import Session, analyze_parts
 
     s = Session()
-    s.set_model(Session.analyze_parts(model))
+    s.set_model(analyze_parts(model))
     view = GraphView(State(s))
     qtbot.addWidget(view)
     view.resize(500, 700)
