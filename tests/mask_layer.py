@@ -9,6 +9,7 @@ class Mask(keras.layers.Layer):
 
     def __init__(self, keep, **kw):
         super().__init__(**kw)
+        self.supports_masking = True  # a Keras mask (padded steps) passes through
         self.keep = np.asarray(keep, "float32")
 
     def call(self, x):

@@ -6,7 +6,7 @@ the preview."""
 import keras
 import numpy as np
 import pytest
-from conftest import assert_same_outputs
+from conftest import assert_same_outputs, run_cli_parallel
 from engine_models import randomize
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -282,3 +282,45 @@ def test_keras_surgeon_delete_channels_rnn(kind, idx):
     np.testing.assert_array_equal(got[0], np.delete(w[0], idx, axis=0))
     for a, b in zip(w[1:], got[1:], strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_masked_sequences_through_bidirectional_and_rnn():
+    """Embedding(mask_zero) passes a Keras mask to the recurrent layers (not a data input)."""
+
+    def build(masks=None):
+        m = masks or {}
+        x = keras.Input((7,), dtype="int32")
+        e = L.Embedding(20, 6, mask_zero=True, name="emb")(x)
+        h = L.Bidirectional(L.GRU(4, return_sequences=True), name="bi")(e)
+        h = _masked(h, "bi", m)
+        h = _masked(L.LSTM(5, name="lstm")(h), "lstm", m)
+        return keras.Model(x, L.Dense(3, name="out")(h))
+
+    model = randomize(build())
+    x = np.random.default_rng(6).integers(0, 20, (5, 7)).astype("int32")
+    x[:, 4:] = 0  # padded tails
+    plan = nv.Plan({"bi": [1, 6], "lstm": [0, 3]})
+    masks = {"bi": [keep(8, [1, 6])], "lstm": [keep(5, [0, 3])]}
+    oracle = _oracle(build, model, masks, {"bi:fw": [1], "bi:bw": [2], "lstm": [0, 3]})
+    result = nv.prune(model, plan)
+    pruned = result.model.predict(x, verbose=0)
+    assert not np.allclose(pruned, model.predict(x, verbose=0))
+    assert_same_outputs(oracle.predict(x, verbose=0), pruned)
+    assert_same_outputs(nv.masked_predict(model, plan, x), pruned)
+
+
+def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
+    bi, rnn = tmp_path / "bi.keras", tmp_path / "rnn.keras"
+    bidirectional().save(bi)
+    stacked().save(rnn)
+    runs = run_cli_parallel(
+        {
+            "half": ["prune", bi, "-o", tmp_path / "a.keras", "--remove", "bi_cat:0"],
+            "range": ["prune", rnn, "-o", tmp_path / "b.keras", "--remove", "lstm:6"],
+        }
+    )
+    needles = {"half": "1 forward, 0 backward", "range": "[0, 6) for layer 'lstm'"}
+    for name, r in runs.items():
+        assert r.returncode != 0
+        assert len(r.stderr.strip().splitlines()) == 1 and needles[name] in r.stderr, r.stderr
+    assert not (tmp_path / "a.keras").exists() and not (tmp_path / "b.keras").exists()

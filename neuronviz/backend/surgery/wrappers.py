@@ -48,7 +48,7 @@ class BidirectionalRule(Rule):
 
     def trace(self, ctx, call):
         layer = call.layer
-        if len(call.inputs) > 1:
+        if len(call.data_inputs) > 1:
             return Opaque("called with an initial state").trace(ctx, call)
         u = int(layer.forward_layer.units)
         if layer.merge_mode in ("sum", "ave", "mul"):
