@@ -6,6 +6,8 @@ Cases: keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classe
 random samples, and the bundled demo CNN on its 1,000 validation images. Each case runs
 in a fresh process so that peak-RSS figures are its own. Memory is reported as
 Wall time depends on other load on the machine; cpu_seconds (all threads) less so.
+- ratio_to_predict: the pass's wall time over model.predict's on the same data and batch
+  size, both warm, measured in the same process right after it,
 - rss_peak_delta_mb: peak resident memory during the pass minus the resident memory just
   before it (sampled every 5 ms from /proc/self/statm; TensorFlow's allocations included),
 - tracemalloc_peak_mb: peak of Python/NumPy allocations during the pass,
@@ -87,6 +89,10 @@ def _case(name: str, samples: int, batch_size: int) -> dict:
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    model.predict(x[:2], batch_size=2, verbose=0)  # warm-up, as for the pass
+    t0 = time.perf_counter()
+    model.predict(x, batch_size=batch_size, verbose=0)
+    predict_seconds = time.perf_counter() - t0
     units = sum(len(s.mean) for s in stats.values())
     all_acts = (
         sum(int(np.prod(tr.graph.first_call(p).output_shapes[0][1:])) for p in stats) * len(x) * 4
@@ -99,6 +105,8 @@ def _case(name: str, samples: int, batch_size: int) -> dict:
         "units": units,
         "seconds": round(seconds, 2),
         "cpu_seconds": round(cpu, 1),
+        "predict_seconds": round(predict_seconds, 2),
+        "ratio_to_predict": round(seconds / predict_seconds, 2),
         "samples_per_s": round(len(x) / seconds, 1),
         "rss_before_mb": round(before / MB, 1),
         "rss_peak_delta_mb": round((peak.peak - before) / MB, 1),
@@ -137,7 +145,8 @@ def main() -> None:
         r = results[-1]
         print(
             f"{r['case']:<9} {r['samples']} samples, batch {r['batch_size']}: {r['seconds']} s "
-            f"({r['samples_per_s']}/s, {r['cpu_seconds']} s CPU), {r['layers_with_units']} layers / {r['units']} units; "
+            f"({r['samples_per_s']}/s, {r['cpu_seconds']} s CPU; predict {r['predict_seconds']} s, "
+            f"ratio {r['ratio_to_predict']}x), {r['layers_with_units']} layers / {r['units']} units; "
             f"peak RSS +{r['rss_peak_delta_mb']} MB, tracemalloc peak {r['tracemalloc_peak_mb']} MB "
             f"(per_sample {r['per_sample_mb']} MB; all activations would be {r['all_activations_mb']} MB)"
         )

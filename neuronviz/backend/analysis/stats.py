@@ -33,18 +33,27 @@ class UnitStats:
     positions: int  # spatial positions per sample (1 for Dense)
 
 
-@tf.function(reduce_retracing=True)  # one small graph per output rank: ~1.5x faster than eager ops
 def _reduce(y):
-    """Per batch: spatial mean per sample (B, C); over samples and positions the sum of
-    squared deviations from the batch mean, the max, the count of zeros (C,); positions."""
+    """Per batch (traced into the pass): spatial mean per sample (B, C); over samples and
+    positions the sum of squared deviations from the batch mean, the max, the count of
+    zeros (C,); positions. Sums over positions are matmuls with a row of ones (oneDNN's
+    fastest reduction here, ~40% less CPU than reduce_sum/reduce_mean per layer)."""
     y = tf.cast(y, tf.float32)
-    y = tf.reshape(y, (tf.shape(y)[0], -1, tf.shape(y)[-1]))
-    sample_mean = tf.reduce_mean(y, axis=1)
+    y = tf.reshape(y, (tf.shape(y)[0], -1, tf.shape(y)[-1]))  # (B, P, C)
+    ones = tf.ones((tf.shape(y)[0], 1, tf.shape(y)[1]), tf.float32)
+
+    def over_positions(t):  # (B, P, C) -> (B, C)
+        return tf.squeeze(tf.matmul(ones, t), axis=1)
+
+    positions = tf.shape(y)[1]
+    sample_mean = over_positions(y) / tf.cast(positions, tf.float32)
     m2 = tf.reduce_sum(
-        tf.math.squared_difference(y, tf.reduce_mean(sample_mean, axis=0)), axis=(0, 1)
+        over_positions(tf.math.squared_difference(y, tf.reduce_mean(sample_mean, axis=0))), 0
     )
-    zeros = tf.reduce_sum(tf.cast(tf.equal(y, 0.0), tf.int32), axis=(0, 1))
-    return sample_mean, m2, tf.reduce_max(y, axis=(0, 1)), zeros, tf.shape(y)[1]
+    zero_counts = over_positions(tf.cast(tf.equal(y, 0.0), tf.float32))  # exact below 2**24
+    zeros = tf.reduce_sum(tf.cast(zero_counts, tf.int64), 0)
+    top = tf.reduce_max(tf.reduce_max(y, axis=1), axis=0)
+    return sample_mean, m2, top, zeros, positions
 
 
 class _Accumulator:
@@ -115,13 +124,15 @@ def batch_tensors(xs: list[np.ndarray], start: int, stop: int, dtypes: list[str]
 
 
 class StatsJob:
-    """Activation statistics of every layer with units, in one graph pass per batch.
+    """Activation statistics of every layer with units, in one compiled pass per batch.
 
     `run()` is a generator yielding the fraction done (0..1] after each batch, so a
     worker can report progress and cancel between batches (stop iterating); when it
     finishes, `result` maps layer path -> UnitStats (None until then). Shared layers are
-    measured at their first call. The graph runs eagerly, call by call, reducing each
-    measured output at once and freeing every tensor as soon as no later call needs it."""
+    measured at their first call. The graph up to the last measured call is traced once
+    into a tf.function that reduces each measured output where it is made: only (units,)
+    and (batch, units) arrays leave the graph, and every activation is freed as soon as
+    no later call needs it (the function is traced with the same free schedule)."""
 
     def __init__(
         self,
@@ -151,13 +162,16 @@ class StatsJob:
         self._free_after = _free_schedule(fg, self._stop)
         self.result: dict[str, UnitStats] | None = None
         self.peak_live = 0  # most tensors held at once during a pass (a memory check)
+        self._compiled = None
 
     def run(self) -> Iterator[float]:
         units = {p: int(self.trace.graph.first_call(p).output_shapes[0][-1]) for p in self.layers}
         acc = {p: _Accumulator(self.n, u) for p, u in units.items()}
         for start in range(0, self.n, self.batch_size):
             stop = min(start + self.batch_size, self.n)
-            self._forward(batch_tensors(self.xs, start, stop, self._dtypes), acc, start)
+            parts = self._pass(batch_tensors(self.xs, start, stop, self._dtypes))
+            for path, part in zip(self.layers, parts, strict=True):
+                acc[path].update(part, start)
             yield stop / self.n
         self.result = {p: a.result() for p, a in acc.items()}
 
@@ -166,19 +180,27 @@ class StatsJob:
             pass
         return self.result
 
-    def _forward(self, batch: list, acc: dict, offset: int) -> None:
-        """Run the graph up to the last measured call, folding each measured output into `acc`."""
+    def _pass(self, batch: list) -> list:
+        if self._compiled is None:
+            spec = [tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in batch]
+            self._compiled = tf.function(self._forward, input_signature=spec)
+        return self._compiled(*batch)
+
+    def _forward(self, *batch) -> list:
+        """Run the graph up to the last measured call, reducing each measured output."""
+        reduced: dict[str, tuple] = {}
 
         def hook(call, values) -> bool:
             call.run(values)
             self.peak_live = max(self.peak_live, len(values))
             for path in self._at_call.get(call.index, ()):
-                acc[path].update(_reduce(values[call.outputs[0]]), offset)
+                reduced[path] = _reduce(values[call.outputs[0]])
             for k in self._free_after[call.index]:
                 values.pop(k, None)
             return True
 
-        self.trace.graph.run(batch, hook=hook, stop=self._stop)
+        self.trace.graph.run(list(batch), hook=hook, stop=self._stop)
+        return [reduced[p] for p in self.layers]
 
 
 def _free_schedule(fg, stop: int) -> list[list]:
