@@ -53,7 +53,12 @@ from neuronviz.backend.recovery.sparsity import (
     sparse_masks,
     sparsify,
 )
+from neuronviz.backend.scoring.latency import Latency, measure_latency
+from neuronviz.backend.scoring.latency import compare_latency as _compare_latency
 from neuronviz.backend.scoring.preview import Previewer
+from neuronviz.backend.surgery.budget import DEFAULT_ROUND_TO, BudgetPlan, Target
+from neuronviz.backend.surgery.budget import plan_to_budget as _plan_to_budget
+from neuronviz.backend.surgery.budget import round_plan as _round_plan
 from neuronviz.backend.surgery.counting import Counts, count, count_after
 from neuronviz.backend.surgery.masking import masked_model, masked_predict
 from neuronviz.backend.surgery.prune import PruneResult, save_pruned
@@ -78,6 +83,9 @@ __all__ = [
     "neuron_gradients", "saliency", "taylor_importance", "unit_top_inputs", "upstream_unit",
     "UnitData", "unit_data",
     "sweep", "Sweep", "SweepResult", "DEFAULT_FRACTIONS",
+    # budgets, rounding and speed
+    "plan_to_budget", "BudgetPlan", "Target", "round_plan", "DEFAULT_ROUND_TO",
+    "measure_latency", "compare_latency", "Latency",
     # recovery
     "finetune", "FinetuneJob", "Progress", "PruneSchedule", "ScheduleStep", "schedule_fractions",
     "sparsify", "SparseResult", "MagnitudeProfile", "masks_from_zeros", "sparse_masks", "describe_masks", "export_tflite", "tflite_bytes", "file_size",
@@ -170,3 +178,76 @@ def sweep(model: keras.Model, data, importance=None, fractions=DEFAULT_FRACTIONS
 def finetune(model: keras.Model, train, val, **kw) -> FinetuneJob:
     """A fine-tuning job on a copy of `model` (iterate `job.run()`, or `job.run_all()`)."""
     return FinetuneJob(model, train, val, **kw)
+
+
+def round_plan(model: keras.Model, plan: Plan | dict, round_to: int, criterion="l2", trace=None):
+    """`plan` adjusted so that every group it touches keeps a multiple of `round_to` units
+    (fewer removed, or a few more of the least important by `criterion`)."""
+    plan = plan if isinstance(plan, Plan) else Plan(plan)
+    return _round_plan(
+        trace if trace is not None else analyze(model), plan, int(round_to), criterion
+    )
+
+
+def compare_latency(model: keras.Model, pruned, batch_size: int = 32, runs: int = 7, trace=None):
+    """Median CPU latency (ms per batch) of `model` and `pruned` (a model or a PruneResult),
+    same process, both warm, runs interleaved."""
+    pruned = getattr(pruned, "model", pruned)
+    shapes = trace.graph.input_shapes if trace is not None else None
+    return _compare_latency(model, pruned, batch_size, runs, shapes=shapes)
+
+
+def plan_to_budget(
+    model: keras.Model,
+    target: Target | str,
+    *,
+    criterion: str = "l2",
+    scope: str = "global",
+    round_to: int = DEFAULT_ROUND_TO,
+    data=None,
+    sensitivity: SweepResult | None = None,
+    batch_size: int = 32,
+    trace: Trace | None = None,
+) -> BudgetPlan:
+    """The plan that removes the least important units (by importance `criterion`,
+    normalised within each group, ranked across groups or, with scope="layer", the same
+    share of every group) until `target` is met: "macs=0.5", "params=0.5" (fraction or
+    count), "size=5" (MB of float32 weights) or "latency=20" (ms per batch of
+    `batch_size`, measured: the plan is refined until the pruned model meets it).
+    Every group keeps a multiple of `round_to` units. `sensitivity` (a sweep) makes the
+    groups that hurt most lose fewest units."""
+    tr = trace if trace is not None else analyze(model)
+    target = target if isinstance(target, Target) else Target.parse(target, batch_size)
+    act = tay = None
+    if criterion in ("mean_activation", "apoz", "taylor"):
+        if data is None:
+            raise NeuronvizError(
+                f"Expected `data` to rank units by {criterion}. Received: data=None"
+            )
+        data = data if isinstance(data, Dataset) else load_data(data, model)
+        if criterion == "taylor":
+            tay = taylor_importance(model, tr, data.x, data.y)
+        else:
+            act = activation_stats(model, tr, data.x)
+    kw = dict(criterion=criterion, scope=scope, round_to=int(round_to), act_stats=act, taylor=tay)
+    if target.kind != "latency":
+        return _plan_to_budget(tr, target, sensitivity=sensitivity, **kw)
+    shapes = tr.graph.input_shapes
+    original_ms = measure_latency(model, target.batch_size, shapes=shapes)
+    goal = min(1.0, target.value / original_ms)
+    for _ in range(4):  # MACs are a guess for latency: measure and tighten
+        bp = _plan_to_budget(tr, target, sensitivity=sensitivity, goal=goal, **kw)
+        pruned_ms = original_ms
+        if bp.plan:
+            lat = _compare_latency(
+                model, prune(model, bp.plan, tr).model, target.batch_size, shapes=shapes
+            )
+            original_ms, pruned_ms = lat.original_ms, lat.pruned_ms
+        bp.latency_ms = (original_ms, pruned_ms)
+        if pruned_ms <= target.value:
+            return bp
+        goal *= 0.97 * target.value / pruned_ms
+    raise NeuronvizError(
+        f"Expected a reachable budget: the fastest plan found runs at {pruned_ms:.3g} ms per batch "
+        f"of {target.batch_size} (original {original_ms:.3g} ms). Received: {target}"
+    )

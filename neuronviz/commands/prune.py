@@ -1,4 +1,5 @@
-"""`neuronviz prune MODEL -o OUT --remove LAYER:SPEC ... [--plan PLAN.json] [--json]`"""
+"""`neuronviz prune MODEL -o OUT (--remove LAYER:SPEC ... | --plan PLAN.json | --target macs=0.5)
+[--criterion l2] [--scope global|layer] [--round-to N] [--save-plan PLAN.json] [--data DATA] [--json]`"""
 
 from __future__ import annotations
 
@@ -15,8 +16,39 @@ def add_arguments(p) -> None:
         "-o", "--output", required=True, help="where to save the pruned model (.keras, or .h5)"
     )
     add_selection_arguments(p)
+    add_budget_arguments(p)
     add_input_shape_argument(p)
     add_output_arguments(p)
+
+
+def add_budget_arguments(p) -> None:
+    b = p.add_argument_group("budget plans and rounding")
+    b.add_argument(
+        "--target",
+        metavar="KIND=VALUE",
+        help="plan to a budget instead of --remove/--plan: macs=0.5 or params=0.5 (fraction "
+        "of the original, or a count), size=5 (MB of float32 weights), latency=20 (ms per "
+        "batch of --latency-batch, measured)",
+    )
+    b.add_argument("--criterion", default="l2", help="importance that ranks units (default l2)")
+    b.add_argument("--scope", default="global", choices=("global", "layer"))
+    b.add_argument(
+        "--round-to",
+        type=int,
+        default=None,
+        metavar="N",
+        help="every group that loses units keeps a multiple of N (budget plans: 8 by "
+        "default, 1 turns it off; other plans: off by default)",
+    )
+    b.add_argument("--save-plan", metavar="PLAN.json", help="write the plan used (replayable)")
+    b.add_argument("--data", help="score the plan on this data (exact, from the masked model)")
+    b.add_argument(
+        "--latency-batch",
+        type=int,
+        default=32,
+        metavar="N",
+        help="batch size for measured latency (default 32)",
+    )
 
 
 def add_selection_arguments(p) -> None:
@@ -44,10 +76,22 @@ def selection_plan(args, *, required: bool) -> Plan:
 
 
 def run(args) -> int:
-    import neuronviz.api as nv
+    from neuronviz.commands import check_data_source
     from neuronviz.errors import NeuronvizError
 
-    plan = selection_plan(args, required=True)
+    target = None
+    if args.target:
+        if args.remove or args.plan:
+            raise NeuronvizError("Expected either --target or --remove/--plan. Received: both.")
+        target = _parse_target(args)
+    else:
+        plan = selection_plan(args, required=True)
+    if args.round_to is not None and args.round_to < 1:
+        raise NeuronvizError(f"Expected --round-to >= 1. Received: {args.round_to}")
+    if args.data:
+        check_data_source(args.data)
+    import neuronviz.api as nv
+
     out = Path(args.output)
     if out.exists() and out.resolve() == Path(args.model).resolve():
         raise NeuronvizError(
@@ -57,8 +101,30 @@ def run(args) -> int:
     from neuronviz.commands import parse_input_shapes
 
     trace = nv.analyze(model, parse_input_shapes(args.input_shape))
+    budget = None
+    if target is not None:
+        budget = nv.plan_to_budget(
+            model,
+            target,
+            criterion=args.criterion,
+            scope=args.scope,
+            round_to=nv.DEFAULT_ROUND_TO if args.round_to is None else args.round_to,
+            data=args.data,
+            batch_size=args.latency_batch,
+            trace=trace,
+        )
+        plan = budget.plan
+        if not plan:
+            raise NeuronvizError(f"The model already meets {target}: nothing to remove.")
+    elif args.round_to not in (None, 1):
+        plan = nv.round_plan(model, plan, args.round_to, args.criterion, trace=trace)
+    predicted = nv.evaluate(model, args.data, plan, trace=trace) if args.data else None
     result = nv.prune(model, plan, trace)
+    if args.save_plan:
+        plan.save(args.save_plan)
     saved = nv.save_pruned(result, out, model, plan, source=args.model)
+    latency = nv.compare_latency(model, result, args.latency_batch, trace=trace)
+    macs_ratio = result.after.macs / result.before.macs if result.before.macs else None
     if args.json:
         data = {
             "removed": result.removed,
@@ -66,8 +132,17 @@ def run(args) -> int:
             "params_after": result.after.params,
             "macs_before": result.before.macs,
             "macs_after": result.after.macs,
+            "macs_ratio": macs_ratio,
+            **latency.to_dict(),
             "output": str(saved),
         }
+        if budget is not None:
+            data["target"] = str(budget.target)
+            data["round_to"] = budget.round_to
+        if predicted is not None:
+            data["predicted"] = predicted.to_dict()
+        if args.save_plan:
+            data["plan"] = str(args.save_plan)
         if result.captured:  # path -> how a captured model or layer was saved
             data["captured"] = result.captured
         if trace.graph.example_note:
@@ -86,8 +161,43 @@ def run(args) -> int:
     print(
         f"MACs   {result.before.macs:,} -> {result.after.macs:,} ({_pct(result.before.macs, result.after.macs)})"
     )
+    print(
+        f"latency {latency.original_ms:.2f} -> {latency.pruned_ms:.2f} ms per batch of "
+        f"{latency.batch_size} (x{latency.ratio:.3f}; MACs x{macs_ratio:.3f})"
+    )
+    if budget is not None:
+        print(
+            f"target {budget.target} met (criterion {budget.criterion}, scope {budget.scope}, round_to {budget.round_to})"
+        )
+    if predicted is not None:
+        print(
+            f"predicted on {args.data}: accuracy {predicted.accuracy:.4f}, loss {predicted.loss:.4f} "
+            f"({predicted.n} samples, exact: the masked model)"
+        )
+    if args.save_plan:
+        print(f"plan written to {args.save_plan}")
     print(f"saved {saved} (reloaded and checked against the masked model)")
     return 0
+
+
+def _parse_target(args):
+    from neuronviz.errors import NeuronvizError
+
+    kind, sep, value = args.target.partition("=")
+    kinds = ("macs", "params", "size", "latency")
+    if not sep or kind.strip().lower() not in kinds:
+        raise NeuronvizError(
+            f"Expected --target KIND=VALUE with KIND in {', '.join(kinds)}. Received: '{args.target}'"
+        )
+    try:
+        v = float(value)
+    except ValueError:
+        v = -1.0
+    if not v > 0 or v == float("inf"):
+        raise NeuronvizError(f"Expected a positive number in --target. Received: '{args.target}'")
+    if args.latency_batch < 1:
+        raise NeuronvizError(f"Expected --latency-batch >= 1. Received: {args.latency_batch}")
+    return f"{kind.strip().lower()}={v:g}"
 
 
 def _pct(a: int, b: int) -> str:
