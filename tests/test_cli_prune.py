@@ -21,6 +21,12 @@ def test_prune_json_contract(tmp_path, demo_model_path, demo_model):
         "params_after",
         "macs_before",
         "macs_after",
+        "macs_ratio",
+        "latency_ms_before",
+        "latency_ms_after",
+        "latency_ratio",
+        "latency_batch_size",
+        "latency_runs",
         "output",
     }
     assert data["removed"] == {"dense": list(range(100))}

@@ -274,8 +274,8 @@ def plan_to_budget(
     )
     if not ranked:
         raise NeuronvizError("Expected a model with prunable groups. Received: none to prune.")
-    if round_to > 1 and all(r.size < 2 * round_to for r in ranked):
-        check_round_to(round_to, [trace.units.groups[min(ranked, key=lambda r: r.size).group]])
+    # a rounding larger than every group could round nothing (narrower groups are left alone)
+    check_round_to(round_to, [trace.units.groups[max(ranked, key=lambda r: r.size).group]])
     kind, limit = _limit(target, before, goal)
     caps = _caps(ranked, round_to)
     # the global ranking, capped per group: (group of each ranked unit), least important first
@@ -315,7 +315,7 @@ def plan_to_budget(
     return BudgetPlan(plan, target, before, after, round_to, scope, criterion)
 
 
-def _refill(trace, before, ranked, best, limit, kind, round_to, tries: int = 12):
+def _refill(trace, before, ranked, best, limit, kind, round_to, tries: int = 64):
     """Give back one rounding step at a time to the groups whose next unit scores
     highest, while the budget still holds (a coarse step may overshoot it)."""
     plan, after, value = best
