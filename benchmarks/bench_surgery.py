@@ -1,7 +1,7 @@
 """Surgery time against the Keras rebuild floor, and the pruned model's CPU latency
 against its MACs ratio. ResNet50 (weights=None, 224x224), 30% of every prunable group.
 
-Run: .venv/bin/python benchmarks/bench_surgery.py [--size 224] [--fraction 0.3]
+Run: .venv/bin/python benchmarks/bench_surgery.py [--size 224] [--fraction 0.3] [--round-to 1,8,16]
 Prints ratios measured in this one run (machines are shared and noisy).
 """
 
@@ -15,7 +15,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import neuronviz.api as nv  # noqa: E402
 
@@ -44,24 +43,17 @@ def best_of(fn, repeats: int) -> float:
     return min(times)
 
 
-def latency(model, x, repeats: int) -> float:
-    fn = tf.function(lambda t: model(t, training=False), reduce_retracing=True)
-    fn(x)  # trace
-    fn(x)
-    runs = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn(x).numpy()
-        runs.append(time.perf_counter() - t)
-    return float(np.median(runs))
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", type=int, default=224)
     ap.add_argument("--fraction", type=float, default=0.3)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument(
+        "--round-to",
+        default=f"1,{nv.DEFAULT_ROUND_TO},16",
+        help="roundings to time, comma-separated (1 = none)",
+    )
     a = ap.parse_args()
     model = keras.applications.ResNet50(weights=None, input_shape=(a.size, a.size, 3), classes=1000)
     tr = nv.analyze(model)
@@ -84,17 +76,17 @@ def main():
     )
     print(f"  surgery / floor = {t_prune / t_floor:.2f}x   (target <= 3x)")
 
-    x = np.random.default_rng(0).standard_normal((a.batch, a.size, a.size, 3)).astype("float32")
-    l_orig = latency(model, x, a.repeats)
-    l_pruned = latency(result.model, x, a.repeats)
-    macs_ratio = result.after.macs / result.before.macs
-    lat_ratio = l_pruned / l_orig
-    print(
-        f"latency batch {a.batch}: original {l_orig * 1000:.0f} ms, pruned {l_pruned * 1000:.0f} ms"
-    )
-    print(
-        f"  latency ratio {lat_ratio:.3f}, MACs ratio {macs_ratio:.3f}, latency/MACs = {lat_ratio / macs_ratio:.2f}x   (target <= 1.25x)"
-    )
+    # latency against MACs, per rounding (original and pruned timed interleaved, both warm)
+    for n in [int(v) for v in a.round_to.split(",")]:
+        p = plan if n <= 1 else nv.round_plan(model, plan, n, trace=tr)
+        r = result if n <= 1 else nv.prune(model, p, tr)
+        lat = nv.compare_latency(model, r, a.batch, runs=a.repeats, trace=tr)
+        macs_ratio = r.after.macs / r.before.macs
+        print(
+            f"round_to {n:>2}: latency batch {a.batch}: original {lat.original_ms:.0f} ms, "
+            f"pruned {lat.pruned_ms:.0f} ms; latency ratio {lat.ratio:.3f}, MACs ratio "
+            f"{macs_ratio:.3f}, latency/MACs = {lat.ratio / macs_ratio:.2f}x   (target <= 1.1x)"
+        )
 
 
 if __name__ == "__main__":
