@@ -184,9 +184,8 @@ def round_plan(model: keras.Model, plan: Plan | dict, round_to: int, criterion="
     """`plan` adjusted so that every group it touches keeps a multiple of `round_to` units
     (fewer removed, or a few more of the least important by `criterion`)."""
     plan = plan if isinstance(plan, Plan) else Plan(plan)
-    return _round_plan(
-        trace if trace is not None else analyze(model), plan, int(round_to), criterion
-    )
+    tr = trace if trace is not None else analyze(model)
+    return _round_plan(tr, plan, int(round_to), importance(model, criterion, trace=tr))
 
 
 def compare_latency(model: keras.Model, pruned, batch_size: int = 32, runs: int = 7, trace=None):
@@ -218,18 +217,8 @@ def plan_to_budget(
     groups that hurt most lose fewest units."""
     tr = trace if trace is not None else analyze(model)
     target = target if isinstance(target, Target) else Target.parse(target, batch_size)
-    act = tay = None
-    if criterion in ("mean_activation", "apoz", "taylor"):
-        if data is None:
-            raise NeuronvizError(
-                f"Expected `data` to rank units by {criterion}. Received: data=None"
-            )
-        data = data if isinstance(data, Dataset) else load_data(data, model)
-        if criterion == "taylor":
-            tay = taylor_importance(model, tr, data.x, data.y)
-        else:
-            act = activation_stats(model, tr, data.x)
-    kw = dict(criterion=criterion, scope=scope, round_to=int(round_to), act_stats=act, taylor=tay)
+    scores = importance(model, criterion, data=data, trace=tr)
+    kw = dict(scores=scores, criterion=criterion, scope=scope, round_to=int(round_to))
     if target.kind != "latency":
         return _plan_to_budget(tr, target, sensitivity=sensitivity, **kw)
     shapes = tr.graph.input_shapes

@@ -75,15 +75,15 @@ class Ranked:
 
 def rank_groups(
     trace: Trace,
-    criterion: str = "l2",
+    scores: Mapping[str, np.ndarray] | None = None,
     *,
-    act_stats: Mapping | None = None,
-    taylor: Mapping | None = None,
     sensitivity=None,
     reduce: str = "mean",
 ) -> list[Ranked]:
-    """Every prunable group (not blocked, not reaching an output, 2+ units) with scores."""
-    per_layer = layer_scores(trace, criterion, act_stats=act_stats, taylor=taylor)
+    """Every prunable group (not blocked, not reaching an output, 2+ units) with scores.
+    `scores`: layer -> one importance per unit (an importance plug-in's `layer_scores`;
+    default L2 norms)."""
+    per_layer = layer_scores(trace, "l2") if scores is None else scores
     weights = _sensitivity_weights(sensitivity)
     lu = trace.layer_units
     out = []
@@ -153,16 +153,18 @@ def check_round_to(round_to: int, groups) -> None:
             )
 
 
-def round_plan(trace: Trace, plan: Plan, round_to: int, criterion: str = "l2") -> Plan:
+def round_plan(
+    trace: Trace, plan: Plan, round_to: int, scores: Mapping[str, np.ndarray] | None = None
+) -> Plan:
     """`plan` adjusted so that every group it touches keeps a multiple of `round_to`
     units: it removes fewer (the most important of its units are kept) or a few more
-    (the least important of the rest, by `criterion`)."""
+    (the least important of the rest, by `scores`: layer -> importance, default L2)."""
     sel = trace.select(plan)
     flags = trace.units.removed_flags(sel.removed)
     groups = trace.units.groups
     touched = [g for g in groups if g.size and flags[g.classes].any()]
     check_round_to(round_to, touched)
-    ranked = {r.group: r for r in rank_groups(trace, criterion)}
+    ranked = {r.group: r for r in rank_groups(trace, scores)}
     lu = trace.layer_units
     out: dict[str, list[int]] = {}
     kept_plan = dict(sel.as_plan().remove)
@@ -255,23 +257,21 @@ def plan_to_budget(
     trace: Trace,
     target: Target,
     *,
+    scores: Mapping[str, np.ndarray] | None = None,
     criterion: str = "l2",
     scope: str = "global",
     round_to: int = DEFAULT_ROUND_TO,
-    act_stats: Mapping | None = None,
-    taylor: Mapping | None = None,
     sensitivity=None,
     goal: float | None = None,
 ) -> BudgetPlan:
-    """The plan that removes the least important units until `target` is met (MACs,
+    """The plan that removes the least important units (by `scores`, layer -> importance
+    per unit, computed with `criterion`; default L2) until `target` is met (MACs,
     params or size; a latency target is met through `goal`, a MACs ratio, by the caller).
     Refuses an unreachable budget, naming the smallest reachable one."""
     if scope not in SCOPES:
         raise NeuronvizError(f"Expected `scope` in {SCOPES}. Received: scope={scope!r}")
     before = count(trace.graph)
-    ranked = rank_groups(
-        trace, criterion, act_stats=act_stats, taylor=taylor, sensitivity=sensitivity
-    )
+    ranked = rank_groups(trace, scores, sensitivity=sensitivity)
     if not ranked:
         raise NeuronvizError("Expected a model with prunable groups. Received: none to prune.")
     # a rounding larger than every group could round nothing (narrower groups are left alone)
