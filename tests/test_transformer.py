@@ -149,3 +149,41 @@ def test_cli_inspect_and_prune_heads(model, tmp_path):
     assert bad.returncode != 0 and not (tmp_path / "x.keras").exists()
     assert bad.stderr.strip().count("\n") == 0
     assert "Expected `indices` in [0, 4) for layer 'mha_0'" in bad.stderr
+
+
+class ConfigOnlyBackbone(keras.Model):
+    """Like a keras-hub Backbone: built functionally, but its config holds only its
+    arguments, not its graph."""
+
+    def __init__(self, hidden=12, heads=3, **kwargs):
+        x = keras.Input((5, 6))
+        h = L.Dense(hidden, name="embed")(x)
+        a = L.MultiHeadAttention(heads, 2, name="mha")(h, h)
+        h = L.Add(name="res")([h, a])
+        f = L.Dense(8, activation="relu", name="ffn")(h)
+        super().__init__(x, L.Dense(hidden, name="ffn_out")(f), **kwargs)
+        self.hidden, self.heads = hidden, heads
+
+    def get_config(self):
+        return {"hidden": self.hidden, "heads": self.heads, "name": self.name}
+
+
+def test_backbone_whose_config_has_no_graph_becomes_functional(tmp_path):
+    model = randomize(ConfigOnlyBackbone())
+    plan = nv.Plan({"mha": [1], "ffn": [0, 3]})
+    x = np.random.default_rng(2).standard_normal((3, 5, 6)).astype("float32")
+    copy = ConfigOnlyBackbone()
+    copy.set_weights(model.get_weights())
+    w = copy.get_layer("mha").get_weights()
+    w[6][1] = 0  # the oracle: head 1's output rows and FFN units 0, 3 zeroed by hand
+    copy.get_layer("mha").set_weights(w)
+    k, b = copy.get_layer("ffn").get_weights()
+    k[:, [0, 3]], b[[0, 3]] = 0, 0
+    copy.get_layer("ffn").set_weights([k, b])
+    result = nv.prune(model, plan)
+    assert type(result.model) is not ConfigOnlyBackbone
+    assert result.model.get_layer("mha").num_heads == 2
+    assert_same_outputs(copy.predict(x, verbose=0), result.model.predict(x, verbose=0))
+    path = nv.save_pruned(result, tmp_path / "backbone.keras", model, plan)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert_same_outputs(result.model.predict(x, verbose=0), reloaded.predict(x, verbose=0))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from keras.src.models.functional import Functional
 
 from neuronviz.backend.model.compiling import compile_like
 from neuronviz.backend.model.graph import flatten, pack_inputs
@@ -181,13 +182,24 @@ def _rebuilt_model(model, cfg, fg, safe_mode):
     return new
 
 
+def _graph_config(source) -> tuple[type, dict]:
+    """(class, config) to rebuild `source` from: its own, or, for a Functional subclass
+    whose config holds no graph (a keras-hub Backbone: vocabulary size, widths, ...), the
+    plain Functional model of its layers."""
+    cfg = source.get_config()
+    if "layers" in cfg or not isinstance(source, Functional):
+        return type(source), copy.deepcopy(cfg)
+    plain = keras.Model(source.input, source.output, name=source.name)  # same layers and graph
+    return keras.Model, copy.deepcopy(plain.get_config())
+
+
 def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset()):
     """The graph model rebuilt from its config with new widths; captured layers whose class
     is not kept become Functional models of their inner layers and ops."""
     source = fg.source if fg.source is not None else model
-    cfg = copy.deepcopy(source.get_config())
+    cls, cfg = _graph_config(source)
     notes = captured.inline_functional(cfg, fg, skip=kept)
-    if "" in fg.captured:
+    if "" in fg.captured or cls is not type(source):
         notes[""] = captured.functional_note(model)
     drop_from_config(cfg, dead)
     for path, (_, new_cfg) in kept.items():
@@ -205,7 +217,7 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
             )
     try:
         with _safe(safe_mode):
-            new = type(source).from_config(cfg)
+            new = cls.from_config(cfg)
     except Exception as e:  # pragma: no cover - reported, never silent
         raise NeuronvizError(
             f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}"
