@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from neuronviz.gui.workers import Tasks
+from neuronviz.gui.workers import Tasks, drain
 
 TRAIN_COLOR, VAL_COLOR = "#1f77b4", "#ff7f0e"
 FINETUNE_TASK = "finetune"
@@ -263,12 +263,7 @@ class FinetuneDialog(QDialog):
         )
 
     def _drain_events(self) -> None:
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                return
-            self._on_progress(event)
+        drain(self._events, self._on_progress)
 
     @Slot()
     def cancel(self) -> None:

@@ -63,6 +63,16 @@ def error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {first[:200]}" if first else type(e).__name__
 
 
+def drain(q: queue.Queue | queue.SimpleQueue, handle: Callable) -> None:
+    """On the UI thread: handle(item) for every item a worker has queued so far."""
+    while True:
+        try:
+            item = q.get_nowait()
+        except queue.Empty:
+            return
+        handle(item)
+
+
 _local = threading.local()
 
 
@@ -185,15 +195,13 @@ class Tasks(QObject):
         worker.thread.start()
 
     def _drain(self) -> None:
-        while True:
-            try:
-                msg = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if msg[0] == "progress":
-                self._on_progress(*msg[1:])
-            else:
-                self._on_done(*msg[1:])
+        drain(self._queue, self._dispatch)
+
+    def _dispatch(self, msg) -> None:
+        if msg[0] == "progress":
+            self._on_progress(*msg[1:])
+        else:
+            self._on_done(*msg[1:])
 
     def _on_progress(self, name, gen, frac, text) -> None:
         t = self._tasks[name]
