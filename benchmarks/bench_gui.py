@@ -67,7 +67,9 @@ def bench_in_process(n_clicks: int) -> dict:
     from PySide6.QtTest import QTest
 
     from neuronviz.gui.app import create_main_window, ensure_app
-    from neuronviz.gui.testing import scene_pos
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    from gui_helpers import after_accuracy_text, bar_center, scene_pos
 
     app = ensure_app()
     t0 = time.perf_counter()
@@ -104,7 +106,7 @@ def bench_in_process(n_clicks: int) -> dict:
     view, bars = win.norms.plot, win.norms.bars
     for i in range(n_clicks):
         unit = (i * 7) % 60
-        pos = scene_pos(view, bars, win.norms.bar_center(unit))
+        pos = scene_pos(view, bars, bar_center(win.norms, unit))
         before = s.plan
         t = time.perf_counter()
         QTest.mouseClick(
@@ -116,7 +118,7 @@ def bench_in_process(n_clicks: int) -> dict:
                 s.plan != before
                 and st.score_plan == s.plan
                 and st.score is not None
-                and win.preview.after_accuracy_text() == f"{100 * st.score.accuracy:.2f}%"
+                and after_accuracy_text(win.preview) == f"{100 * st.score.accuracy:.2f}%"
             ),
         )
         times.append(time.perf_counter() - t)

@@ -88,7 +88,7 @@ def test_captured_layers_are_expandable_rows_with_totals(make, qtbot, tmp_path):
     assert conv[1].text() == "6" and conv[5].text() and conv[6].text()
     assert nav.tree.isExpanded(nav.proxy.mapFromSource(block.index()))
     win.state.session.set_layer("stage/block1/conv_a")
-    testing.click_item(qtbot, win.norms.plot, win.norms.bars, win.norms.bar_center(2))
+    testing.click_item(qtbot, win.norms.plot, win.norms.bars, testing.bar_center(win.norms, 2))
     assert win.state.session.plan == Plan({"stage/block1/conv_a": [2]})
 
 
