@@ -26,6 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(ROOT / "docs" / "screenshot.png"))
     p.add_argument("--info", help="write widget geometry and timings as JSON here")
     p.add_argument("--root", help="also capture the whole X screen here (`import -window root`)")
+    p.add_argument("--views", help="also save a grab of each overview (graph, widths, ...) here")
     p.add_argument("--timeout", type=float, default=180.0)
     args = p.parse_args(argv)
     if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
@@ -78,20 +79,38 @@ def main(argv=None) -> int:
         import subprocess
 
         subprocess.run(["import", "-window", "root", args.root], check=True, timeout=60)
+    frame = QRect(0, 0, win.width(), win.height())
+
+    def geo(w):
+        r = QRect(w.mapTo(win, w.rect().topLeft()), w.size())
+        return {
+            "x": r.x(),
+            "y": r.y(),
+            "w": r.width(),
+            "h": r.height(),
+            "inside": frame.contains(r),
+            "visible": w.isVisible(),
+        }
+
+    views = {}
+    if args.views:  # the graph dock as it is, then each overview tab in turn
+        folder = Path(args.views)
+        folder.mkdir(parents=True, exist_ok=True)
+        wait(lambda: bool(win.graph.items), "the graph layout")
+        views["graph"] = win.graph
+        for name in ("widths", "importance"):
+            views[name] = getattr(win, name)
+        for name, w in list(views.items()):
+            if name != "graph":
+                win.tabs.setCurrentWidget(w)
+            for _ in range(20):
+                app.processEvents()
+                time.sleep(0.01)
+            if not w.grab().save(str(folder / f"{name}.png")):
+                raise SystemExit(f"screenshot: could not write {name}.png")
+            views[name] = geo(w)
+        win.tabs.setCurrentWidget(win.norms)
     if args.info:
-        frame = QRect(0, 0, win.width(), win.height())
-
-        def geo(w):
-            r = QRect(w.mapTo(win, w.rect().topLeft()), w.size())
-            return {
-                "x": r.x(),
-                "y": r.y(),
-                "w": r.width(),
-                "h": r.height(),
-                "inside": frame.contains(r),
-                "visible": w.isVisible(),
-            }
-
         widgets = {
             "navigator": win.navigator,
             "norms": win.norms.plot,
@@ -105,7 +124,7 @@ def main(argv=None) -> int:
             "image": [shot.width(), shot.height()],
             "platform": QApplication.platformName(),
             "ready_seconds": ready,
-            "widgets": {k: geo(w) for k, w in widgets.items()},
+            "widgets": {**{k: geo(w) for k, w in widgets.items()}, **views},
             "accuracy_text": win.preview.labels["Accuracy"][1].text(),
             "selected": len(plan.remove["dense"]),
         }

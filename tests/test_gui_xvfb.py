@@ -1,5 +1,6 @@
 """The app in a real X window (Xvfb): `neuronviz --demo` paints, and a 1280x800
-screenshot of the demo with a selection is neither blank nor clipped."""
+screenshot of the demo with a selection, and of each overview (graph, widths,
+importance), is neither blank nor clipped."""
 
 import json
 import os
@@ -109,6 +110,8 @@ def test_screenshot_is_not_blank_or_clipped(xdisplay, tmp_path):
         "--info",
         str(info_path),
     ]
+    views = tmp_path / "views"
+    cmd += ["--views", str(views)]
     root = tmp_path / "root.png"
     if shutil.which("import"):
         cmd += ["--root", str(root)]
@@ -132,6 +135,11 @@ def test_screenshot_is_not_blank_or_clipped(xdisplay, tmp_path):
     plot = px[g["y"] : g["y"] + g["h"], g["x"] : g["x"] + g["w"]]
     orange = (np.abs(plot - np.array([228, 87, 46])).sum(axis=-1) < 30).mean()
     assert orange > 0.02
+    for name in ("graph", "widths", "importance"):  # the overviews: drawn, not clipped
+        g = info["widgets"][name]
+        assert g["visible"] and g["inside"] and g["w"] > 200 and g["h"] > 200, (name, g)
+        view = _pixels(views / f"{name}.png")
+        assert view.std() > 20 and len(np.unique(view.reshape(-1, 3)[::7], axis=0)) > 20, name
     if root.exists():
         screen = _pixels(root)
         assert screen.shape == (800, 1280, 3) and screen.std() > 20  # painted on the X server

@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self.graph_dock = self._dock(
             "Graph", "graph", self.graph, Qt.DockWidgetArea.LeftDockWidgetArea
         )
-        self.splitDockWidget(self.nav_dock, self.graph_dock, Qt.Orientation.Horizontal)
+        self.splitDockWidget(self.nav_dock, self.graph_dock, Qt.Orientation.Vertical)
         self.progress = TaskProgress()
         self.statusBar().addPermanentWidget(self.progress)
         self.views = [self.norms, self.heatmap, self.stats, self.sensitivity, self.unit]
@@ -253,10 +253,13 @@ class MainWindow(QMainWindow):
             self._docks_sized = True
             QTimer.singleShot(
                 0,
-                lambda: self.resizeDocks(
-                    [self.nav_dock, self.graph_dock, self.side_dock],
-                    [300, 280, 340],
-                    Qt.Orientation.Horizontal,
+                lambda: (
+                    self.resizeDocks(
+                        [self.nav_dock, self.side_dock], [330, 360], Qt.Orientation.Horizontal
+                    ),
+                    self.resizeDocks(
+                        [self.nav_dock, self.graph_dock], [2, 3], Qt.Orientation.Vertical
+                    ),
                 ),
             )
         self.start.set_busy(None)

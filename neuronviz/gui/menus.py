@@ -65,6 +65,9 @@ def build_menus(win) -> SimpleNamespace:
         QKeySequence.StandardKey.Save,
     )
     act(f, "load_plan", "&Load Selection Plan…", lambda: files.ask_load_plan(bench), "Ctrl+L")
+    act(f, "plan_report", "Save Plan &Report (Markdown)…", lambda: _plan_report(win))
+    act(f, "picture", "Save &Picture of the View…", lambda: _picture(win, False), "Ctrl+Shift+P")
+    act(f, "graph_picture", "Save Picture of the &Graph…", lambda: _picture(win, True))
     f.addSeparator()
     act(f, "quit", "&Quit", win.close, QKeySequence.StandardKey.Quit, False)
 
@@ -162,3 +165,17 @@ def _step_layer(session, step: int) -> None:
 def _toggle_range(view) -> None:
     if hasattr(view, "range"):
         view.range.toggle()
+
+
+def _picture(win, graph: bool) -> None:
+    from neuronviz.gui.pictures import ask_save_picture
+
+    tab = win.tabs.currentWidget()
+    name = "graph" if graph else win.tabs.tabText(win.tabs.currentIndex()).lower()
+    ask_save_picture(win.graph.canvas if graph else tab, win, name, win.state)
+
+
+def _plan_report(win) -> None:
+    from neuronviz.gui.report import ask_plan_report
+
+    ask_plan_report(win.state.session, win, win.state)

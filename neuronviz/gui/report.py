@@ -1,4 +1,5 @@
-"""A short Markdown report of an export, with its key plots as PNG files."""
+"""Markdown reports: of an export, with its key plots as PNG files, and of the current
+plan (text only: layers, widths, params, MACs, scores before and after)."""
 
 from __future__ import annotations
 
@@ -91,6 +92,84 @@ def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.2f}%"
 
 
+def _source(session) -> str:
+    return session.model_path.name if session.model_path else session.model.name
+
+
+def _header(session) -> list[str]:
+    return [
+        f"Made by neuronviz on {datetime.datetime.now():%Y-%m-%d %H:%M} from `{_source(session)}`"
+        + (f" with validation data `{session.data_source}`" if session.data_source else "")
+        + ".",
+        "",
+    ]
+
+
+def _change(a: float, b: float) -> str:
+    return f"{100 * (a - b) / max(b, 1):+.1f}%"
+
+
+def _totals(b, a, baseline=None, score=None) -> list[str]:
+    """Params, MACs (Counts before and after) and, when known, accuracy and loss."""
+    lines = [
+        "| | before | after | change |",
+        "| --- | ---: | ---: | ---: |",
+        f"| parameters | {b.params:,} | {a.params:,} | {_change(a.params, b.params)} |",
+        f"| MACs | {human(b.macs)} | {human(a.macs)} | {_change(a.macs, b.macs)} |",
+    ]
+    if baseline is not None and score is not None:
+        lines.append(
+            f"| accuracy ({baseline.n:,} samples) | {_pct(baseline.accuracy)} | {_pct(score.accuracy)} | "
+            f"{100 * (score.accuracy - baseline.accuracy):+.2f} pt |"
+        )
+        lines.append(
+            f"| loss | {baseline.loss:.4f} | {score.loss:.4f} | {score.loss - baseline.loss:+.4f} |"
+        )
+    return lines
+
+
+def plan_report(session) -> str:
+    """Markdown of the current plan, before any export: totals, the scores the preview
+    has (or says they are pending), and every layer whose width, params or MACs change."""
+    s = session
+    before, after = s.before, s.counts_after()
+    score = s.score_for() if s.baseline is not None else None
+    removed = s.removed()
+    total, n = s.unit_totals()
+    lines = [f"# Pruning plan: {_source(s)}", "", *_header(s)]
+    lines += [f"Removes {n:,} of {total:,} removable units.", ""]
+    lines += _totals(before, after, s.baseline, score)
+    if s.baseline is None:
+        lines += ["", "Scores: open validation data to score the plan."]
+    elif score is None:
+        lines += ["", "Scores: the preview is still scoring this plan."]
+    lines += [
+        "",
+        "## Layers that change",
+        "",
+        "| layer | units before | units after | params before | params after | MACs before | MACs after |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for path in s.trace.graph.layers:
+        p0, m0 = before.layers.get(path, (0, 0))
+        p1, m1 = after.layers.get(path, (0, 0))
+        k = len(removed.get(path, ()))
+        if k or (p0, m0) != (p1, m1):
+            w0 = s.units(path) if path in s.trace.layer_units else ""
+            w1 = w0 - k if w0 != "" else ""
+            lines.append(
+                f"| `{path}` | {w0} | {w1} | {p0:,} | {p1:,} | {human(m0)} | {human(m1)} |"
+            )
+    lines += ["", "## The plan", "", "```json", s.plan.to_json(), "```"]
+    return "\n".join(lines) + "\n"
+
+
+def write_plan_report(session, path) -> Path:
+    path = Path(path)
+    path.write_text(plan_report(session))
+    return path
+
+
 def write_report(
     session, model_path: Path, result, baseline=None, score=None, plan_path: Path | None = None
 ) -> Path:
@@ -102,28 +181,9 @@ def write_report(
     for layer in [p for p in result.removed if p in (session.weight_stats or {})][:6]:
         images.append(norms_plot(session, layer, folder / f"norms-{layer.replace('/', '_')}.png"))
     images.append(sweep_plot(session, folder / "sensitivity.png"))
-    src = session.model_path.name if session.model_path else session.model.name
-    b, a = result.before, result.after
-    lines = [
-        f"# Pruning report: {model_path.name}",
-        "",
-        f"Made by neuronviz on {datetime.datetime.now():%Y-%m-%d %H:%M} from `{src}`"
-        + (f" with validation data `{session.data_source}`" if session.data_source else "")
-        + ".",
-        "",
-        "| | before | after | change |",
-        "| --- | ---: | ---: | ---: |",
-        f"| parameters | {b.params:,} | {a.params:,} | {100 * (a.params - b.params) / max(b.params, 1):+.1f}% |",
-        f"| MACs | {human(b.macs)} | {human(a.macs)} | {100 * (a.macs - b.macs) / max(b.macs, 1):+.1f}% |",
-    ]
-    if baseline is not None and score is not None:
-        lines.append(
-            f"| accuracy ({baseline.n:,} samples) | {_pct(baseline.accuracy)} | {_pct(score.accuracy)} | "
-            f"{100 * (score.accuracy - baseline.accuracy):+.2f} pt |"
-        )
-        lines.append(
-            f"| loss | {baseline.loss:.4f} | {score.loss:.4f} | {score.loss - baseline.loss:+.4f} |"
-        )
+    src = _source(session)
+    lines = [f"# Pruning report: {model_path.name}", "", *_header(session)]
+    lines += _totals(result.before, result.after, baseline, score)
     lines += [
         "",
         "## What was removed",
@@ -149,4 +209,17 @@ def write_report(
             lines.append("")
     out = folder / "report.md"
     out.write_text("\n".join(lines) + "\n")
+    return out
+
+
+def ask_plan_report(session, parent, state) -> Path | None:
+    """Ask where to write the plan's Markdown report; report the outcome through `state`."""
+    from PySide6.QtWidgets import QFileDialog
+
+    default = f"{Path(_source(session)).stem}-plan.md"
+    fn, _ = QFileDialog.getSaveFileName(parent, "Save the plan report", default, "Markdown (*.md)")
+    if not fn:
+        return None
+    out = write_plan_report(session, fn)
+    state.info(f"Wrote the plan report {out.name}.")
     return out

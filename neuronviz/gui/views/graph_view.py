@@ -381,7 +381,7 @@ class GraphView(QWidget):
         g = self.session.group(target) if target else None
         n, k = len(h[MEMBER]) + 1, len(h[CONSUMER])
         group = (
-            f"'{target}': group {g.index} — {n} layer{'s' * (n > 1)} lose the same units, "
+            f"'{target}': group {g.index} — {n} layer{'s lose' if n > 1 else ' loses'} the same units, "
             f"{k} consumer{'s lose' if k != 1 else ' loses'} input rows."
             if g is not None
             else ""
