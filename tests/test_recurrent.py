@@ -58,12 +58,13 @@ def bidirectional(masks=None):
 
 
 def time_distributed(masks=None):
-    """TimeDistributed Dense and Conv2D (with a BatchNorm), feeding a GRU."""
+    """TimeDistributed Conv2D, BatchNorm, pooling, Flatten and Dense, feeding a GRU."""
     m = masks or {}
     x = keras.Input((4, 6, 6, 2))
     h = L.TimeDistributed(L.Conv2D(5, 3, activation="relu"), name="td_conv")(x)
     h = _masked(L.TimeDistributed(L.BatchNormalization(), name="td_bn")(h), "td_bn", m)
-    h = L.TimeDistributed(L.GlobalAveragePooling2D(), name="td_pool")(h)
+    h = L.TimeDistributed(L.MaxPooling2D(2), name="td_pool")(h)
+    h = L.TimeDistributed(L.Flatten(), name="td_flat")(h)
     h = _masked(L.TimeDistributed(L.Dense(6, activation="relu"), name="td_dense")(h), "td_dense", m)
     h = _masked(L.GRU(4, name="gru")(h), "gru", m)
     return keras.Model(x, L.Dense(3, name="out")(h))
@@ -180,7 +181,7 @@ def test_time_distributed():
     m = result.model
     assert m.get_layer("td_conv").layer.filters == 3
     assert m.get_layer("td_bn").get_weights()[0].shape == (3,)
-    assert m.get_layer("td_dense").get_weights()[0].shape == (3, 5)
+    assert m.get_layer("td_dense").get_weights()[0].shape == (12, 5)  # 2x2 positions x 3
 
 
 def test_recurrent_index_out_of_range():
@@ -324,3 +325,33 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
         assert r.returncode != 0
         assert len(r.stderr.strip().splitlines()) == 1 and needles[name] in r.stderr, r.stderr
     assert not (tmp_path / "a.keras").exists() and not (tmp_path / "b.keras").exists()
+
+
+def test_weight_importance_of_wrapped_layers():
+    """L2 norms of incoming weights, computed here from the raw kernels."""
+    from neuronviz.backend.analysis.gradients import unit_top_inputs
+
+    model = randomize(bidirectional())
+    scores = nv.importance(model, "l2", layers=["bi_cat", "bi_sum"])
+    cat = model.get_layer("bi_cat")
+    fw, bw = cat.forward_layer.get_weights()[0], cat.backward_layer.get_weights()[0]
+    want = np.concatenate(
+        [
+            np.sqrt((fw.reshape(4, 4, 5) ** 2).sum((0, 1))),
+            np.sqrt((bw.reshape(4, 4, 5) ** 2).sum((0, 1))),
+        ]
+    )
+    np.testing.assert_allclose(scores["bi_cat"], want, rtol=1e-5)
+    s = model.get_layer("bi_sum")
+    both = [h.get_weights()[0].reshape(10, 3, 4) ** 2 for h in (s.forward_layer, s.backward_layer)]
+    np.testing.assert_allclose(
+        scores["bi_sum"], np.sqrt(sum(b.sum((0, 1)) for b in both)), rtol=1e-5
+    )
+    top = unit_top_inputs(nv.analyze(model), "bi_cat", 7, k=2)  # backward unit 2
+    per_input = np.linalg.norm(bw.reshape(4, 4, 5)[:, :, 2], axis=1)
+    assert [i for i, _ in top] == list(np.argsort(-per_input)[:2])
+
+    td = randomize(time_distributed())
+    kernel = td.get_layer("td_dense").get_weights()[0]
+    got = nv.importance(td, "l2", layers=["td_dense"])["td_dense"]
+    np.testing.assert_allclose(got, np.sqrt((kernel**2).sum(0)), rtol=1e-5)

@@ -22,6 +22,7 @@ from neuronviz.backend.analysis.stats import as_inputs, batch_tensors, input_dty
 from neuronviz.backend.model.graph import FlatGraph, flatten
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.surgery.rules import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
+from neuronviz.backend.surgery.wrappers import BidirectionalRule
 from neuronviz.core.names import resolve_layer
 from neuronviz.errors import NeuronvizError
 
@@ -198,7 +199,7 @@ def unit_top_inputs(trace: Trace, layer: str, unit: int, k: int = 10) -> list[tu
     offset = 0
     if col.ndim == 1:  # Dense, Embedding
         per_input = col.astype(np.float64)
-    elif isinstance(rule, RecurrentRule):
+    elif isinstance(rule, (RecurrentRule, BidirectionalRule)):
         per_input = np.linalg.norm(col, axis=1)
     elif isinstance(rule, SeparableRule):
         m = int(call.layer.depth_multiplier)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from neuronviz.backend.surgery.rules import Opaque, RecurrentRule, Rule, rule_for
 
 _RECURRENT = RecurrentRule()
@@ -82,6 +84,14 @@ class BidirectionalRule(Rule):
         }
         return changes, wf + wb
 
+    def unit_kernel(self, layer):
+        """(in, gates, units): forward then backward units side by side; with a sum, ave
+        or mul merge each unit has both halves' gates (in, 2 * gates, units)."""
+        fw = _RECURRENT.unit_kernel(layer.forward_layer)
+        bw = _RECURRENT.unit_kernel(layer.backward_layer)
+        axis = 1 if layer.merge_mode in ("sum", "ave", "mul") else -1
+        return np.concatenate([fw, bw], axis=axis)
+
     def macs(self, call):
         return sum(
             _RECURRENT.macs(dataclasses.replace(call, layer=half))
@@ -114,6 +124,9 @@ class TimeDistributedRule(Rule):
 
     def trace(self, ctx, call):
         return self.inner.trace(ctx, self.step_call(call))
+
+    def unit_kernel(self, layer):
+        return self.inner.unit_kernel(layer.layer)
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         changes, out = self.inner.prune(layer.layer, weights, in_keeps, out_keeps)
