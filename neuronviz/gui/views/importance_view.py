@@ -27,7 +27,7 @@ CRITERIA = [("l2", "L2 norm"), ("l1", "L1 norm"), ("taylor", "Taylor importance"
 
 
 class ImportanceView(View):
-    listens = ("modelChanged", "weightStatsChanged", "sweepChanged", "layerChanged")
+    listens = ("modelChanged", "weightStatsChanged", "sweepChanged")
 
     def __init__(self, state, selection, parent=None):
         super().__init__(state, selection, parent)
@@ -68,6 +68,7 @@ class ImportanceView(View):
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.info)
         self.rows: list[str] = []
+        state.layerChanged.connect(self.mark_layer)  # no redraw: only the band moves
         self.plan = None
         self.criterion.currentIndexChanged.connect(self.changed)
         self.fraction.valueChanged.connect(self.changed)
@@ -114,9 +115,7 @@ class ImportanceView(View):
                 [[(i, self.rows[i]) for i in range(0, n, step)]]
             )
             self.plot.getPlotItem().setYRange(-0.5, min(n, 60) - 0.5, padding=0)
-        if s.layer in self.rows:
-            i = self.rows.index(s.layer)
-            self.current.setRegion((i - 0.5, i + 0.5))
+        self.mark_layer()
         total = int(sum(len(v) for v in scores.values()))
         self.info.setText(
             f"{n} prunable groups, {total:,} units. Red: the {int(m.sum()):,} units the global "
@@ -131,6 +130,20 @@ class ImportanceView(View):
                 self.plan,
                 f"Select {self.fraction.value():g}% by global {self.criterion.currentData()}",
             )
+
+    def mark_layer(self) -> None:
+        layer = self.session.layer
+        self.current.setVisible(layer in self.rows)
+        if layer in self.rows:
+            i = self.rows.index(layer)
+            self.current.setRegion((i - 0.5, i + 0.5))
+
+    def cleanup(self) -> None:
+        try:
+            self.state.layerChanged.disconnect(self.mark_layer)
+        except (RuntimeError, TypeError):
+            pass
+        super().cleanup()
 
     def _on_click(self, ev) -> None:
         vb = self.plot.getViewBox()

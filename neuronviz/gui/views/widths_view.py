@@ -29,7 +29,7 @@ def row_at(y: float, n: int) -> int:
 
 
 class WidthsView(View):
-    listens = ("modelChanged", "planChanged", "layerChanged")
+    listens = ("modelChanged", "planChanged")
 
     def __init__(self, state, selection, parent=None):
         super().__init__(state, selection, parent)
@@ -65,6 +65,7 @@ class WidthsView(View):
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.info)
         self.rows: list[str] = []
+        state.layerChanged.connect(self.mark_layer)  # no redraw: only the band moves
         self.canvas.scene().sigMouseClicked.connect(self._on_click)
 
     def redraw(self) -> None:
@@ -92,15 +93,27 @@ class WidthsView(View):
             self.plots[0].getAxis("left").setTicks([[(i, rows[i]) for i in range(0, n, step)]])
             for p in self.plots:
                 p.setYRange(-0.5, min(n, 60) - 0.5, padding=0)
-        if s.layer in rows:
-            i = rows.index(s.layer)
-            self.current.setRegion((i - 0.5, i + 0.5))
+        self.mark_layer()
         tot0, tot1 = int(units0.sum()), int(units1.sum())
         self.info.setText(
             f"{n} unit-creating layers: {tot0:,} → {tot1:,} units; params "
             f"{s.before.params:,} → {after.params:,}; MACs {s.before.macs:,} → {after.macs:,}. "
             "Grey: before, blue: after the current selection. Click a row to show its units."
         )
+
+    def mark_layer(self) -> None:
+        layer = self.session.layer
+        self.current.setVisible(layer in self.rows)
+        if layer in self.rows:
+            i = self.rows.index(layer)
+            self.current.setRegion((i - 0.5, i + 0.5))
+
+    def cleanup(self) -> None:
+        try:
+            self.state.layerChanged.disconnect(self.mark_layer)
+        except (RuntimeError, TypeError):
+            pass
+        super().cleanup()
 
     def _on_click(self, ev) -> None:
         for p in self.plots:
