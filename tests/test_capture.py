@@ -404,3 +404,101 @@ def test_custom_block_whose_config_holds_the_width_keeps_its_class(tmp_path):
     assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
     reloaded = _check_reload(result, model, plan, tmp_path, [x], "kept.keras", needs_classes=True)
     assert type(reloaded.get_layer("block")) is ResBlock
+
+
+@keras.saving.register_keras_serializable(PKG)
+class EncoderLayer(keras.layers.Layer):
+    """A keras-hub-style TransformerEncoder: attention, LayerNorm, GELU FFN; the width of the
+    FFN (`intermediate_dim`) is in its config, head_dim is derived as hidden // heads."""
+
+    def __init__(self, intermediate_dim, num_heads, **kwargs):
+        super().__init__(**kwargs)
+        self.intermediate_dim, self.num_heads = intermediate_dim, num_heads
+
+    def build(self, shape):
+        hidden = shape[-1]
+        self.attention = L.MultiHeadAttention(
+            self.num_heads, hidden // self.num_heads, name="self_attention"
+        )
+        self.norm1 = L.LayerNormalization(name="attention_norm")
+        self.ffn1 = L.Dense(self.intermediate_dim, activation="gelu", name="ffn_intermediate")
+        self.ffn2 = L.Dense(hidden, name="ffn_output")
+        self.norm2 = L.LayerNormalization(name="ffn_norm")
+
+    def call(self, x, padding_mask=None):
+        mask = None if padding_mask is None else ops.cast(padding_mask[:, None, :], "bool")
+        h = self.norm1(x + self.attention(x, x, attention_mask=mask))
+        return self.norm2(h + self.ffn2(self.ffn1(h)))
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "intermediate_dim": self.intermediate_dim,
+            "num_heads": self.num_heads,
+        }
+
+
+def encoder_model():
+    ids = keras.Input((None,), dtype="int32", name="token_ids")
+    pm = keras.Input((None,), dtype="int32", name="padding_mask")
+    x = L.Embedding(30, 16, name="embed")(ids)
+    x = EncoderLayer(32, 2, name="enc0")(x, padding_mask=pm)
+    x = EncoderLayer(32, 2, name="enc1")(x, padding_mask=pm)
+    model = keras.Model({"token_ids": ids, "padding_mask": pm}, L.Dense(2, name="head")(x[:, 0]))
+    return _randomized(model, 6)
+
+
+def _feed(rng, n, length):
+    ids = rng.integers(1, 30, (n, length)).astype("int32")
+    pm = np.ones_like(ids)
+    pm[:, length // 2 + 1 :] = 0
+    return {"token_ids": ids, "padding_mask": pm}
+
+
+def test_transformer_encoder_layers_keep_their_class_with_per_layer_widths(tmp_path):
+    model = encoder_model()
+    tr = nv.analyze(model)
+    rows = {r["name"] for r in report(model, tr)["layers"]}
+    assert {"enc0/self_attention", "enc0/ffn_intermediate", "enc1/ffn_norm"} <= rows
+    plan = nv.Plan({"enc0/ffn_intermediate": [0, 3, 5], "enc1/ffn_intermediate": [1, 2, 4, 8, 9]})
+    result = nv.prune(model, plan, tr)
+    assert result.capture_summary() == [
+        "'enc0': EncoderLayer kept as its own class with new widths in its config (intermediate_dim=29)",
+        "'enc1': EncoderLayer kept as its own class with new widths in its config (intermediate_dim=27)",
+    ]
+    oracle = keras.models.clone_model(model)
+    oracle.set_weights(model.get_weights())
+    _zero_input(oracle.get_layer("enc0").ffn2, [0, 3, 5], axis=0)
+    _zero_input(oracle.get_layer("enc1").ffn2, [1, 2, 4, 8, 9], axis=0)
+    rng = np.random.default_rng(7)
+    feeds = [_feed(rng, 3, 7), _feed(rng, 2, 12)]
+    for f in feeds:
+        want = oracle.predict(f, verbose=0)
+        assert_same_outputs(want, result.model.predict(f, verbose=0))
+        assert_same_outputs(want, nv.masked_predict(model, plan, f, tr=tr))
+    _check_reload(result, model, plan, tmp_path, feeds, "enc.keras", needs_classes=True)
+
+
+def test_a_width_the_config_cannot_hold_saves_the_layer_as_functional(tmp_path):
+    model = encoder_model()
+    plan = nv.Plan({"enc0/self_attention": [1]})  # one of 2 heads: head_dim is hidden // heads
+    result = nv.prune(model, plan)
+    assert result.capture_summary() == [
+        "'enc0': EncoderLayer saved as an equivalent Functional model of its inner layers and ops"
+    ]
+    oracle = keras.models.clone_model(model)
+    oracle.set_weights(model.get_weights())
+    out = oracle.get_layer("enc0").attention._output_dense
+    w = out.get_weights()
+    w[0][1] = 0  # (heads, head_dim, hidden): head 1 adds nothing
+    out.set_weights(w)
+    rng = np.random.default_rng(8)
+    feeds = [_feed(rng, 3, 6), _feed(rng, 2, 11)]
+    for f in feeds:
+        assert_same_outputs(oracle.predict(f, verbose=0), result.model.predict(f, verbose=0))
+    # enc1 is unchanged and stays an EncoderLayer, so the file still needs that class
+    reloaded = _check_reload(
+        result, model, plan, tmp_path, feeds, "enc_fn.keras", needs_classes=True
+    )
+    assert isinstance(reloaded.get_layer("enc0"), keras.Model)
+    assert type(reloaded.get_layer("enc1")) is EncoderLayer

@@ -65,10 +65,15 @@ class Session(Events, Plans, Jobs, Criteria):
         self.set_model(load_model_parts(path, unsafe))
 
     def _data_fits(self, ds) -> bool:
-        if ds is None or self.model is None:
+        """`ds` fits the model's inputs (None dimensions take any size)."""
+        if ds is None or self.trace is None:
             return False
-        want = tuple(self.model.inputs[0].shape[1:])
-        return tuple(np.shape(ds.x)[1:]) == want
+        shapes = self.trace.graph.declared_shapes
+        return len(ds.inputs) == len(shapes) and all(
+            np.ndim(a) == len(s)
+            and all(d is None or d == g for g, d in zip(np.shape(a), s, strict=True))
+            for a, s in zip(ds.inputs, shapes, strict=True)
+        )
 
     def set_data(self, dataset, source=None) -> None:
         self.dataset, self.data_source = dataset, source

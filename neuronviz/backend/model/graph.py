@@ -83,6 +83,7 @@ class FlatGraph:
     source: keras.Model | None = None  # the graph model to rebuild from (the captured one if any)
     captured: dict = field(default_factory=dict)  # path -> captured Functional ("" = the model)
     refused: dict = field(default_factory=dict)  # path -> why its graph could not be captured
+    capture_nodes: dict = field(default_factory=dict)  # captured layer path -> its first call
     input_names: list[str] = field(default_factory=list)
     declared_shapes: list[tuple] = field(default_factory=list)  # with the model's None dims
     input_dtypes: list[str] = field(default_factory=list)
@@ -214,6 +215,7 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
                         g.refused[path] = str(e)
                     else:
                         g.captured[path] = inner
+                        g.capture_nodes.setdefault(path, node)
                         g.nested_models.setdefault(path, op)
                         inline(inner, node, in_keys, scope, path)
                         continue

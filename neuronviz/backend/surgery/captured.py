@@ -42,8 +42,23 @@ def inline_functional(cfg: dict, fg: FlatGraph, skip) -> dict:
         for key in ("module", "class_name", "registered_name", "config"):
             entry[key] = copy.deepcopy(graph.get(key))
         entry["config"]["name"] = entry["config"].get("name", layer.name)
+        for node in entry.get("inbound_nodes", []):
+            tensors = _tensors(node.get("args", [])) + _tensors(node.get("kwargs", {}))
+            node["args"], node["kwargs"] = ([tensors] if len(tensors) > 1 else tensors), {}
         how[path] = functional_note(layer)
     return how
+
+
+def _tensors(value) -> list:
+    """Serialised KerasTensors in `value`, in Keras's flattening order (dict keys sorted):
+    the order of the captured graph's inputs."""
+    if isinstance(value, dict):
+        if value.get("class_name") == "__keras_tensor__":
+            return [value]
+        return [t for k in sorted(value) for t in _tensors(value[k])]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _tensors(v)]
+    return []
 
 
 def functional_note(obj) -> str:
@@ -88,7 +103,13 @@ def rebuilt_config(obj, prefix: str, fg: FlatGraph, changes: dict, weights: dict
         cfg = _substitute(obj.get_config(), widths)
         twin = type(obj).from_config(copy.deepcopy(cfg))
         inputs = [keras.Input(batch_shape=s, dtype=d) for s, d in input_specs]
-        out = twin(inputs if len(inputs) > 1 else inputs[0])
+        node = fg.capture_nodes.get(prefix)
+        if node is None:  # the model itself
+            out = twin(inputs if len(inputs) > 1 else inputs[0])
+        else:  # called as the original was: the same positional and keyword arguments
+            fill = {id(t): x for t, x in zip(node.input_tensors, inputs, strict=True)}
+            args, kwargs = node.arguments.fill_in(fill)
+            out = twin(*args, **kwargs)
         twin_calls = flatten(keras.Model(inputs, out)).calls
     except Exception:
         return None

@@ -115,7 +115,11 @@ def prune(
             continue
         changes[path], weights[path] = tr.rule(path).prune(layer, w, in_keeps, out_keeps)
     kept = _classes_kept(model, fg, tr, sel, changes, weights, safe_mode)
-    notes = {p: captured.class_note(fg.nested_models.get(p, model), *kept[p]) for p in kept}
+    notes = {  # captured objects that changed (the others are kept as they were, silently)
+        p: captured.class_note(fg.nested_models.get(p, model), *kept[p])
+        for p in kept
+        if any(captured.under(c, p) for c in changes)
+    }
     if "" in kept:
         new = _rebuilt_model(model, kept[""][1], fg, safe_mode)
     else:
@@ -211,10 +215,11 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
         if not any(captured.under(path, k) for k in kept):
             configs[path].update(ch)
     for ni in fg.nested_inputs:
-        if not any(captured.under(ni.model_path, k) or ni.model_path == k for k in kept):
-            _set_input_width(
-                configs[ni.model_path + "/"], ni.position, int(sel.keep(tr.map(ni.key)).sum())
-            )
+        keep = sel.keep(tr.map(ni.key))
+        if not keep.all() and not any(
+            captured.under(ni.model_path, k) or ni.model_path == k for k in kept
+        ):  # (an unchanged input keeps its declared shape, None dimensions included)
+            _set_input_width(configs[ni.model_path + "/"], ni.position, int(keep.sum()))
     try:
         with _safe(safe_mode):
             new = cls.from_config(cfg)
