@@ -8,6 +8,7 @@ from conftest import assert_same_outputs
 from engine_models import randomize
 
 import neuronviz.api as nv
+from neuronviz.backend.surgery.counting import count_after
 
 L = keras.layers
 
@@ -149,3 +150,20 @@ def test_pruned_heads_save_and_reload_in_safe_mode(tmp_path):
         reloaded = keras.saving.load_model(path, safe_mode=True)
         x = _inputs(model)
         assert_same_outputs(result.model.predict(x, verbose=0), reloaded.predict(x, verbose=0))
+
+
+@pytest.mark.filterwarnings("ignore:Layer 'gqa' keeps")
+def test_counts_after_a_head_plan_equal_the_pruned_model():
+    """What the preview shows (counted from the plan) equals the pruned model's counts."""
+    for model, plan in [
+        (encoder_block(gate=True), {"mha": [1, 3], "embed": [2]}),
+        (cross_block(), {"mha": [0]}),
+        (grouped_block(), {"gqa": [0, 1, 2]}),
+        (grouped_block(), {"gqa": [4]}),
+    ]:
+        tr = nv.analyze(model)
+        before = nv.counts(model)
+        result = nv.prune(model, nv.Plan(plan), tr)
+        after = count_after(tr, before, tr.select(nv.Plan(plan)))
+        assert (after.params, after.macs) == (result.after.params, result.after.macs)
+        assert (after.macs < before.macs) == (plan != {"gqa": [4]})  # uneven: KV repeated

@@ -156,23 +156,29 @@ class ProjectedAttention(Rule):
         clone.build(q, v, k)
 
     def macs(self, call):
+        """Projections and scores, from the config (heads, head sizes) and input widths, so
+        a view of the layer with a pruned config counts the pruned layer."""
         layer, shapes = call.layer, call.input_shapes
-        tq = int(np.prod(shapes[0][1:-1]))
-        tv = int(np.prod(shapes[1][1:-1])) if len(shapes) > 1 else tq
-
-        def size(attr):
-            sub = getattr(layer, attr, None)
-            return int(np.prod(sub.kernel.shape)) if sub is not None else 0
-
-        wq = layer._query_dense.kernel.shape
-        scores = tq * tv * int(wq[1]) * int(wq[2]) * 2
-        proj = tq * (size("_query_dense") + size("_gate_dense") + size("_output_dense"))
-        return proj + tv * (size("_key_dense") + size("_value_dense")) + scores
+        slots = self.slots or {"query": 0, "value": min(1, len(shapes) - 1)}
+        sq, sv = shapes[slots["query"]], shapes[slots["value"]]
+        sk = shapes[slots.get("key", slots["value"])]
+        tq, tv = int(np.prod(sq[1:-1])), int(np.prod(sv[1:-1]))
+        q, kv = heads_of(layer)
+        if hasattr(layer, "num_query_heads"):  # GroupedQueryAttention
+            kd = vd = int(layer.head_dim)
+        else:
+            kd, vd = int(layer._key_dim), int(layer._value_dim or layer._key_dim)
+        out = getattr(layer, "_output_shape", None)
+        width = int(sq[-1]) if not out else int(np.prod(out))
+        gate = q * vd if getattr(layer, "_gate_dense", None) is not None else 0
+        proj_q = tq * (int(sq[-1]) * (q * kd + gate) + q * vd * width)
+        proj_kv = tv * (int(sk[-1]) * kv * kd + int(sv[-1]) * kv * vd)
+        return proj_q + proj_kv + tq * tv * q * (kd + vd)
 
 
 def heads_of(layer) -> tuple[int, int]:
-    """(query heads, key/value heads) of a projected attention layer."""
-    if type(layer).__name__ == "GroupedQueryAttention":
+    """(query heads, key/value heads) of a projected attention layer (or a view of one)."""
+    if hasattr(layer, "num_query_heads"):  # GroupedQueryAttention
         return int(layer.num_query_heads), int(layer.num_key_value_heads)
     return int(layer.num_heads), int(layer.num_heads)
 

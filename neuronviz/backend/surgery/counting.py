@@ -52,8 +52,7 @@ def count_after(tr, before: Counts, sel) -> Counts:
     seen = set()
     macs = {k: 0 for k in layers}
     for call in fg.calls:
-        in_keeps = [sel.keep(tr.map(k)) for k in call.inputs]
-        out_keeps = [sel.keep(tr.map(k)) for k in call.outputs]
+        in_keeps, out_keeps = tr.keeps(sel, call)  # with an attention layer's heads
         rule, layer = tr.rule(call.path), call.layer
         if all(k.all() for k in in_keeps + out_keeps):
             macs[call.path] += rule.macs(call)
@@ -74,7 +73,7 @@ def count_after(tr, before: Counts, sel) -> Counts:
         ]
         shapes_out = [
             tuple(s[:-1]) + (int(k.sum()),)
-            for s, k in zip(call.output_shapes, out_keeps, strict=True)
+            for s, k in zip(call.output_shapes, out_keeps[: len(call.outputs)], strict=True)
         ]
         view = dataclasses.replace(
             call, layer=_LayerView(layer, changes), input_shapes=shapes_in, output_shapes=shapes_out
