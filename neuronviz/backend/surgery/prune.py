@@ -270,10 +270,8 @@ def save_pruned(
         xs = xs if isinstance(xs, list) else [xs]
         want = masked_predict(original, plan, xs, tr=result.trace)
         got = reloaded.predict(pack_inputs(reloaded, xs), verbose=0)
-        want, got = (
-            (want if isinstance(want, list) else [want]),
-            (got if isinstance(got, list) else [got]),
-        )
+        want = want if isinstance(want, list) else [want]
+        got = keras.tree.flatten(got)  # a dict of outputs in the graph's (sorted) order
         for w, g, k in zip(want, got, keep_outputs(result, result.trace), strict=True):
             w = w[..., k]
             scale = max(1.0, float(np.abs(w).max()))
