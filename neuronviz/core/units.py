@@ -97,6 +97,11 @@ class UnitGraph:
             if ru != rv:
                 self._parent[max(ru, rv)] = min(ru, rv)
 
+    def owner(self, u: int) -> str:
+        """The layer that created unit id `u`."""
+        starts = [sp.start for sp in self.spaces]
+        return self.spaces[int(np.searchsorted(starts, u, side="right")) - 1].layer
+
     def pin(self, ids: Iterable[int], reason: str) -> None:
         for u in ids:
             if u >= 0:

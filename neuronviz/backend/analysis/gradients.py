@@ -21,7 +21,14 @@ from keras import ops
 from neuronviz.backend.analysis.stats import as_inputs, batch_tensors, input_dtypes
 from neuronviz.backend.model.graph import FlatGraph, flatten
 from neuronviz.backend.model.trace import Trace
-from neuronviz.backend.surgery.rules import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
+from neuronviz.backend.surgery.rules import (
+    ConvRule,
+    EmbeddingRule,
+    RecurrentRule,
+    SeparableRule,
+    rule_for,
+    width,
+)
 from neuronviz.backend.surgery.wrappers import BidirectionalRule
 from neuronviz.core.names import resolve_layer
 from neuronviz.errors import NeuronvizError
@@ -32,14 +39,27 @@ def layer_path(fg: FlatGraph, name: str) -> str:
     return resolve_layer(name, fg.layers, fg.aliases(), "a layer of the model")
 
 
-def _unit_call(fg: FlatGraph, name: str, unit: int):
+def _unit_call(fg: FlatGraph, name: str, unit: int, trace: Trace | None = None):
+    """The layer's first call and the channel axis of its output."""
     call = fg.first_call(layer_path(fg, name))
-    width = int(call.output_shapes[0][-1]) if len(call.output_shapes[0]) > 1 else 1
-    if not 0 <= int(unit) < width:
+    shape = call.output_shapes[0]
+    if trace is not None:
+        axis = trace.axis(call.outputs[0])
+    else:
+        rank = len(call.input_shapes[0]) if call.input_shapes else 0
+        axis = rule_for(call.layer, rank).channel_axis(call.layer, len(shape))
+        axis = len(shape) - 1 if axis is None else axis
+    n = width(shape, axis)
+    if not 0 <= int(unit) < n:
         raise NeuronvizError(
-            f"Expected `unit` in [0, {width}) for layer '{call.path}'. Received: unit={unit}"
+            f"Expected `unit` in [0, {n}) for layer '{call.path}'. Received: unit={unit}"
         )
-    return call
+    return call, axis
+
+
+def _unit_sum(values: dict, call, axis: int, unit: int):
+    y = values[call.outputs[0]]
+    return ops.sum(ops.take(y, int(unit), axis=axis) if len(y.shape) > 1 else y)
 
 
 def _batches(fg: FlatGraph, x, batch_size: int):
@@ -71,13 +91,13 @@ def unit_weight_gradients(
     weight), keyed 'layer_path/weight_name'. Weights the unit does not depend on get
     zeros. Pass `trace` to reuse the model's flat graph."""
     fg = _graph(model, trace)
-    call = _unit_call(fg, layer, unit)
+    call, axis = _unit_call(fg, layer, unit, trace)
     weights = trainable_weights(fg)
     total = {k: np.zeros(tuple(v.shape), np.float64) for k, v in weights.items()}
     for _, batch in _batches(fg, x, batch_size):
         with tf.GradientTape() as tape:
             values = fg.run(batch, stop=call.index + 1)
-            target = ops.sum(values[call.outputs[0]][..., int(unit)])
+            target = _unit_sum(values, call, axis, unit)
         grads = tape.gradient(target, list(weights.values()))
         for k, g in zip(weights, grads, strict=True):
             if g is not None:
@@ -91,7 +111,7 @@ def saliency(
     """d(unit activation summed over positions) / d(input), per sample: shaped like x
     (a list for several inputs)."""
     fg = _graph(model, trace)
-    call = _unit_call(fg, layer, unit)
+    call, axis = _unit_call(fg, layer, unit, trace)
     xs = as_inputs(x, len(fg.inputs))
     if any(np.asarray(a[:1]).dtype.kind not in "f" for a in xs):
         raise NeuronvizError(
@@ -103,7 +123,7 @@ def saliency(
             for t in batch:
                 tape.watch(t)
             values = fg.run(batch, stop=call.index + 1)
-            target = ops.sum(values[call.outputs[0]][..., int(unit)])
+            target = _unit_sum(values, call, axis, unit)
         for o, g in zip(out, tape.gradient(target, batch), strict=True):
             if g is not None:
                 o[s : s + len(g)] = ops.convert_to_numpy(g)
@@ -149,7 +169,7 @@ def taylor_importance(
         raise NeuronvizError(
             f"Expected a single-output model to score units with labels. Received: {len(fg.outputs)} outputs."
         )
-    acc = {p: np.zeros(int(fg.first_call(p).output_shapes[0][-1]), np.float64) for p in paths}
+    acc = {p: np.zeros(len(trace.map(keys[p])), np.float64) for p in paths}
     n = 0
     for s, batch in _batches(fg, x, batch_size):
         with tf.GradientTape() as tape:
@@ -173,6 +193,9 @@ def taylor_importance(
             if g is None:
                 continue
             prod = ops.cast(a, "float32") * ops.cast(g, "float32")
+            axis = trace.axis(keys[p])
+            if axis < len(prod.shape) - 1:
+                prod = ops.moveaxis(prod, axis, -1)
             b, c = int(prod.shape[0]), int(prod.shape[-1])
             per_sample = ops.abs(ops.mean(ops.reshape(prod, (b, -1, c)), axis=1))
             acc[p] += ops.convert_to_numpy(ops.sum(per_sample, axis=0))
@@ -188,7 +211,7 @@ def unit_top_inputs(trace: Trace, layer: str, unit: int, k: int = 10) -> list[tu
     of the weights from that input channel (>= 0); SeparableConv: of its pointwise kernel
     over the depth multiplier."""
     fg = trace.graph
-    call = _unit_call(fg, layer, unit)
+    call, _ = _unit_call(fg, layer, unit, trace)
     rule = trace.rule(call.path)
     w = rule.unit_kernel(call.layer)
     if w is None or not getattr(rule, "has_units", False):
@@ -219,7 +242,7 @@ def upstream_unit(trace: Trace, layer: str, input_index: int) -> tuple[str, int]
     call = fg.first_call(layer_path(fg, layer))
     if isinstance(trace.rule(call.path), EmbeddingRule) or not call.inputs:
         return None
-    m = trace.map(call.inputs[0])
+    m = trace.input_maps(call)[0]
     if not 0 <= input_index < len(m) or m[input_index] < 0:
         return None
     uid = int(m[input_index])

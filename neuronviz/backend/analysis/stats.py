@@ -165,7 +165,7 @@ class StatsJob:
         self._compiled = None
 
     def run(self) -> Iterator[float]:
-        units = {p: int(self.trace.graph.first_call(p).output_shapes[0][-1]) for p in self.layers}
+        units = {p: len(self.trace.layer_units[p]) for p in self.layers}
         acc = {p: _Accumulator(self.n, u) for p, u in units.items()}
         for start in range(0, self.n, self.batch_size):
             stop = min(start + self.batch_size, self.n)
@@ -194,13 +194,20 @@ class StatsJob:
             call.run(values)
             self.peak_live = max(self.peak_live, len(values))
             for path in self._at_call.get(call.index, ()):
-                reduced[path] = _reduce(values[call.outputs[0]])
+                reduced[path] = _reduce(channels_last(self.trace, call.outputs[0], values))
             for k in self._free_after[call.index]:
                 values.pop(k, None)
             return True
 
         self.trace.graph.run(list(batch), hook=hook, stop=self._stop)
         return [reduced[p] for p in self.layers]
+
+
+def channels_last(trace: Trace, key, values: dict):
+    """Tensor `key` from `values` with its channel axis moved last (units on the last axis)."""
+    y = values[key]
+    axis = trace.axis(key)
+    return y if axis >= len(y.shape) - 1 else ops.moveaxis(y, axis, -1)
 
 
 def _free_schedule(fg, stop: int) -> list[list]:

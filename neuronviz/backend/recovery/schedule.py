@@ -22,7 +22,6 @@ import numpy as np
 
 from neuronviz.backend.analysis.importance import model_scores
 from neuronviz.backend.recovery.finetune import FinetuneJob, Progress, evaluate
-from neuronviz.core.names import resolve_layer
 from neuronviz.errors import NeuronvizError
 
 SCHEDULES = ("polynomial", "constant")
@@ -113,7 +112,7 @@ class PruneSchedule:
             raise NeuronvizError("Expected at least one layer to prune. Received: none")
         self.targets: dict[str, float] = {}
         for name, frac in wanted.items():
-            path = resolve_layer(name, tr.layer_units, aliases)
+            path = tr.layer_with_units(name, aliases)
             schedule_fractions(frac, steps, schedule)  # validates
             self.targets[path] = frac
         self.original = {p: len(tr.layer_units[p]) for p in self.targets}

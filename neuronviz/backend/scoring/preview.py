@@ -283,14 +283,15 @@ class Previewer:
             entry = sliced.get(call.index)
             if entry is None:
                 return masker.hook(call, values)
-            clone, key, idx = entry
-            call.run(values, layer=clone, override={key: ops.take(values[key], idx, axis=-1)})
+            clone, key, idx, axis = entry
+            call.run(values, layer=clone, override={key: ops.take(values[key], idx, axis=axis)})
             return True
 
         return hook
 
     def _sliced_layers(self, masker: Masker) -> dict:
-        """call index -> (copy without the removed input channels, input key, kept indices)."""
+        """call index -> (copy without the removed input channels, input key, kept indices,
+        their axis)."""
         out = {}
         for index, masks in masker.input_masks.items():
             call = self.graph.calls[index]
@@ -302,12 +303,13 @@ class Previewer:
             ):
                 continue
             key = call.inputs[0]
-            keep = np.asarray(masks[key]) > 0
+            keep = np.asarray(masks[key]).ravel() > 0
             if rule.macs(call) * (1 - keep.mean()) * self.n < self.slice_min_macs:
                 continue
-            width = [np.ones(int(call.output_shapes[0][-1]), bool)]
-            clone = pruned_layer(rule, call.layer, [keep], width, call.input_shapes)
-            out[index] = (clone, key, np.flatnonzero(keep))
+            axes = self.trace.input_axes(call)
+            width = [np.ones(len(self.trace.map(call.outputs[0])), bool)]
+            clone = pruned_layer(rule, call.layer, [keep], width, call.input_shapes, axes)
+            out[index] = (clone, key, np.flatnonzero(keep), axes[0])
         return out
 
     def _batch(self, s: int, lo: int, rows: int) -> dict:

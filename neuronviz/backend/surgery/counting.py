@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuronviz.backend.model.graph import FlatGraph
-from neuronviz.backend.surgery.rules import count_params, rule_for
+from neuronviz.backend.surgery.rules import count_params, rule_for, with_width
 
 
 @dataclass
@@ -68,12 +68,14 @@ def count_after(tr, before: Counts, sel) -> Counts:
             delta_p += layers[call.path][0] - p_new
             layers[call.path] = (p_new, layers[call.path][1])
         shapes_in = [
-            tuple(s[:-1]) + (int(k.sum()),)
-            for s, k in zip(call.input_shapes, in_keeps, strict=True)
+            with_width(s, a, k.sum())
+            for s, k, a in zip(call.input_shapes, in_keeps, tr.input_axes(call), strict=True)
         ]
         shapes_out = [
-            tuple(s[:-1]) + (int(k.sum()),)
-            for s, k in zip(call.output_shapes, out_keeps[: len(call.outputs)], strict=True)
+            with_width(s, tr.axis(o), k.sum())
+            for s, k, o in zip(
+                call.output_shapes, out_keeps[: len(call.outputs)], call.outputs, strict=True
+            )
         ]
         view = dataclasses.replace(
             call, layer=_LayerView(layer, changes), input_shapes=shapes_in, output_shapes=shapes_out

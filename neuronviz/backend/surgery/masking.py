@@ -19,18 +19,22 @@ from keras import ops
 
 from neuronviz.backend.model.graph import Call, flatten
 from neuronviz.backend.model.trace import Trace, trace
-from neuronviz.backend.surgery.rules import weights_of
+from neuronviz.backend.surgery.rules import weights_of, with_width
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 
 
-def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes):
-    """A stand-alone copy of `layer` with the rule's slicing applied (local surgery)."""
+def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes, in_axes=None):
+    """A stand-alone copy of `layer` with the rule's slicing applied (local surgery).
+    `in_axes`: the inputs' channel axes (default: the last)."""
     with warnings.catch_warnings():  # notes about the pruned model, not this copy
         warnings.simplefilter("ignore")
         changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
     clone = type(layer).from_config({**layer.get_config(), **changes})
-    shapes = [tuple(s[:-1]) + (int(k.sum()),) for s, k in zip(input_shapes, in_keeps, strict=True)]
+    in_axes = in_axes or [len(s) - 1 for s in input_shapes]
+    shapes = [
+        with_width(s, a, k.sum()) for s, k, a in zip(input_shapes, in_keeps, in_axes, strict=True)
+    ]
     rule.build_copy(clone, shapes)
     clone.set_weights(weights)
     return clone
@@ -43,14 +47,14 @@ class Masker:
         self.trace = tr
         self.selection = selection
         self.input_masks: dict[int, dict] = {}  # call index -> {key: float mask}
-        self.local: dict[int, tuple] = {}  # call index -> (clone, in_idx, out_scatter)
+        self.local: dict[int, tuple] = {}  # call index -> (clone, takes, scatters)
         if not selection:
             self.output_masks = [None] * len(tr.graph.outputs)
             return
         for call in tr.graph.calls:
             rule = tr.rule(call.path)
+            views = tr.views[call.index]
             in_keeps, out_keeps = tr.keeps(selection, call)
-            keeps = dict(zip(call.inputs, in_keeps, strict=True))
             outputs_cut = not all(k.all() for k in out_keeps)
             if not any(k.any() for k in out_keeps):  # a dropped branch: zeroed downstream
                 continue
@@ -61,22 +65,34 @@ class Masker:
                 or (rule.inner_units and not out_keeps[-1].all())
             ):
                 n = len(call.data_inputs)  # a `mask=` argument is passed as it is
+                in_axes = [a for _, a in views]
                 clone = pruned_layer(
-                    rule, call.layer, in_keeps[:n], out_keeps, call.input_shapes[:n]
+                    rule, call.layer, in_keeps[:n], out_keeps, call.input_shapes[:n], in_axes[:n]
                 )
-                in_idx = [None if k.all() else np.flatnonzero(k) for k in in_keeps]
-                scatter = [
-                    None if k.all() else _scatter_index(k) for k in out_keeps[: len(call.outputs)]
+                takes = [
+                    None if k.all() else (np.flatnonzero(k), a)
+                    for k, a in zip(in_keeps, in_axes, strict=True)
                 ]
-                self.local[call.index] = (clone, in_idx, scatter)
+                scatters = [
+                    None if k.all() else (_scatter_index(k), tr.axis(o))
+                    for k, o in zip(out_keeps, call.outputs, strict=False)
+                ]
+                self.local[call.index] = (clone, takes, scatters)
             elif rule.mix in ("linear", "recurrent"):
-                masks = {k: m.astype(np.float32) for k, m in keeps.items() if not m.all()}
+                masks = {
+                    k: channel_mask(keep, axis, len(shape))
+                    for k, keep, (_, axis), shape in zip(
+                        call.inputs, in_keeps, views, call.input_shapes, strict=True
+                    )
+                    if not keep.all()
+                }
                 if masks:
                     self.input_masks[call.index] = masks
-        self.output_masks = [
-            None if keep.all() else keep.astype(np.float32)
-            for keep in (selection.keep(tr.map(k)) for k in tr.graph.outputs)
-        ]
+        self.output_masks = []
+        for k in tr.graph.outputs:
+            keep = selection.keep(tr.map(k))
+            mask = None if keep.all() else channel_mask(keep, tr.axis(k), len(tr.shape(k)))
+            self.output_masks.append(mask)
 
     def first_affected(self) -> int:
         """Index of the first call whose result changes; len(calls) if only outputs change."""
@@ -90,18 +106,19 @@ class Masker:
             return True
         local = self.local.get(call.index)
         if local is not None:
-            clone, in_idx, scatters = local
+            clone, takes, scatters = local
             override = {
-                k: ops.take(values[k], idx, axis=-1)
-                for k, idx in zip(call.inputs, in_idx, strict=True)
-                if idx is not None
+                k: ops.take(values[k], take[0], axis=take[1])
+                for k, take in zip(call.inputs, takes, strict=True)
+                if take is not None
             }
             call.run(values, layer=clone, override=override)
-            for k, scatter in zip(call.outputs, scatters, strict=True):
-                if scatter is not None:
+            for k, scattered in zip(call.outputs, scatters, strict=True):
+                if scattered is not None:
+                    scatter, axis = scattered
                     y = values[k]
-                    zeros = ops.zeros_like(y[..., :1])
-                    values[k] = ops.take(ops.concatenate([y, zeros], axis=-1), scatter, axis=-1)
+                    zeros = ops.zeros_like(ops.take(y, np.zeros(1, np.int64), axis=axis))
+                    values[k] = ops.take(ops.concatenate([y, zeros], axis=axis), scatter, axis=axis)
             return True
         return False
 
@@ -110,6 +127,12 @@ class Masker:
         for k, m in zip(self.trace.graph.outputs, self.output_masks, strict=True):
             outs.append(values[k] if m is None else values[k] * m)
         return outs
+
+
+def channel_mask(keep: np.ndarray, axis: int, rank: int) -> np.ndarray:
+    """`keep` as a float mask that broadcasts along `axis` of a tensor of `rank`."""
+    mask = keep.astype(np.float32)
+    return mask if axis >= rank - 1 else mask.reshape((-1,) + (1,) * (rank - 1 - axis))
 
 
 def _scatter_index(keep: np.ndarray) -> np.ndarray:

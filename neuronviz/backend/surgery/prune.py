@@ -24,7 +24,7 @@ from neuronviz.backend.surgery import captured
 from neuronviz.backend.surgery.branches import dead_layers, drop_from_config
 from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_predict
-from neuronviz.backend.surgery.rules import is_layer, weights_of
+from neuronviz.backend.surgery.rules import is_layer, weights_of, with_width
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 from neuronviz.errors import NeuronvizError
@@ -68,8 +68,8 @@ def _layer_configs(cfg: dict, prefix: str = "", out: dict | None = None) -> dict
     return out
 
 
-def _set_input_width(model_cfg: dict, position: int, width: int) -> None:
-    """Change the channel width of a nested model's `position`-th Input."""
+def _set_input_width(model_cfg: dict, position: int, width: int, axis: int) -> None:
+    """Change the channel width (along `axis`) of a nested model's `position`-th Input."""
     layers = model_cfg["layers"]
     if "input_layers" in model_cfg:  # Functional
         names = model_cfg["input_layers"]
@@ -79,10 +79,12 @@ def _set_input_width(model_cfg: dict, position: int, width: int) -> None:
     else:  # Sequential
         entry = layers[0] if layers and layers[0]["class_name"] == "InputLayer" else None
         if "build_input_shape" in model_cfg and model_cfg["build_input_shape"]:
-            model_cfg["build_input_shape"] = list(model_cfg["build_input_shape"][:-1]) + [width]
+            model_cfg["build_input_shape"] = list(
+                with_width(model_cfg["build_input_shape"], axis, width)
+            )
     if entry is not None:
         shape = entry["config"]["batch_shape"]
-        entry["config"]["batch_shape"] = list(shape[:-1]) + [width]
+        entry["config"]["batch_shape"] = list(with_width(shape, axis, width))
 
 
 def prune(
@@ -169,7 +171,7 @@ def _input_specs(fg, path: str, sel, tr) -> list[tuple]:
         ]
     tensors = keras.tree.flatten(fg.captured[path].inputs)
     return [
-        (tuple(t.shape[:-1]) + (int(sel.keep(tr.map(k)).sum()),), t.dtype)
+        (with_width(tuple(t.shape), tr.axis(k), sel.keep(tr.map(k)).sum()), t.dtype)
         for t, k in zip(tensors, keys, strict=True)
     ]
 
@@ -219,7 +221,9 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
         if not keep.all() and not any(
             captured.under(ni.model_path, k) or ni.model_path == k for k in kept
         ):  # (an unchanged input keeps its declared shape, None dimensions included)
-            _set_input_width(configs[ni.model_path + "/"], ni.position, int(keep.sum()))
+            _set_input_width(
+                configs[ni.model_path + "/"], ni.position, int(keep.sum()), tr.axis(ni.key)
+            )
     try:
         with _safe(safe_mode):
             new = cls.from_config(cfg)

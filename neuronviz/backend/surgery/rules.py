@@ -1,7 +1,11 @@
 """How each Keras layer type moves unit indices, and how to slice its weights.
 
 A *rule* per layer type (Torch-Pruning's per-layer pruning functions):
-- ``trace(ctx, call)`` returns the channel map of each output (see core.units);
+- ``channel_axis(layer, rank)`` is the axis the layer reads and writes channels on
+  (its ``data_format`` or ``axis``); None for layers that act on every axis alike
+  (activations, merges), whose channels stay on whatever axis their input has them;
+- ``trace(ctx, call)`` returns the channel map of each output (see core.units), or a
+  (map, axis) pair where the rule decides the output's channel axis itself;
 - ``prune(layer, weights, in_keeps, out_keeps)`` returns (config changes, new weights);
 - ``macs(call)`` counts multiply-accumulates;
 - ``unit_kernel(layer)`` gives the incoming weights of each unit, as (..., units), for
@@ -30,6 +34,39 @@ def _last(shape) -> int:
     return int(shape[-1]) if len(shape) > 1 else 1
 
 
+def width(shape, axis: int) -> int:
+    """Channels of a tensor of `shape` along `axis` (1 for a tensor without one)."""
+    return int(shape[axis]) if len(shape) > 1 else 1
+
+
+def data_axis(layer, rank: int) -> int:
+    """The channel axis of a layer with a `data_format`, for a tensor of `rank`."""
+    if getattr(layer, "data_format", None) == _CHANNELS_FIRST and rank > 2:
+        return 1
+    return max(rank - 1, 0)
+
+
+def with_width(shape, axis: int, n: int) -> tuple:
+    """`shape` with `n` channels along `axis`."""
+    if len(shape) <= 1:
+        return tuple(shape)
+    return tuple(shape[:axis]) + (int(n),) + tuple(shape[axis + 1 :])
+
+
+def _axis_of(layer_axis, rank: int) -> int:
+    return int(layer_axis) % rank
+
+
+def _channels(shape, layer) -> int:
+    """Channels of a conv layer's input or output of `shape`."""
+    return width(shape, data_axis(layer, len(shape)))
+
+
+def _positions(shape, layer) -> int:
+    """Spatial positions of a conv layer's input or output of `shape`."""
+    return int(np.prod(shape[1:])) // _channels(shape, layer)
+
+
 def _by_name(layer, weights, slicers: dict) -> list[np.ndarray]:
     """Slice weights by variable name; names without a slicer are copied unchanged."""
     out = []
@@ -45,6 +82,13 @@ class Rule:
     has_units = False
     inner_units = False
     unit_kind = "unit"
+
+    def channel_axis(self, layer, rank: int) -> int | None:
+        return data_axis(layer, rank) if hasattr(layer, "data_format") else None
+
+    def bound(self, in_axes: list[int], out_axes: list[int]) -> Rule:
+        """This rule for a layer whose inputs and outputs have channels on these axes."""
+        return self
 
     def trace(self, ctx, call) -> list[np.ndarray]:
         return [ctx.map(call.inputs[0]) for _ in call.output_shapes]
@@ -79,16 +123,34 @@ class Renorm(PassThrough):
 
     mix = "renorm"
 
+    def channel_axis(self, layer, rank):
+        axis = getattr(layer, "axis", -1)
+        return _axis_of(axis, rank) if isinstance(axis, int) else rank - 1
+
 
 class PerChannel(PassThrough):
-    """Channel-wise with per-channel weights on the last axis (BatchNorm, PReLU)."""
+    """Channel-wise with per-channel weights (BatchNorm on its `axis`; PReLU, whose
+    `alpha` spans the input's axes, on the axis its input has channels on: `axis`)."""
+
+    def __init__(self, axis: int | None = None):
+        self.axis = axis
+
+    def channel_axis(self, layer, rank):
+        if isinstance(getattr(layer, "axis", None), int):
+            return _axis_of(layer.axis, rank)
+        return None
+
+    def bound(self, in_axes, out_axes):
+        return self if self.axis == in_axes[0] else type(self)(in_axes[0])
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         keep = in_keeps[0]
-        out = [
-            w[..., keep] if w.ndim and w.shape[-1] == len(keep) and len(keep) > 1 else w
-            for w in weights
-        ]
+        out = []
+        for w in weights:
+            ax = 0 if w.ndim == 1 or self.axis is None else self.axis - 1
+            if w.ndim and ax < w.ndim and w.shape[ax] == len(keep) and len(keep) > 1:
+                w = np.compress(keep, w, axis=ax)
+            out.append(w)
         return {}, out
 
 
@@ -103,11 +165,18 @@ class LayerScaleRule(PerChannel):
 class LayerNorm(PerChannel):
     mix = "renorm"
 
+    def channel_axis(self, layer, rank):
+        return _axis_of(layer.axis[0], rank)
+
 
 class UnitNorm(PassThrough):
     """L2-normalises over channels: zeroed channels add nothing to the norm."""
 
     mix = "linear"
+
+    def channel_axis(self, layer, rank):
+        axis = layer.axis
+        return _axis_of(axis if isinstance(axis, int) else axis[0], rank)
 
 
 class Opaque(Rule):
@@ -116,6 +185,9 @@ class Opaque(Rule):
     def __init__(self, why: str = ""):
         self.why = why
 
+    def channel_axis(self, layer, rank):
+        return None
+
     def trace(self, ctx, call):
         layer = call.layer
         reason = f"they flow into layer '{call.path}' ({type(layer).__name__}), which neuronviz cannot map unit indices through"
@@ -123,60 +195,92 @@ class Opaque(Rule):
             reason += f" ({self.why})"
         for k in call.inputs:
             ctx.pin(ctx.map(k), reason)
-        return [np.full(_last(s), -1, dtype=np.int64) for s in call.output_shapes]
+        return [
+            (np.full(_last(s), -1, dtype=np.int64), max(len(s) - 1, 0)) for s in call.output_shapes
+        ]
+
+
+def _shared_axis(ctx, call) -> int:
+    """The output axis the inputs' channels line up on: that of the first input with
+    units (inputs are right-aligned, as in broadcasting), else of the first input."""
+    rank = len(call.output_shapes[0])
+    ranked = [(k, len(s)) for k, s in zip(call.inputs, call.input_shapes, strict=True)]
+    first = next(((k, r) for k, r in ranked if (ctx.map(k) >= 0).any()), ranked[0])
+    return ctx.axis(first[0]) + rank - first[1]
 
 
 class Merge(Rule):
     """Element-wise merges: every input joins one group (broadcast inputs excepted)."""
 
     def trace(self, ctx, call):
-        maps = [ctx.map(k) for k in call.inputs]
-        width = _last(call.output_shapes[0])
-        full = [m for m in maps if len(m) == width]
+        out_shape = call.output_shapes[0]
+        rank = len(out_shape)
+        axis = _shared_axis(ctx, call)
+        n = width(out_shape, axis)
+        full = []
+        for k, s in zip(call.inputs, call.input_shapes, strict=True):
+            ax = axis - (rank - len(s))
+            if len(s) > 1 and ax >= 1 and int(s[ax]) == n:
+                full.append(ctx.view(k, ax, call))
+        if not full:
+            return [(np.full(n, -1, dtype=np.int64), axis)]
         for m in full[1:]:
             ctx.union(full[0], m, call.path)
-        return [full[0].copy()]
+        return [(full[0].copy(), axis)]
 
 
 class Concat(Rule):
     def trace(self, ctx, call):
         rank = len(call.output_shapes[0])
-        axis = call.layer.axis
-        if axis in (-1, rank - 1):
-            return [np.concatenate([ctx.map(k) for k in call.inputs])]
+        axis = _shared_axis(ctx, call)
+        if _axis_of(call.layer.axis, rank) == axis:
+            return [(np.concatenate([ctx.view(k, axis, call) for k in call.inputs]), axis)]
         return Merge().trace(ctx, call)
 
 
 class Probe(Rule):
     """Pure data movement (Flatten, Reshape, Permute, RepeatVector): run the layer on
-    channel codes to see where every channel lands. A move that takes channels off the
-    last axis (Permute before Flatten) is followed through the next data-movement layers
-    (`ctx.moved`); any other consumer of such a tensor pins its units."""
+    channel codes to see where every channel lands. The output's channel axis is one
+    along which every position holds a single channel (the last one preferred)."""
+
+    def __init__(self, out_axis: int | None = None):
+        self.out_axis = out_axis
+
+    def channel_axis(self, layer, rank):
+        return None
+
+    def bound(self, in_axes, out_axes):
+        return self if self.out_axis == out_axes[0] else Probe(out_axes[0])
 
     def trace(self, ctx, call):
         import keras
 
         key = call.inputs[0]
-        src_map, src_shape, chain = ctx.moved.get(key, (ctx.map(key), call.input_shapes[0], ()))
-        chain = chain + (call.layer,)
-        shape = (1,) + tuple(int(d) for d in src_shape[1:])
-        codes = np.broadcast_to(np.arange(1, shape[-1] + 1, dtype=np.float32), shape)
-        for layer in chain:
-            codes = layer(codes)
-        width = _last(call.output_shapes[0])
-        out = keras.ops.convert_to_numpy(codes).reshape(-1, width)
-        lo, hi = out.min(axis=0), out.max(axis=0)
-        if (lo != hi).any() or (lo < 1).any():
-            ctx.moved[call.outputs[0]] = (src_map, src_shape, chain)
-            return [np.full(width, -1, dtype=np.int64)]
-        return [src_map[lo.astype(np.int64) - 1]]
+        in_map, in_axis = ctx.map(key), ctx.axis(key)
+        shape = (1,) + tuple(int(d) for d in call.input_shapes[0][1:])
+        if len(shape) > 1:
+            codes = np.arange(1, shape[in_axis] + 1, dtype=np.float32)
+            codes = np.broadcast_to(codes.reshape((-1,) + (1,) * (len(shape) - 1 - in_axis)), shape)
+        else:
+            codes = np.ones(shape, np.float32)
+        out = keras.ops.convert_to_numpy(call.layer(codes))
+        rank = out.ndim
+        for axis in [rank - 1] + list(range(1, rank - 1)):
+            flat = np.moveaxis(out, axis, -1).reshape(-1, out.shape[axis])
+            lo, hi = flat.min(axis=0), flat.max(axis=0)
+            if (lo == hi).all() and (lo >= 1).all():
+                return [(in_map[lo.astype(np.int64) - 1], axis)]
+        return Opaque(
+            "it mixes the channel axis: no axis of its output holds one channel per position"
+        ).trace(ctx, call)
 
     def prune(self, layer, weights, in_keeps, out_keeps):
         cfg = {}
         if type(layer).__name__ == "Reshape":
             target = list(layer.target_shape)
-            if target[-1] != -1:
-                target[-1] = int(out_keeps[0].sum())
+            i = -1 if self.out_axis is None else self.out_axis - 1
+            if target[i] != -1:
+                target[i] = int(out_keeps[0].sum())
             cfg["target_shape"] = tuple(target)
         return cfg, weights
 
@@ -188,10 +292,16 @@ class Source(Rule):
     mix = "linear"
     width_key = "units"
 
+    def channel_axis(self, layer, rank):
+        return data_axis(layer, rank)
+
     def trace(self, ctx, call):
         ids = ctx.units_of(call)
-        if getattr(call.layer, "activation", None) is not None and _is_softmax(
-            call.layer.activation
+        rank = len(call.output_shapes[0])
+        if (
+            getattr(call.layer, "activation", None) is not None
+            and _is_softmax(call.layer.activation)
+            and self.channel_axis(call.layer, rank) == rank - 1
         ):
             ctx.renorm_sources.add(call.path)
         return [ids]
@@ -242,9 +352,9 @@ class ConvRule(Source):
         layer = call.layer
         k = int(np.prod(layer.kernel_size))
         return (
-            int(np.prod(call.output_shapes[0][1:-1]))
+            _positions(call.output_shapes[0], layer)
             * k
-            * (_last(call.input_shapes[0]) // layer.groups)
+            * (_channels(call.input_shapes[0], layer) // layer.groups)
             * int(layer.filters)
         )
 
@@ -266,9 +376,9 @@ class ConvTransposeRule(Source):
     def macs(self, call):
         k = int(np.prod(call.layer.kernel_size))
         return (
-            int(np.prod(call.input_shapes[0][1:-1]))
+            _positions(call.input_shapes[0], call.layer)
             * k
-            * _last(call.input_shapes[0])
+            * _channels(call.input_shapes[0], call.layer)
             * int(call.layer.filters)
         )
 
@@ -295,8 +405,8 @@ class SeparableRule(Source):
 
     def macs(self, call):
         layer = call.layer
-        pos = int(np.prod(call.output_shapes[0][1:-1]))
-        cin = _last(call.input_shapes[0]) * layer.depth_multiplier
+        pos = _positions(call.output_shapes[0], layer)
+        cin = _channels(call.input_shapes[0], layer) * layer.depth_multiplier
         return pos * int(np.prod(layer.kernel_size)) * cin + pos * cin * int(layer.filters)
 
 
@@ -316,9 +426,9 @@ class DepthwiseRule(Rule):
     def macs(self, call):
         layer = call.layer
         return (
-            int(np.prod(call.output_shapes[0][1:-1]))
+            _positions(call.output_shapes[0], layer)
             * int(np.prod(layer.kernel_size))
-            * _last(call.input_shapes[0])
+            * _channels(call.input_shapes[0], layer)
             * layer.depth_multiplier
         )
 
@@ -340,7 +450,7 @@ class ChannelwiseConvRule(Rule):
 
     def macs(self, call):
         return (
-            int(np.prod(call.output_shapes[0][1:-1]))
+            _positions(call.output_shapes[0], call.layer)
             * int(np.prod(call.layer.kernel_size))
             * int(call.layer.filters)
         )
@@ -494,8 +604,9 @@ def weights_of(op) -> list[np.ndarray]:
     return op.get_weights() if is_layer(op) else []
 
 
-def rule_for(layer, input_rank: int) -> Rule:
-    """The rule for `layer`, or an Opaque rule saying why it is unsupported."""
+def rule_for(layer, input_rank: int, input_axis: int | None = None) -> Rule:
+    """The rule for `layer`, or an Opaque rule saying why it is unsupported.
+    `input_axis`: where its first input has channels (default: the last axis)."""
     name = type(layer).__name__
     if name in _MODULE_RULES and type(layer).__module__.startswith("keras."):
         module = importlib.import_module(f"neuronviz.backend.surgery.{_MODULE_RULES[name]}")
@@ -505,25 +616,23 @@ def rule_for(layer, input_rank: int) -> Rule:
     rule = (RULES if is_layer(layer) else OP_RULES).get(name)
     if rule is None or type(layer).__module__.split(".")[0] != "keras":
         return Opaque("custom or unsupported layer type" if rule is None else "custom subclass")
-    if getattr(layer, "data_format", None) == _CHANNELS_FIRST and not isinstance(rule, Probe):
-        return Opaque("channels_first data format")
-    last = {-1, input_rank - 1}
-    if name == "BatchNormalization" and layer.axis not in last:
-        return Opaque(f"normalises axis {layer.axis}, not the channel axis")
-    if name == "LayerNormalization" and (
-        len(layer.axis) != 1 or layer.axis[0] not in last or getattr(layer, "rms_scaling", False)
-    ):
-        return Opaque(f"normalises axes {layer.axis}")
+    rank = max(input_rank, 1)
+    channels = max(input_rank - 1, 0) if input_axis is None else input_axis
+    if name == "LayerNormalization":
+        axes = {_axis_of(a, rank) for a in layer.axis}
+        if channels not in axes:
+            return PassThrough()  # each channel normalised on its own
+        if len(axes) != 1 or getattr(layer, "rms_scaling", False):
+            return Opaque(f"normalises axes {sorted(axes)}, its channels and more")
     if name in ("Softmax", "UnitNormalization"):
-        axes = {layer.axis} if isinstance(layer.axis, int) else set(layer.axis)
-        if not axes <= last:
-            return (
-                PassThrough()
-                if name == "Softmax" and not axes & last
-                else Opaque(f"normalises axes {sorted(axes)}")
-            )
+        axis = layer.axis
+        axes = {_axis_of(a, rank) for a in ([axis] if isinstance(axis, int) else axis)}
+        if channels not in axes:
+            return PassThrough()
+        if len(axes) != 1:
+            return Opaque(f"normalises axes {sorted(axes)}, its channels and more")
     if name == "Activation" and _is_softmax(layer.activation):
-        return Renorm()
+        return Renorm() if channels == rank - 1 else PassThrough()
     if name == "Rescaling" and (np.size(layer.scale) > 1 or np.size(layer.offset) > 1):
         return Opaque("per-channel scale")
     if name == "Dense" and (
