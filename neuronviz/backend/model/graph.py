@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import keras
 from keras import tree
 
+from neuronviz.backend.model import keras_fixes
 from neuronviz.backend.model.capture import (
     CaptureError,
     capture_call,
@@ -20,6 +21,8 @@ from neuronviz.backend.model.capture import (
     is_custom,
 )
 from neuronviz.errors import NeuronvizError
+
+keras_fixes.apply()
 
 Key = tuple  # (scope, id(KerasTensor))
 

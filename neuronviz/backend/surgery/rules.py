@@ -115,7 +115,16 @@ def _np(v) -> np.ndarray:
 
 
 class PassThrough(Rule):
-    """Channel-wise layers: activations, dropout, pooling, padding, ... Indices unchanged."""
+    """Channel-wise layers: activations, dropout, noise, ... Indices unchanged, on
+    whichever axis the input has its channels."""
+
+
+class Spatial(PassThrough):
+    """Pooling, padding, cropping, upsampling: channel-wise on their data_format's
+    channel axis (the last one for layers without a data_format, such as Cropping1D)."""
+
+    def channel_axis(self, layer, rank):
+        return data_axis(layer, rank)
 
 
 class Renorm(PassThrough):
@@ -516,12 +525,14 @@ def _is_softmax(fn) -> bool:
 
 _PASS = """Activation ReLU LeakyReLU ELU ThresholdedReLU Dropout SpatialDropout1D SpatialDropout2D
 SpatialDropout3D GaussianNoise GaussianDropout AlphaDropout ActivityRegularization Identity
-MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D AveragePooling3D
-GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D GlobalAveragePooling1D
+Rescaling""".split()
+_SPATIAL = """MaxPooling1D MaxPooling2D MaxPooling3D AveragePooling1D AveragePooling2D
+AveragePooling3D GlobalMaxPooling1D GlobalMaxPooling2D GlobalMaxPooling3D GlobalAveragePooling1D
 GlobalAveragePooling2D GlobalAveragePooling3D ZeroPadding1D ZeroPadding2D ZeroPadding3D
-Cropping1D Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D Rescaling""".split()
+Cropping1D Cropping2D Cropping3D UpSampling1D UpSampling2D UpSampling3D""".split()
 
 RULES: dict[str, Rule] = {name: PassThrough() for name in _PASS}
+RULES.update({name: Spatial() for name in _SPATIAL})
 RULES.update(
     {
         "Softmax": Renorm(),

@@ -1,0 +1,45 @@
+"""A workaround for a Keras bug that breaks channels_first layers run eagerly.
+
+Keras 3's TensorFlow `ops.add(x, b)` turns an add into `tf.nn.bias_add` when `b` has a
+single non-1 dimension of the size of `x`'s channel axis, and picks the NHWC form
+whenever `x.shape[-1]` has that size too. A channels_first Conv2D adds its bias shaped
+(1, C, 1, 1): when the output's width equals C, the bias lands on the width axis
+(e.g. (4, 3, 3, 3) gets bias[w] instead of bias[c]). `predict` traces with relaxed
+shapes and is unaffected, but eager calls (neuronviz runs the graph call by call)
+are wrong. Seen in Keras 3.15.1. The fix: a `b` whose one non-1 dimension is not its
+last is added with plain `tf.add`; every other add is left to Keras.
+"""
+
+from __future__ import annotations
+
+import keras
+
+_applied = False
+
+
+def apply() -> None:
+    """Install the workaround once (TensorFlow backend only)."""
+    global _applied
+    if _applied or keras.backend.backend() != "tensorflow":
+        return
+    import tensorflow as tf
+    from keras.src.backend.tensorflow import numpy as tf_numpy
+
+    original = tf_numpy.add
+
+    def add(x1, x2):
+        shape = getattr(x2, "shape", None)
+        if shape is not None and len(shape) > 1:
+            big = [i for i, d in enumerate(shape) if d is None or d > 1]
+            if len(big) == 1 and big[0] != len(shape) - 1:
+                x1 = tf_numpy.convert_to_tensor(x1)
+                x2 = tf_numpy.convert_to_tensor(x2)
+                dtype = tf_numpy.dtypes.result_type(x1.dtype, x2.dtype)
+                return tf.add(
+                    tf_numpy.convert_to_tensor(x1, dtype), tf_numpy.convert_to_tensor(x2, dtype)
+                )
+        return original(x1, x2)
+
+    add.__wrapped__ = original
+    tf_numpy.add = add
+    _applied = True
