@@ -276,8 +276,9 @@ def save_pruned(
         got = reloaded.predict(pack_inputs(reloaded, xs), verbose=0)
         want = want if isinstance(want, list) else [want]
         got = keras.tree.flatten(got)  # a dict of outputs in the graph's (sorted) order
-        for w, g, k in zip(want, got, keep_outputs(result, result.trace), strict=True):
-            w = w[..., k]
+        axes = [result.trace.axis(k) for k in result.trace.graph.outputs]
+        for w, g, k, a in zip(want, got, keep_outputs(result, result.trace), axes, strict=True):
+            w = np.compress(k, w, axis=a) if w.ndim > 1 else w
             scale = max(1.0, float(np.abs(w).max()))
             if w.shape != g.shape or not np.allclose(w, g, atol=atol * scale, rtol=1e-4):
                 raise NeuronvizError(
