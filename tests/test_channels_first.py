@@ -386,3 +386,25 @@ def test_tap_oracle_is_not_the_identity():
     x = inputs(model)
     assert not np.allclose(model.predict(x, verbose=0), oracle.predict(x, verbose=0))
     assert isinstance(Tap()("a", 1), int)
+
+
+def test_time_distributed_channels_first_conv():
+    def build(tap):
+        x = keras.Input((3, 2, 6, 5))  # (time, channels, H, W)
+        h = L.TimeDistributed(L.Conv2D(5, 3, data_format=CF), name="src")(x)
+        h = tap("src", h, 2)
+        h = L.TimeDistributed(L.Conv2D(4, 1, data_format=CF), name="next")(h)
+        return keras.Model(x, L.Flatten()(h))
+
+    _, pruned = check_against_oracle(build, {"src": [0, 3]}, {"src": [0, 3]})
+    assert pruned.get_layer("src").layer.filters == 3
+
+
+def test_attention_reads_the_last_axis_of_a_channels_first_tensor():
+    x = keras.Input((3, 8))
+    h = L.Conv1D(6, 3, padding="same", data_format=CF, name="conv")(x)  # (6, 8)
+    h = L.MultiHeadAttention(2, 4, name="mha")(h, h)
+    model = keras.Model(x, L.Flatten()(h))
+    with pytest.raises(NeuronvizError) as e:
+        nv.prune(model, nv.Plan({"conv": [0]}))
+    assert "(MultiHeadAttention) reads channels on axis 2" in _one_line(e)

@@ -73,6 +73,9 @@ class ProjectedAttention(Rule):
 
     slots: dict | None = None  # argument name -> input position (set by trace)
 
+    def channel_axis(self, layer, rank):
+        return rank - 1  # query, key and value features: the last axis
+
     def trace(self, ctx, call):
         self.slots = _arguments(call, ("query", "value", "key"))
         _pin_others(ctx, call, self.slots)
@@ -196,6 +199,9 @@ class DotAttention(Rule):
 
     mix = "linear"
     slots: dict | None = None
+
+    def channel_axis(self, layer, rank):
+        return rank - 1  # query, key and value features: the last axis
 
     def trace(self, ctx, call):
         self.slots = _arguments(call, ("inputs",))

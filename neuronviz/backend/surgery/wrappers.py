@@ -122,6 +122,12 @@ class TimeDistributedRule(Rule):
             output_shapes=drop(call.output_shapes),
         )
 
+    def channel_axis(self, layer, rank):
+        if type(layer).__name__ != "TimeDistributed":  # the inner layer, at one step
+            return self.inner.channel_axis(layer, rank)
+        axis = self.inner.channel_axis(layer.layer, rank - 1)
+        return None if axis is None else axis + 1
+
     def trace(self, ctx, call):
         return self.inner.trace(ctx, self.step_call(call))
 
