@@ -211,13 +211,21 @@ def test_a_layer_mixing_the_channel_axis_is_named():
 
 
 def test_layers_without_units_are_named_not_unknown():
-    class Custom(keras.layers.Layer):
+    class Custom(keras.layers.Layer):  # captured as its inner ops
         def call(self, x):
             return x * 2.0
+
+    class Branchy(keras.layers.Layer):  # a raw TensorFlow op: cannot be captured, opaque
+        def call(self, x):
+            import tensorflow as tf
+
+            return tf.math.abs(x)
 
     x = keras.Input((3, 6, 6))
     h = L.Conv2D(6, 3, data_format=CF, name="conv_0")(x)
     h = Custom(name="conv_1")(h)
+    h = L.Conv2D(6, 3, data_format=CF, name="conv_2")(h)
+    h = Branchy(name="conv_3")(h)
     h = L.Flatten(name="flat")(h)
     model = keras.Model(x, L.Dense(2, name="dense")(h))
     tr = nv.analyze(model)
@@ -225,8 +233,15 @@ def test_layers_without_units_are_named_not_unknown():
         tr.select(nv.Plan({"conv_1": [0]}))
     msg = _one_line(e)
     assert "unknown" not in msg
-    assert "layer 'conv_1' (Custom), which neuronviz cannot map unit indices through" in msg
-    assert "custom or unsupported layer type" in msg
+    assert "'conv_1' (Custom), a model or custom layer made of other layers" in msg
+    with pytest.raises(NeuronvizError) as e:
+        tr.select(nv.Plan({"conv_3": [0]}))
+    msg = _one_line(e)
+    assert "unknown" not in msg
+    assert "layer 'conv_3' (Branchy), which neuronviz cannot map unit indices through" in msg
+    with pytest.raises(NeuronvizError) as e:
+        tr.select(nv.Plan({"conv_2": [0]}))
+    assert "'conv_3' (Branchy)" in _one_line(e)
     with pytest.raises(NeuronvizError) as e:
         tr.select(nv.Plan({"flat": [0]}))
     assert "unknown" not in _one_line(e) and "(Flatten)" in _one_line(e)

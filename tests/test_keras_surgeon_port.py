@@ -121,7 +121,7 @@ LAYERS_1D = {
     "maxpooling1d": lambda f: L.MaxPooling1D(2, data_format=f),
     "cropping1d": lambda f: L.Cropping1D((1, 1)),
     "upsampling1d": lambda f: L.UpSampling1D(2),
-    "zeropadding1d": lambda f: L.ZeroPadding1D((1, 2)),
+    "zeropadding1d": lambda f: L.ZeroPadding1D((1, 2), data_format=f),
     "averagepooling1d": lambda f: L.AveragePooling1D(2, data_format=f),
 }
 LAYERS_2D = {
@@ -153,13 +153,9 @@ CASES = (
 )
 
 
-# Cropping1D, ZeroPadding1D and UpSampling1D have no channels_first form: they always
-# act on axis 1, which holds a channels_first Conv1D's channels.
-_ON_AXIS_1 = {
-    "cropping1d": "Cropping1D",
-    "zeropadding1d": "ZeroPadding1D",
-    "upsampling1d": "UpSampling1D",
-}
+# Keras 3.15's Cropping1D and UpSampling1D have no channels_first form: they always act
+# on axis 1, which holds a channels_first Conv1D's channels, so the units are refused.
+_ON_AXIS_1 = {"cropping1d": "Cropping1D", "upsampling1d": "UpSampling1D"}
 
 
 def _rotate(cases):

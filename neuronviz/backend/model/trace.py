@@ -72,6 +72,19 @@ class Trace:
         path = aliases.get(name, name)
         if path in self.layer_units:
             return path
+        container = self.graph.nested_models.get(path)
+        if container is not None:
+            inner = [p for p in self.layer_units if p.startswith(path + "/")]
+            hint = (
+                "select one of its layers with units, such as "
+                + ", ".join(f"'{p}'" for p in inner[:3])
+                if inner
+                else "none of its layers has units of its own"
+            )
+            raise NeuronvizError(
+                f"Expected a layer with units. Received: '{path}' ({type(container).__name__}), "
+                f"a model or custom layer made of other layers: {hint}."
+            )
         if path not in self.graph.layers:
             resolve_layer(name, self.layer_units, aliases)  # raises: unknown, with suggestions
         layer, rule = self.graph.layers[path], self.rules[path]
