@@ -423,3 +423,17 @@ def test_attention_reads_the_last_axis_of_a_channels_first_tensor():
     with pytest.raises(NeuronvizError) as e:
         nv.prune(model, nv.Plan({"conv": [0]}))
     assert "(MultiHeadAttention) reads channels on axis 2" in _one_line(e)
+
+
+def test_whole_branch_before_a_channels_first_concatenate():
+    def build(tap):
+        x = keras.Input((3, 6, 5))
+        a = L.Conv2D(2, 3, data_format=CF, name="branch")(x)
+        b = L.Conv2D(3, 3, data_format=CF, name="keep")(x)
+        h = L.Concatenate(axis=1, name="cat")([a, b])
+        h = tap("cat", h, 1)
+        h = L.Conv2D(4, 1, data_format=CF, name="next")(h)
+        return keras.Model(x, L.Flatten()(h))
+
+    _, pruned = check_against_oracle(build, {"branch": [0, 1]}, {"cat": [0, 1]})
+    assert "branch" not in [layer.name for layer in pruned.layers]

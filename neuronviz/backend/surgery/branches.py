@@ -16,7 +16,7 @@ def _drops_empty_inputs(tr, call) -> bool:
     if type(call.layer).__name__ != "Concatenate" or len(call.inputs) < 2:
         return False
     width = len(tr.map(call.outputs[0]))
-    return width == sum(len(tr.map(k)) for k in call.inputs)
+    return width == sum(len(m) for m in tr.input_maps(call))
 
 
 def dead_layers(tr, selection) -> set[str]:
@@ -31,8 +31,8 @@ def dead_layers(tr, selection) -> set[str]:
             continue
         live.add(call.path)
         drops = _drops_empty_inputs(tr, call)
-        for k in call.inputs:
-            if not (drops and not selection.keep(tr.map(k)).any()):
+        for k, m in zip(call.inputs, tr.input_maps(call), strict=True):
+            if not (drops and not selection.keep(m).any()):
                 needed.add(k)
     return {p for p in dead - live if "/" not in p}
 
