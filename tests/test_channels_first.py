@@ -437,3 +437,30 @@ def test_whole_branch_before_a_channels_first_concatenate():
 
     _, pruned = check_against_oracle(build, {"branch": [0, 1]}, {"cat": [0, 1]})
     assert "branch" not in [layer.name for layer in pruned.layers]
+
+
+@pytest.mark.parametrize("axes", [(2, 3), (3,), (2,)])
+def test_keras_ops_reductions_over_other_axes(axes):
+    """keras.ops.mean over spatial axes keeps the channels on axis 1 (or where they move)."""
+
+    def build(tap):
+        x = keras.Input((3, 6, 6))
+        h = L.Conv2D(5, 3, data_format=CF, name="src")(x)  # (5, 4, 4): C != H, W
+        h = tap("src", h, 1)
+        h = keras.ops.mean(h, axis=axes)
+        return keras.Model(x, L.Dense(2, name="out")(L.Flatten()(h)))
+
+    check_against_oracle(build, {"src": [1, 3]}, {"src": [1, 3]})
+
+
+def test_keras_ops_reduction_over_the_channel_axis_is_refused():
+    x = keras.Input((3, 6, 6))
+    h = L.Conv2D(4, 3, data_format=CF, name="src")(x)  # (4, 4, 4): C == H == W
+    h = keras.ops.max(h, axis=1)
+    model = keras.Model(x, L.Dense(2, name="out")(L.Flatten()(h)))
+    with pytest.raises(NeuronvizError) as e:
+        nv.prune(model, nv.Plan({"src": [0]}))
+    assert (
+        "(Max), which neuronviz cannot map unit indices through (reduces the channel axis"
+        in _one_line(e)
+    )

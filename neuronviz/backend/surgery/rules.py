@@ -594,15 +594,28 @@ _MODULE_RULES = {
 _REDUCTIONS = {"Sum", "Mean", "Max", "Min", "Prod"}  # keras.ops reductions
 
 
-def _reduction_rule(op, input_rank: int) -> Rule:
+def _reduction_rule(op, input_rank: int, channels: int) -> Rule:
     """A reduction keeps channels unless it reduces the channel axis (or all axes)."""
     axis = op.axis
     axes = (
         set(range(input_rank)) if axis is None else {axis} if isinstance(axis, int) else set(axis)
     )
-    if axes & {-1, input_rank - 1}:
+    axes = {a % max(input_rank, 1) for a in axes}
+    if channels in axes:
         return Opaque(f"reduces the channel axis (axis={axis})")
-    return PassThrough()
+    kept_dims = getattr(op, "keepdims", False)
+    return Reduction(0 if kept_dims else sum(1 for a in axes if a < channels))
+
+
+class Reduction(PassThrough):
+    """A keras.ops reduction over other axes: the channel axis moves left by `shift`."""
+
+    def __init__(self, shift: int = 0):
+        self.shift = shift
+
+    def trace(self, ctx, call):
+        key = call.inputs[0]
+        return [(ctx.map(key), ctx.axis(key) - self.shift)]
 
 
 def is_layer(op) -> bool:
@@ -622,13 +635,13 @@ def rule_for(layer, input_rank: int, input_axis: int | None = None) -> Rule:
     if name in _MODULE_RULES and type(layer).__module__.startswith("keras."):
         module = importlib.import_module(f"neuronviz.backend.surgery.{_MODULE_RULES[name]}")
         return module.rule_for_layer(layer, input_rank)
+    rank = max(input_rank, 1)
+    channels = max(input_rank - 1, 0) if input_axis is None else input_axis
     if not is_layer(layer) and name in _REDUCTIONS:
-        return _reduction_rule(layer, input_rank)
+        return _reduction_rule(layer, input_rank, channels)
     rule = (RULES if is_layer(layer) else OP_RULES).get(name)
     if rule is None or type(layer).__module__.split(".")[0] != "keras":
         return Opaque("custom or unsupported layer type" if rule is None else "custom subclass")
-    rank = max(input_rank, 1)
-    channels = max(input_rank - 1, 0) if input_axis is None else input_axis
     if name == "LayerNormalization":
         axes = {_axis_of(a, rank) for a in layer.axis}
         if channels not in axes:
