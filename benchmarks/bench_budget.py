@@ -38,7 +38,7 @@ def main():
     uni_acc = nv.evaluate(model, data, uni.plan, trace=tr).accuracy
     print(f"demo: baseline accuracy {base.accuracy:.4f}")
     print(
-        f"  budget {a.target} ({a.criterion}, global, round_to {bp.round_to}): MACs ratio "
+        f"  budget {a.target} ({a.criterion}, scope {bp.scope}, round_to {bp.round_to}): MACs ratio "
         f"{ratio:.4f}, accuracy {acc:.4f}; widths {_widths(model, bp.plan, tr)}"
     )
     print(

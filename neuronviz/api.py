@@ -56,7 +56,7 @@ from neuronviz.backend.recovery.sparsity import (
 from neuronviz.backend.scoring.latency import Latency, measure_latency
 from neuronviz.backend.scoring.latency import compare_latency as _compare_latency
 from neuronviz.backend.scoring.preview import Previewer
-from neuronviz.backend.surgery.budget import DEFAULT_ROUND_TO, BudgetPlan, Target
+from neuronviz.backend.surgery.budget import DEFAULT_ROUND_TO, SCOPES, BudgetPlan, Target
 from neuronviz.backend.surgery.budget import plan_to_budget as _plan_to_budget
 from neuronviz.backend.surgery.budget import round_plan as _round_plan
 from neuronviz.backend.surgery.counting import Counts, count, count_after
@@ -201,7 +201,7 @@ def plan_to_budget(
     target: Target | str,
     *,
     criterion: str = "l2",
-    scope: str = "global",
+    scope: str = "auto",
     round_to: int = DEFAULT_ROUND_TO,
     data=None,
     sensitivity: SweepResult | None = None,
@@ -214,11 +214,24 @@ def plan_to_budget(
     count), "size=5" (MB of float32 weights) or "latency=20" (ms per batch of
     `batch_size`, measured: the plan is refined until the pruned model meets it).
     Every group keeps a multiple of `round_to` units. `sensitivity` (a sweep) makes the
-    groups that hurt most lose fewest units."""
+    groups that hurt most lose fewest units. scope="auto" (the default) is "global"
+    without `data`; with it, both scopes are planned and the one whose exact (masked)
+    accuracy on `data` is higher is returned."""
     tr = trace if trace is not None else analyze(model)
     target = target if isinstance(target, Target) else Target.parse(target, batch_size)
+    if data is not None and not isinstance(data, Dataset):
+        data = load_data(data, model)
     scores = importance(model, criterion, data=data, trace=tr)
-    kw = dict(scores=scores, criterion=criterion, scope=scope, round_to=int(round_to))
+    kw = dict(scores=scores, criterion=criterion, round_to=int(round_to))
+    if scope == "auto" and (data is None or target.kind == "latency"):
+        scope = "global"
+    if target.kind != "latency" and scope == "auto":  # the better of both, scored exactly
+        plans = [
+            _plan_to_budget(tr, target, sensitivity=sensitivity, scope=s, **kw) for s in SCOPES
+        ]
+        previewer = Previewer(model, tr, data)
+        return max(plans, key=lambda bp: previewer.score(bp.plan).accuracy)
+    kw["scope"] = scope
     if target.kind != "latency":
         return _plan_to_budget(tr, target, sensitivity=sensitivity, **kw)
     shapes = tr.graph.input_shapes

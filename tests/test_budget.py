@@ -96,6 +96,18 @@ def test_demo_budget_within_one_rounding_step_and_replays(demo_model, demo_val, 
     assert replay.removed == result.removed
 
 
+def test_auto_scope_with_data_returns_the_better_scoring_plan(demo_model):
+    data = nv.load_data("demo", demo_model)
+    auto = nv.plan_to_budget(demo_model, "macs=0.5", data=data)
+    assert nv.plan_to_budget(demo_model, "macs=0.5").scope == "global"  # no data: global
+    acc = {
+        s: nv.evaluate(demo_model, data, nv.plan_to_budget(demo_model, "macs=0.5", scope=s).plan)
+        for s in ("global", "layer")
+    }
+    assert auto.scope in acc
+    assert acc[auto.scope].accuracy == max(a.accuracy for a in acc.values())
+
+
 def test_sensitive_groups_lose_fewer_units(residual):
     plain = nv.plan_to_budget(residual, "macs=0.6", round_to=1)
 

@@ -31,7 +31,13 @@ def add_budget_arguments(p) -> None:
         "batch of --latency-batch, measured)",
     )
     b.add_argument("--criterion", default="l2", help="importance that ranks units (default l2)")
-    b.add_argument("--scope", default="global", choices=("global", "layer"))
+    b.add_argument(
+        "--scope",
+        default="auto",
+        choices=("auto", "global", "layer"),
+        help="global: rank units across groups; layer: the same share of every group; "
+        "auto (default): global, or with --data the better-scoring of both",
+    )
     b.add_argument(
         "--round-to",
         type=int,
@@ -139,6 +145,7 @@ def run(args) -> int:
         if budget is not None:
             data["target"] = str(budget.target)
             data["round_to"] = budget.round_to
+            data["scope"] = budget.scope
         if predicted is not None:
             data["predicted"] = predicted.to_dict()
         if args.save_plan:
