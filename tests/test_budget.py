@@ -180,6 +180,7 @@ def test_cli_target_save_plan_data_json_and_replay(tmp_path, demo_model_path):
         (["--remove", "conv2d:0-3", "--round-to", "64"], "Expected `round_to` <= 32"),
         (["--target", "macs=0.5", "--remove", "dense:1"], "Expected either --target"),
         (["--target", "macs=-1"], "Expected a positive number"),
+        (["--target", "macs=0.5", "--steps", "2"], "Expected --steps N >= 1 with --target"),
     ],
 )
 def test_cli_budget_refusals_one_line_no_file(tmp_path, demo_model_path, args, needle):
@@ -188,3 +189,18 @@ def test_cli_budget_refusals_one_line_no_file(tmp_path, demo_model_path, args, n
     assert r.returncode != 0
     assert needle in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists() and not plan.exists()
+
+
+def test_cli_steps_reach_the_budget_widths_through_the_schedule(tmp_path, demo_model_path):
+    out = tmp_path / "s.keras"
+    r = run_cli(
+        "prune", demo_model_path, "-o", out, "--target", "macs=0.5", "--steps", "2",
+        "--finetune-data", "demo-train", "--data", "demo", "--json",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert [s["step"] for s in data["steps"]] == [0, 1, 2]
+    assert data["macs_after"] <= 0.5 * data["macs_before"]
+    assert all(b % 8 == 0 for _, b in data["widths"].values())
+    small = nv.load_model(out)
+    assert small.get_layer("conv2d").filters == data["widths"]["conv2d"][1]

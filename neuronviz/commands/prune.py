@@ -49,6 +49,15 @@ def add_budget_arguments(p) -> None:
     b.add_argument("--save-plan", metavar="PLAN.json", help="write the plan used (replayable)")
     b.add_argument("--data", help="score the plan on this data (exact, from the masked model)")
     b.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --target: reach the budget's widths in N prune -> fine-tune steps "
+        "(needs --finetune-data and --data)",
+    )
+    b.add_argument("--finetune-data", metavar="TRAIN", help="training data for --steps")
+    b.add_argument(
         "--latency-batch",
         type=int,
         default=32,
@@ -92,6 +101,13 @@ def run(args) -> int:
         target = _parse_target(args)
     else:
         plan = selection_plan(args, required=True)
+    if args.steps is not None and (
+        args.steps < 1 or not args.target or not args.finetune_data or not args.data
+    ):
+        raise NeuronvizError(
+            "Expected --steps N >= 1 with --target, --finetune-data TRAIN and --data VAL. "
+            f"Received: --steps {args.steps}"
+        )
     if args.round_to is not None and args.round_to < 1:
         raise NeuronvizError(f"Expected --round-to >= 1. Received: {args.round_to}")
     if args.data:
@@ -122,6 +138,8 @@ def run(args) -> int:
         plan = budget.plan
         if not plan:
             raise NeuronvizError(f"The model already meets {target}: nothing to remove.")
+        if args.steps:
+            return _run_schedule(args, nv, model, trace, budget, out)
     elif args.round_to not in (None, 1):
         plan = nv.round_plan(model, plan, args.round_to, args.criterion, trace=trace)
     predicted = nv.evaluate(model, args.data, plan, trace=trace) if args.data else None
@@ -184,6 +202,58 @@ def run(args) -> int:
     if args.save_plan:
         print(f"plan written to {args.save_plan}")
     print(f"saved {saved} (reloaded and checked against the masked model)")
+    return 0
+
+
+def _run_schedule(args, nv, model, trace, budget, out) -> int:
+    """The budget plan's widths reached in `--steps` prune -> fine-tune steps."""
+    from neuronviz.commands.finetune import load_split
+
+    fractions = {k: len(v) / len(trace.layer_units[k]) for k, v in budget.plan.remove.items()}
+    train, val = load_split(args.finetune_data, model), load_split(args.data, model)
+    sched = nv.PruneSchedule(
+        model, fractions, steps=args.steps, train=(train.x, train.y), val=(val.x, val.y)
+    )
+    steps = []
+    for step in sched.run():
+        steps.append(step)
+        if not args.json and step.step:
+            print(
+                f"step {step.step}/{step.steps}: params {step.params:,}, accuracy "
+                f"{step.pruned['accuracy']:.4f} pruned -> {step.finetuned['accuracy']:.4f} fine-tuned"
+            )
+    if args.save_plan:
+        budget.plan.save(args.save_plan)
+    saved = nv.save_model(sched.result, out, source=args.model)
+    after = nv.counts(sched.result)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "target": str(budget.target),
+                    "steps": [
+                        {
+                            "step": s.step,
+                            "params": s.params,
+                            "pruned": s.pruned,
+                            "finetuned": s.finetuned,
+                        }
+                        for s in steps
+                    ],
+                    "widths": {k: list(v) for k, v in steps[-1].widths.items()},
+                    "params_before": budget.before.params,
+                    "params_after": after.params,
+                    "macs_before": budget.before.macs,
+                    "macs_after": after.macs,
+                    "output": str(saved),
+                }
+            )
+        )
+        return 0
+    print(
+        f"target {budget.target}: MACs {budget.before.macs:,} -> {after.macs:,} in {args.steps} steps"
+    )
+    print(f"saved {saved}")
     return 0
 
 
