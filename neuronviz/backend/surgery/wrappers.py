@@ -99,6 +99,23 @@ class BidirectionalRule(Rule):
         )
 
 
+class _StepContext:
+    """The trace context as the inner layer of a TimeDistributed sees it: channel axes
+    counted without the time axis."""
+
+    def __init__(self, ctx, call):
+        self._ctx, self._call = ctx, call
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+    def axis(self, key) -> int:
+        return self._ctx.axis(key) - 1
+
+    def view(self, key, axis: int, call):
+        return self._ctx.view(key, axis + 1, self._call)
+
+
 class TimeDistributedRule(Rule):
     """The inner layer's rule at every time step."""
 
@@ -129,7 +146,8 @@ class TimeDistributedRule(Rule):
         return None if axis is None else axis + 1
 
     def trace(self, ctx, call):
-        return self.inner.trace(ctx, self.step_call(call))
+        outs = self.inner.trace(_StepContext(ctx, call), self.step_call(call))
+        return [(o[0], o[1] + 1) if isinstance(o, tuple) else o for o in outs]
 
     def unit_kernel(self, layer):
         return self.inner.unit_kernel(layer.layer)
