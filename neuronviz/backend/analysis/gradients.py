@@ -21,14 +21,9 @@ from keras import ops
 from neuronviz.backend.analysis.stats import as_inputs, batch_tensors, input_dtypes
 from neuronviz.backend.model.graph import FlatGraph, flatten
 from neuronviz.backend.model.trace import Trace
-from neuronviz.backend.surgery.rules import (
-    ConvRule,
-    EmbeddingRule,
-    RecurrentRule,
-    SeparableRule,
-    rule_for,
-    width,
-)
+from neuronviz.backend.surgery.registry import rule_for
+from neuronviz.backend.surgery.rules import width
+from neuronviz.backend.surgery.sources import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
 from neuronviz.backend.surgery.wrappers import BidirectionalRule
 from neuronviz.core.names import resolve_layer
 from neuronviz.errors import NeuronvizError

@@ -32,7 +32,8 @@ from neuronviz.backend.analysis.gradients import _batches, per_sample_loss
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.surgery.attention import heads_of
 from neuronviz.backend.surgery.masking import pruned_layer
-from neuronviz.backend.surgery.rules import DenseRule, _np
+from neuronviz.backend.surgery.rules import _np
+from neuronviz.backend.surgery.sources import DenseRule
 
 
 @dataclass

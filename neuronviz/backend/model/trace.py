@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuronviz.backend.model.graph import Call, FlatGraph, Key
-from neuronviz.backend.surgery.rules import Opaque, Rule, rule_for, width
+from neuronviz.backend.surgery.registry import rule_for
+from neuronviz.backend.surgery.rules import Opaque, Rule, width
 from neuronviz.core.names import resolve_layer
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection, UnitGraph

@@ -29,7 +29,7 @@ from neuronviz.backend.model.graph import Key
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.scoring.evaluation import scorer
 from neuronviz.backend.surgery.masking import Masker, pruned_layer
-from neuronviz.backend.surgery.rules import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
+from neuronviz.backend.surgery.sources import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
 from neuronviz.core.metrics import Score
 from neuronviz.core.plan import Plan
 from neuronviz.core.prunable import why_not_prunable

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from neuronviz.backend.model.graph import FlatGraph, flatten
-from neuronviz.backend.surgery.rules import is_layer
+from neuronviz.backend.surgery.registry import is_layer
 
 _NOT_WIDTHS = {"name", "dtype", "trainable", "seed"}
 

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from neuronviz.backend.model.graph import FlatGraph
-from neuronviz.backend.surgery.rules import count_params, rule_for, with_width
+from neuronviz.backend.surgery.registry import count_params, rule_for
+from neuronviz.backend.surgery.rules import with_width
 
 
 @dataclass

@@ -19,7 +19,8 @@ from keras import ops
 
 from neuronviz.backend.model.graph import Call, flatten
 from neuronviz.backend.model.trace import Trace, trace
-from neuronviz.backend.surgery.rules import weights_of, with_width
+from neuronviz.backend.surgery.registry import weights_of
+from neuronviz.backend.surgery.rules import with_width
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 

@@ -24,7 +24,8 @@ from neuronviz.backend.surgery import captured
 from neuronviz.backend.surgery.branches import dead_layers, drop_from_config
 from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_predict
-from neuronviz.backend.surgery.rules import is_layer, weights_of, with_width
+from neuronviz.backend.surgery.registry import is_layer, weights_of
+from neuronviz.backend.surgery.rules import with_width
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 from neuronviz.errors import NeuronvizError

@@ -14,7 +14,9 @@ import dataclasses
 
 import numpy as np
 
-from neuronviz.backend.surgery.rules import Opaque, RecurrentRule, Rule, rule_for
+from neuronviz.backend.surgery.registry import rule_for
+from neuronviz.backend.surgery.rules import Opaque, Rule
+from neuronviz.backend.surgery.sources import RecurrentRule
 
 _RECURRENT = RecurrentRule()
 
