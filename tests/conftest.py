@@ -50,8 +50,9 @@ def user_env(env=None) -> dict:
     return out
 
 
-def run_cli(*args, cwd=None):
-    """Run `neuronviz ARGS...` in a fresh process, as a user would."""
+def run_cli(*args, cwd=None, env=None):
+    """Run `neuronviz ARGS...` in a fresh process, as a user would (`env`: the user's
+    environment, default this process's)."""
     import subprocess
     import sys
 
@@ -60,7 +61,7 @@ def run_cli(*args, cwd=None):
         capture_output=True,
         text=True,
         cwd=cwd,
-        env=user_env(),
+        env=user_env(env),
         timeout=300,
     )
 

@@ -5,31 +5,20 @@ present wherever the suite runs; the user's environment has no TF_CPP_MIN_LOG_LE
 """
 
 import importlib.util
-import os
 import subprocess
 import sys
 
 import pytest
+from conftest import run_cli, user_env
 
 from neuronviz.backend import backend_refusal, without_startup_noise
 
-NOISY = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1")
-NOISY.pop("TF_CPP_MIN_LOG_LEVEL", None)
-
-
-def _cli(*args, env=NOISY):
-    return subprocess.run(
-        [sys.executable, "-m", "neuronviz.cli", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
+NOISY = user_env()
 
 
 def test_refusal_is_exactly_one_line_with_onednn_on(demo_model_path, tmp_path):
     out = tmp_path / "x.keras"
-    proc = _cli("prune", demo_model_path, "-o", out, "--remove", "dense:600")
+    proc = run_cli("prune", demo_model_path, "-o", out, "--remove", "dense:600")
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         "neuronviz: error: Expected `indices` in [0, 512) for layer 'dense'. Received: indices=[600]"
@@ -39,8 +28,8 @@ def test_refusal_is_exactly_one_line_with_onednn_on(demo_model_path, tmp_path):
 
 def test_verbose_shows_tensorflow_lines(demo_model_path, tmp_path):
     env = dict(NOISY, NEURONVIZ_VERBOSE="1")
-    quiet = _cli("inspect", demo_model_path, "--json")
-    loud = _cli("inspect", demo_model_path, "--json", env=env)
+    quiet = run_cli("inspect", demo_model_path, "--json")
+    loud = run_cli("inspect", demo_model_path, "--json", env=env)
     assert quiet.returncode == loud.returncode == 0
     assert quiet.stderr == ""
     # what TensorFlow prints depends on the CPU; verbose mode must not hide anything

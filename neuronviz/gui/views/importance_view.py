@@ -20,13 +20,12 @@ from PySide6.QtWidgets import (
 from neuronviz.core.criteria import normalised
 from neuronviz.errors import NeuronvizError
 from neuronviz.gui import theme
-from neuronviz.gui.views.base import View
-from neuronviz.gui.views.widths_view import MAX_TICKS, row_at
+from neuronviz.gui.views.widths_view import MAX_TICKS, LayerRowsView, row_at
 
 CRITERIA = [("l2", "L2 norm"), ("l1", "L1 norm"), ("taylor", "Taylor importance")]
 
 
-class ImportanceView(View):
+class ImportanceView(LayerRowsView):
     listens = ("modelChanged", "weightStatsChanged", "sweepChanged")
 
     def __init__(self, state, selection, parent=None):
@@ -56,10 +55,7 @@ class ImportanceView(View):
         self.medians = pg.ScatterPlotItem(symbol="|", size=14, pen=pg.mkPen(theme.DEAD, width=2))
         for it in (self.kept, self.cut, self.medians):
             self.plot.addItem(it)
-        self.current = pg.LinearRegionItem(
-            orientation="horizontal", movable=False, brush=pg.mkBrush(228, 87, 46, 30)
-        )
-        self.plot.addItem(self.current)
+        self.add_band(self.plot, alpha=30)
         self.info = QLabel()
         self.info.setWordWrap(True)
         lay = QVBoxLayout(self)
@@ -67,8 +63,6 @@ class ImportanceView(View):
         lay.addLayout(top)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.info)
-        self.rows: list[str] = []
-        state.layerChanged.connect(self.mark_layer)  # no redraw: only the band moves
         self.plan = None
         self.criterion.currentIndexChanged.connect(self.changed)
         self.fraction.valueChanged.connect(self.changed)
@@ -130,20 +124,6 @@ class ImportanceView(View):
                 self.plan,
                 f"Select {self.fraction.value():g}% by global {self.criterion.currentData()}",
             )
-
-    def mark_layer(self) -> None:
-        layer = self.session.layer
-        self.current.setVisible(layer in self.rows)
-        if layer in self.rows:
-            i = self.rows.index(layer)
-            self.current.setRegion((i - 0.5, i + 0.5))
-
-    def cleanup(self) -> None:
-        try:
-            self.state.layerChanged.disconnect(self.mark_layer)
-        except (RuntimeError, TypeError):
-            pass
-        super().cleanup()
 
     def _on_click(self, ev) -> None:
         vb = self.plot.getViewBox()

@@ -28,7 +28,34 @@ def row_at(y: float, n: int) -> int:
     return r if 0 <= r < n else -1
 
 
-class WidthsView(View):
+class LayerRowsView(View):
+    """A chart with one row per layer (`rows`): a band marks the current layer's row and
+    follows layer changes without a redraw."""
+
+    def add_band(self, plot, alpha: int) -> None:
+        self.rows: list[str] = []
+        self.current = pg.LinearRegionItem(
+            orientation="horizontal", movable=False, brush=pg.mkBrush(228, 87, 46, alpha)
+        )
+        plot.addItem(self.current)
+        self.state.layerChanged.connect(self.mark_layer)
+
+    def mark_layer(self) -> None:
+        layer = self.session.layer
+        self.current.setVisible(layer in self.rows)
+        if layer in self.rows:
+            i = self.rows.index(layer)
+            self.current.setRegion((i - 0.5, i + 0.5))
+
+    def cleanup(self) -> None:
+        try:
+            self.state.layerChanged.disconnect(self.mark_layer)
+        except (RuntimeError, TypeError):
+            pass
+        super().cleanup()
+
+
+class WidthsView(LayerRowsView):
     listens = ("modelChanged", "planChanged")
 
     def __init__(self, state, selection, parent=None):
@@ -54,18 +81,13 @@ class WidthsView(View):
         for p, pair in zip(self.plots, self.bars, strict=True):
             for b in pair:
                 p.addItem(b)
-        self.current = pg.LinearRegionItem(
-            orientation="horizontal", movable=False, brush=pg.mkBrush(228, 87, 46, 40)
-        )
-        self.plots[0].addItem(self.current)
+        self.add_band(self.plots[0], alpha=40)
         self.info = QLabel()
         self.info.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.info)
-        self.rows: list[str] = []
-        state.layerChanged.connect(self.mark_layer)  # no redraw: only the band moves
         self.canvas.scene().sigMouseClicked.connect(self._on_click)
 
     def redraw(self) -> None:
@@ -100,20 +122,6 @@ class WidthsView(View):
             f"{s.before.params:,} → {after.params:,}; MACs {s.before.macs:,} → {after.macs:,}. "
             "Grey: before, blue: after the current selection. Click a row to show its units."
         )
-
-    def mark_layer(self) -> None:
-        layer = self.session.layer
-        self.current.setVisible(layer in self.rows)
-        if layer in self.rows:
-            i = self.rows.index(layer)
-            self.current.setRegion((i - 0.5, i + 0.5))
-
-    def cleanup(self) -> None:
-        try:
-            self.state.layerChanged.disconnect(self.mark_layer)
-        except (RuntimeError, TypeError):
-            pass
-        super().cleanup()
 
     def _on_click(self, ev) -> None:
         for p in self.plots:
