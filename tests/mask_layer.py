@@ -1,4 +1,5 @@
-"""The oracles' `x * mask` layer (no code shared with neuronviz)."""
+"""The oracles' `x * mask` layer (no code shared with neuronviz), and the check of a
+pruned model against a copy built with it."""
 
 import keras
 import numpy as np
@@ -21,3 +22,33 @@ def keep(n, removed):
     k = np.ones(n, "float32")
     k[list(removed)] = 0
     return k
+
+
+def masked_at(t, name, masks):
+    """`t` times the oracle mask named `name`, where a test's `masks` has one."""
+    return Mask(masks[name])(t) if name in masks else t
+
+
+def check_against_oracle(build, plan, removed, n=3, seed=4):
+    """Prune `build()`'s model by `plan` and compare it with `build(masks)`, a copy with
+    `x * mask` where `removed` (oracle mask name -> (width, indices)) says, and with the
+    masked model. Returns (model, x, trace, pruned outputs, PruneResult)."""
+    from conftest import assert_same_outputs
+    from engine_models import randomize
+
+    import neuronviz.api as nv
+
+    model = randomize(build())
+    oracle = build({name: keep(w, idx) for name, (w, idx) in removed.items()})
+    oracle.set_weights(model.get_weights())
+    rng = np.random.default_rng(seed)
+    xs = [rng.standard_normal((n,) + tuple(t.shape[1:])).astype("float32") for t in model.inputs]
+    x = xs if len(xs) > 1 else xs[0]
+    tr = nv.analyze(model)
+    result = nv.prune(model, plan, tr)
+    pruned = result.model.predict(x, verbose=0)
+    want = oracle.predict(x, verbose=0)
+    assert not np.allclose(want, model.predict(x, verbose=0))
+    assert_same_outputs(want, pruned)
+    assert_same_outputs(nv.masked_predict(model, plan, x, tr=tr), pruned)
+    return model, x, tr, pruned, result

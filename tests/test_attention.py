@@ -2,31 +2,25 @@
 Each case equals an oracle built here (the model with `x * mask` after the named layers)."""
 
 import keras
-import numpy as np
 import pytest
-from conftest import assert_same_outputs
 from engine_models import randomize
-from mask_layer import Mask, keep
+from mask_layer import check_against_oracle, masked_at
 
 import neuronviz.api as nv
 
 L = keras.layers
 
 
-def _m(t, name, masks):
-    return Mask(masks[name])(t) if name in masks else t
-
-
 def self_attention(masks=None):
     """A transformer block: the attention output joins the query's residual stream."""
     m = masks or {}
     x = keras.Input((5, 6))
-    h = _m(L.Dense(8, name="embed")(x), "embed", m)
+    h = masked_at(L.Dense(8, name="embed")(x), "embed", m)
     a = L.MultiHeadAttention(num_heads=2, key_dim=3, name="mha")(h, h)
     h = L.Add(name="res")([h, a])
-    h = _m(L.BatchNormalization(name="bn")(h), "res", m)
-    f = _m(L.Dense(10, activation="relu", name="ffn")(h), "ffn", m)
-    h = _m(L.Add(name="res2")([h, L.Dense(8, name="ffn_out")(f)]), "res", m)
+    h = masked_at(L.BatchNormalization(name="bn")(h), "res", m)
+    f = masked_at(L.Dense(10, activation="relu", name="ffn")(h), "ffn", m)
+    h = masked_at(L.Add(name="res2")([h, L.Dense(8, name="ffn_out")(f)]), "res", m)
     return keras.Model(x, L.Dense(3, name="out")(L.GlobalAveragePooling1D()(h)))
 
 
@@ -35,9 +29,9 @@ def cross_attention(masks=None):
     m = masks or {}
     x = keras.Input((5, 6))
     s = keras.Input((4, 3))
-    q = _m(L.Dense(6, name="qd")(x), "qd", m)
-    v = _m(L.Dense(5, name="vd")(s), "vd", m)
-    k = _m(L.Dense(4, name="kd")(s), "kd", m)
+    q = masked_at(L.Dense(6, name="qd")(x), "qd", m)
+    v = masked_at(L.Dense(5, name="vd")(s), "vd", m)
+    k = masked_at(L.Dense(4, name="kd")(s), "kd", m)
     a = L.MultiHeadAttention(2, 3, value_dim=2, output_shape=7, use_gate=True, name="mha")(
         q, v, key=k
     )
@@ -47,12 +41,12 @@ def cross_attention(masks=None):
 def grouped_query(masks=None):
     m = masks or {}
     x = keras.Input((5, 6))
-    h = _m(L.Dense(8, name="embed")(x), "embed", m)
-    v = _m(L.Dense(8, name="vd")(x), "vd", m)  # Keras: value as wide as the query
+    h = masked_at(L.Dense(8, name="embed")(x), "embed", m)
+    v = masked_at(L.Dense(8, name="vd")(x), "vd", m)  # Keras: value as wide as the query
     a = L.GroupQueryAttention(head_dim=4, num_query_heads=4, num_key_value_heads=2, name="gqa")(
         h, v
     )
-    h = _m(L.Add(name="res")([h, a]), "res", m)
+    h = masked_at(L.Add(name="res")([h, a]), "res", m)
     return keras.Model(x, L.Dense(3, name="out")(L.Flatten()(h)))
 
 
@@ -60,12 +54,12 @@ def dot_attention(masks=None):
     """Attention with a separate key, AdditiveAttention with key = value."""
     m = masks or {}
     x = keras.Input((5, 6))
-    q = _m(L.Dense(6, name="aq")(x), "aq", m)
-    v = _m(L.Dense(4, name="av")(x), "av", m)
-    k = _m(L.Dense(6, name="ak")(x), "ak", m)
+    q = masked_at(L.Dense(6, name="aq")(x), "aq", m)
+    v = masked_at(L.Dense(4, name="av")(x), "av", m)
+    k = masked_at(L.Dense(6, name="ak")(x), "ak", m)
     a = L.Attention(use_scale=True, score_mode="concat", name="att")([q, v, k])
-    q2 = _m(L.Dense(5, name="bq")(x), "bq", m)
-    v2 = _m(L.Dense(5, name="bv")(x), "bv", m)
+    q2 = masked_at(L.Dense(5, name="bq")(x), "bq", m)
+    v2 = masked_at(L.Dense(5, name="bv")(x), "bv", m)
     b = L.AdditiveAttention(name="add_att")([q2, v2])
     h = L.Concatenate()([L.Flatten()(a), L.Flatten()(b)])
     return keras.Model(x, L.Dense(3, name="out")(h))
@@ -73,20 +67,7 @@ def dot_attention(masks=None):
 
 def _check(build, plan, removed):
     """removed: oracle mask name -> (width, indices)."""
-    model = randomize(build())
-    masks = {n: keep(w, idx) for n, (w, idx) in removed.items()}
-    oracle = build(masks)
-    oracle.set_weights(model.get_weights())
-    rng = np.random.default_rng(4)
-    xs = [rng.standard_normal((3,) + tuple(t.shape[1:])).astype("float32") for t in model.inputs]
-    x = xs if len(xs) > 1 else xs[0]
-    tr = nv.analyze(model)
-    result = nv.prune(model, plan, tr)
-    pruned = result.model.predict(x, verbose=0)
-    want = oracle.predict(x, verbose=0)
-    assert not np.allclose(want, model.predict(x, verbose=0))
-    assert_same_outputs(want, pruned)
-    assert_same_outputs(nv.masked_predict(model, plan, x, tr=tr), pruned)
+    *_, result = check_against_oracle(build, plan, removed, n=3, seed=4)
     assert result.after.params < result.before.params
     return result
 

@@ -5,19 +5,14 @@ layer that still carries the removed channels), the masked model and the preview
 import keras
 import numpy as np
 import pytest
-from conftest import assert_same_outputs
 from engine_models import randomize
-from mask_layer import Mask, keep
+from mask_layer import check_against_oracle, masked_at
 
 import neuronviz.api as nv
 from neuronviz.backend.model.data import Dataset
 from neuronviz.backend.scoring.preview import Previewer
 
 L = keras.layers
-
-
-def _m(t, name, masks):
-    return Mask(masks[name])(t) if name in masks else t
 
 
 def inception(masks=None):
@@ -30,7 +25,7 @@ def inception(masks=None):
     c = L.Conv2D(5, 1, activation="relu", name="c1")(x)
     c = L.Conv2D(2, 3, padding="same", name="c2")(c)
     cat = L.Concatenate(name="cat")([a, b, c])
-    h = _m(L.BatchNormalization(name="bn")(cat), "bn", m)
+    h = masked_at(L.BatchNormalization(name="bn")(cat), "bn", m)
     h = L.Conv2D(4, 1, name="head")(h)
     return keras.Model(x, L.Dense(3, name="out")(L.GlobalAveragePooling2D()(h)))
 
@@ -41,24 +36,12 @@ def two_inputs(masks=None):
     x1, x2 = keras.Input((7, 7, 2)), keras.Input((7, 7, 2))
     a = L.Conv2D(3, 3, name="conv_1")(x1)
     b = L.Conv2D(3, 3, name="conv_2")(x2)
-    h = _m(L.Concatenate(name="cat_1")([a, b]), "cat_1", m)
+    h = masked_at(L.Concatenate(name="cat_1")([a, b]), "cat_1", m)
     return keras.Model([x1, x2], L.Dense(5, name="dense_1")(L.Flatten()(h)))
 
 
 def _check(build, plan, removed, gone):
-    model = randomize(build())
-    oracle = build({n: keep(w, idx) for n, (w, idx) in removed.items()})
-    oracle.set_weights(model.get_weights())
-    rng = np.random.default_rng(5)
-    xs = [rng.standard_normal((6,) + tuple(t.shape[1:])).astype("float32") for t in model.inputs]
-    x = xs if len(xs) > 1 else xs[0]
-    tr = nv.analyze(model)
-    result = nv.prune(model, plan, tr)
-    pruned = result.model.predict(x, verbose=0)
-    want = oracle.predict(x, verbose=0)
-    assert not np.allclose(want, model.predict(x, verbose=0))
-    assert_same_outputs(want, pruned)
-    assert_same_outputs(nv.masked_predict(model, plan, x, tr=tr), pruned)
+    model, x, tr, pruned, result = check_against_oracle(build, plan, removed, n=6, seed=5)
     names = {layer.name for layer in result.model.layers}
     assert not names & gone and gone <= {layer.name for layer in model.layers}
     if len(model.outputs[0].shape) == 2 and model.outputs[0].shape[-1] == 3:
