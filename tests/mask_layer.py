@@ -52,3 +52,12 @@ def check_against_oracle(build, plan, removed, n=3, seed=4):
     assert_same_outputs(want, pruned)
     assert_same_outputs(nv.masked_predict(model, plan, x, tr=tr), pruned)
     return model, x, tr, pruned, result
+
+
+def zero_input_rows(layer, rows, axis):
+    """Zero `layer`'s kernel along its input `axis` at `rows` (the oracle's surgery)."""
+    w = layer.get_weights()
+    idx = [slice(None)] * w[0].ndim
+    idx[axis] = list(rows)
+    w[0][tuple(idx)] = 0
+    layer.set_weights(w)

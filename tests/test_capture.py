@@ -17,6 +17,7 @@ import tensorflow as tf
 from conftest import assert_same_outputs
 from keras import layers as L
 from keras import ops
+from mask_layer import zero_input_rows
 
 import neuronviz.api as nv
 from neuronviz.commands.inspect import _table, report
@@ -150,15 +151,6 @@ def _randomized(model, seed=0):
     return model
 
 
-def _zero_input(layer, rows, axis):
-    """Zero `layer`'s kernel along its input `axis` at `rows` (the oracle's surgery)."""
-    w = layer.get_weights()
-    idx = [slice(None)] * w[0].ndim
-    idx[axis] = list(rows)
-    w[0][tuple(idx)] = 0
-    layer.set_weights(w)
-
-
 @contextlib.contextmanager
 def unregistered():
     """Hide this module's custom classes, as in a process that never imported them."""
@@ -207,12 +199,12 @@ def test_subclassed_cnn_with_three_heads_prunes_exactly(tmp_path):
     oracle = ONetLike()
     oracle(np.zeros((1, 24, 24, 3), "float32"))
     oracle.set_weights(model.get_weights())
-    _zero_input(oracle.conv2, [1, 6], axis=2)
-    _zero_input(oracle.conv3, [0, 4, 5], axis=2)
+    zero_input_rows(oracle.conv2, [1, 6], axis=2)
+    zero_input_rows(oracle.conv3, [0, 4, 5], axis=2)
     # Permute((3, 2, 1)) then Flatten: channel c lands on rows c*W*H .. (c+1)*W*H - 1
-    _zero_input(oracle.fc, np.arange(16 * 3 * 3).reshape(16, 3, 3)[[2, 9]].ravel(), axis=0)
+    zero_input_rows(oracle.fc, np.arange(16 * 3 * 3).reshape(16, 3, 3)[[2, 9]].ravel(), axis=0)
     for head in (oracle.box, oracle.landmarks, oracle.prob):
-        _zero_input(head, [3, 30, 31], axis=0)
+        zero_input_rows(head, [3, 30, 31], axis=0)
     x = np.random.default_rng(0).normal(size=(5, 24, 24, 3)).astype("float32")
     want = oracle.predict(x, verbose=0)
     got = result.model.predict(x, verbose=0)
@@ -246,8 +238,8 @@ def test_subclassed_mlp_prunes_exactly(tmp_path):
     oracle = MLP()
     oracle(np.zeros((1, 10), "float32"))
     oracle.set_weights(model.get_weights())
-    _zero_input(oracle.h2, [0, 5, 23], axis=0)
-    _zero_input(oracle.out, [2, 3], axis=0)
+    zero_input_rows(oracle.h2, [0, 5, 23], axis=0)
+    zero_input_rows(oracle.out, [2, 3], axis=0)
     x = np.random.default_rng(2).normal(size=(7, 10)).astype("float32")
     assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
     assert_same_outputs(oracle.predict(x, verbose=0), nv.masked_predict(model, plan, x))
@@ -287,13 +279,13 @@ def test_custom_residual_block_is_captured_traced_and_pruned(tmp_path):
     oracle = keras.models.clone_model(model)
     oracle.set_weights(model.get_weights())
     block = oracle.get_layer("block")
-    _zero_input(block.conv_b, [0, 4], axis=2)  # conv_a's units feed conv_b
-    _zero_input(block.conv_a, [5], axis=2)  # the residual channel 5 feeds conv_a ...
-    _zero_input(block.conv_b, [5], axis=3)  # ... and conv_b's channel 5 is summed with it
+    zero_input_rows(block.conv_b, [0, 4], axis=2)  # conv_a's units feed conv_b
+    zero_input_rows(block.conv_a, [5], axis=2)  # the residual channel 5 feeds conv_a ...
+    zero_input_rows(block.conv_b, [5], axis=3)  # ... and conv_b's channel 5 is summed with it
     w = block.conv_b.get_weights()
     w[1][5] = 0
     block.conv_b.set_weights(w)
-    _zero_input(oracle.get_layer("head"), [5], axis=0)
+    zero_input_rows(oracle.get_layer("head"), [5], axis=0)
     stem = oracle.get_layer("stem").get_weights()
     stem[0][..., 5], stem[1][5] = 0, 0
     oracle.get_layer("stem").set_weights(stem)
@@ -320,8 +312,8 @@ def test_custom_layers_inside_custom_layers_are_captured_recursively(tmp_path):
     oracle = keras.models.clone_model(model)
     oracle.set_weights(model.get_weights())
     stage = oracle.get_layer("stage")
-    _zero_input(stage.block1.conv_b, [1], axis=2)
-    _zero_input(stage.block2.conv_b, [0, 2, 3], axis=2)
+    zero_input_rows(stage.block1.conv_b, [1], axis=2)
+    zero_input_rows(stage.block2.conv_b, [0, 2, 3], axis=2)
     x = np.random.default_rng(4).normal(size=(2, 15, 11, 3)).astype("float32")
     assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
     _check_reload(result, model, plan, tmp_path, [x], "stage.keras")
@@ -390,16 +382,16 @@ def test_custom_block_whose_config_holds_the_width_keeps_its_class(tmp_path):
     oracle = keras.models.clone_model(model)
     oracle.set_weights(model.get_weights())
     inner = oracle.get_layer("block")
-    _zero_input(inner.conv_b, [1], axis=2)
-    _zero_input(inner.conv_a, [2], axis=2)
-    _zero_input(inner.conv_b, [2], axis=3)
+    zero_input_rows(inner.conv_b, [1], axis=2)
+    zero_input_rows(inner.conv_a, [2], axis=2)
+    zero_input_rows(inner.conv_b, [2], axis=3)
     w = inner.conv_b.get_weights()
     w[1][2] = 0
     inner.conv_b.set_weights(w)
     stem = oracle.get_layer("stem").get_weights()
     stem[0][..., 2], stem[1][2] = 0, 0
     oracle.get_layer("stem").set_weights(stem)
-    _zero_input(oracle.get_layer("head"), [2], axis=0)
+    zero_input_rows(oracle.get_layer("head"), [2], axis=0)
     x = np.random.default_rng(5).normal(size=(2, 13, 17, 3)).astype("float32")
     assert_same_outputs(oracle.predict(x, verbose=0), result.model.predict(x, verbose=0))
     reloaded = _check_reload(result, model, plan, tmp_path, [x], "kept.keras", needs_classes=True)
@@ -468,8 +460,8 @@ def test_transformer_encoder_layers_keep_their_class_with_per_layer_widths(tmp_p
     ]
     oracle = keras.models.clone_model(model)
     oracle.set_weights(model.get_weights())
-    _zero_input(oracle.get_layer("enc0").ffn2, [0, 3, 5], axis=0)
-    _zero_input(oracle.get_layer("enc1").ffn2, [1, 2, 4, 8, 9], axis=0)
+    zero_input_rows(oracle.get_layer("enc0").ffn2, [0, 3, 5], axis=0)
+    zero_input_rows(oracle.get_layer("enc1").ffn2, [1, 2, 4, 8, 9], axis=0)
     rng = np.random.default_rng(7)
     feeds = [_feed(rng, 3, 7), _feed(rng, 2, 12)]
     for f in feeds:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import assert_same_outputs
 from keras import ops
+from mask_layer import zero_input_rows
 
 import neuronviz.api as nv
 from neuronviz.backend.model.data import load_data
@@ -27,15 +28,6 @@ def _copy(model):
     twin = keras.models.clone_model(model)
     twin.set_weights(model.get_weights())
     return twin
-
-
-def _zero_rows(layer, rows, axis):
-    """Zero the input rows `rows` of `layer`'s kernel along `axis` (the oracle's surgery)."""
-    w = layer.get_weights()
-    idx = [slice(None)] * w[0].ndim
-    idx[axis] = list(rows)
-    w[0][tuple(idx)] = 0
-    layer.set_weights(w)
 
 
 def text_classifier():
@@ -77,8 +69,8 @@ def test_text_classifier_prunes_exactly_at_several_lengths(tmp_path):
     assert result.model.input_shape == (None, None)
     assert result.model.get_layer("embed").output_dim == 9
     oracle = _copy(model)
-    _zero_rows(oracle.get_layer("gru"), [0, 3, 7], axis=0)
-    _zero_rows(oracle.get_layer("head"), [1, 2, 10], axis=0)
+    zero_input_rows(oracle.get_layer("gru"), [0, 3, 7], axis=0)
+    zero_input_rows(oracle.get_layer("head"), [1, 2, 10], axis=0)
     rng = np.random.default_rng(1)
     for length in (5, 16, 31):
         x = _tokens(rng, 6, length)
@@ -102,8 +94,8 @@ def test_fully_convolutional_net_keeps_its_none_dimensions(tmp_path):
     assert result.model.input_shape == (None, None, None, 3)
     assert result.widths()["c2"] == (12, 9)
     oracle = _copy(model)
-    _zero_rows(oracle.get_layer("c2"), [0, 5], axis=2)
-    _zero_rows(oracle.get_layer("classes"), [2, 3, 11], axis=2)
+    zero_input_rows(oracle.get_layer("c2"), [0, 5], axis=2)
+    zero_input_rows(oracle.get_layer("classes"), [2, 3, 11], axis=2)
     rng = np.random.default_rng(2)
     for hw in ((20, 24), (37, 29), (64, 64)):
         x = rng.normal(size=(3, *hw, 3)).astype("float32")
@@ -141,7 +133,7 @@ def test_padded_sequences_load_from_npz_and_preview_at_their_length(tmp_path):
     previewer = Previewer(model, tr, ds)
     plan = nv.Plan({"hidden": [0, 4]})
     want = _copy(model)
-    _zero_rows(want.get_layer("head"), [0, 4], axis=0)
+    zero_input_rows(want.get_layer("head"), [0, 4], axis=0)
     np.testing.assert_allclose(previewer.predict(plan), want.predict(x, verbose=0), atol=1e-5)
     rows = report(model, tr, ds)
     assert rows["inputs"][0]["example_shape"] == [None, 27]
@@ -184,7 +176,7 @@ def test_named_dict_inputs_load_by_name_prune_and_inspect(tmp_path):
     plan = nv.Plan({"ffn": [0, 5, 13]})
     result = nv.prune(model, plan, tr)
     oracle = _copy(model)
-    _zero_rows(oracle.get_layer("head"), [0, 5, 13], axis=0)
+    zero_input_rows(oracle.get_layer("head"), [0, 5, 13], axis=0)
     feed = {"token_ids": ids, "padding_mask": mask, "segment_ids": seg}
     want = oracle.predict(feed, verbose=0)
     assert_same_outputs(want, result.model.predict(feed, verbose=0))
