@@ -20,6 +20,7 @@ from neuronviz.backend.model.capture import (
     has_graph,
     is_custom,
 )
+from neuronviz.backend.surgery.registry import hub_rule
 from neuronviz.errors import NeuronvizError
 
 keras_fixes.apply()
@@ -167,6 +168,7 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
     A subclassed model, or a custom layer made of Keras layers and ops, is captured
     first (see capture.py). `input_shapes` (without the batch axis) are the concrete
     example shapes used for inputs with None dimensions."""
+    keras_fixes.apply_hub()
     if has_graph(model):
         top, source = _functional_of(model), model
     elif isinstance(model, keras.Model):
@@ -209,7 +211,7 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
                     g.nested_models.setdefault(path, op)
                     inline(_functional_of(op), node, in_keys, scope, path)
                     continue
-                if is_custom(op) and path not in g.refused:
+                if is_custom(op) and path not in g.refused and hub_rule(op) is None:
                     try:
                         inner = g.captured.get(path) or capture_call(
                             op, node, f"layer '{path}' ({type(op).__name__})"

@@ -1,4 +1,5 @@
-"""A workaround for a Keras bug that breaks channels_first layers run eagerly.
+"""Workarounds: a Keras bug that breaks channels_first layers run eagerly, and (below)
+keras-hub 0.32 Llama layers whose get_config() fails.
 
 Keras 3's TensorFlow `ops.add(x, b)` turns an add into `tf.nn.bias_add` when `b` has a
 single non-1 dimension of the size of `x`'s channel axis, and picks the NHWC form
@@ -43,3 +44,52 @@ def apply() -> None:
     add.__wrapped__ = original
     tf_numpy.add = add
     _applied = True
+
+
+_ROPE = (
+    "rope_max_wavelength",
+    "rope_position_scaling_factor",
+    "rope_frequency_adjustment_factor",
+    "rope_low_freq_factor",
+    "rope_high_freq_factor",
+    "rope_pretraining_sequence_length",
+)
+_HUB_BROKEN = {  # module -> classes whose get_config() reads the unset `rope_scaling_factor`
+    "keras_hub.src.models.llama.llama_attention": "LlamaAttention",
+    "keras_hub.src.models.llama.llama_decoder": "LlamaTransformerDecoder",
+}
+
+
+def apply_hub() -> None:
+    """keras-hub 0.32's LlamaAttention and LlamaTransformerDecoder get_config() read
+    `self.rope_scaling_factor`, which they never set: any graph holding them fails to
+    serialise (AttributeError). Where keras-hub is loaded and the bug is there, their
+    get_config() returns the rope_* values their __init__ takes (a config that keras-hub
+    itself loads, without neuronviz)."""
+    import sys
+
+    for module, name in _HUB_BROKEN.items():
+        cls = getattr(sys.modules.get(module), name, None)
+        if cls is None or getattr(cls.get_config, "_neuronviz_fixed", False):
+            continue
+        cls.get_config = _rope_config(cls.get_config)
+
+
+def _rope_config(original):
+    def get_config(self):
+        missing = not hasattr(self, "rope_scaling_factor")
+        if missing:
+            object.__setattr__(self, "rope_scaling_factor", None)
+        try:
+            config = original(self)
+        finally:
+            if missing:
+                object.__delattr__(self, "rope_scaling_factor")
+        if missing:
+            config.pop("rope_scaling_factor", None)
+            config.update({k: getattr(self, k) for k in _ROPE})
+        return config
+
+    get_config._neuronviz_fixed = True
+    get_config.__wrapped__ = original
+    return get_config

@@ -116,7 +116,7 @@ class Trace:
 
     def unit_kind(self, path: str) -> str:
         """What a layer's units are, for people: "head" (attention), "channel" (conv),
-        "neuron" (a Dense's own units, as in an FFN) or "unit" (the rest, and the hidden
+        "neuron" (a Dense's own units, as in an FFN, or a gated FFN's gate and up) or "unit" (the rest, and the hidden
         size shared by several layers, such as a residual stream)."""
         rule = self.rules.get(path)
         if rule is None or path not in self.layer_units:
@@ -128,9 +128,16 @@ class Trace:
             return "unit"
         sources = self.units.groups[g].sources
         kinds = {self.rules[s].unit_kind for s in sources if s in self.rules}
-        if len(kinds) != 1 or (kinds == {"neuron"} and len(sources) > 1):
+        if len(kinds) != 1 or (kinds == {"neuron"} and len(sources) > 1 and not self._gated(g)):
             return "unit"
         return kinds.pop()
+
+    def _gated(self, g: int) -> bool:
+        """Dense layers joined by a product only (a gated MLP: SwiGLU's gate and up), not
+        by a sum (a residual stream)."""
+        members = self.units.groups[g].members
+        names = {type(self.graph.layers[m]).__name__ for m in members if m in self.graph.layers}
+        return "Multiply" in names and not names & {"Add", "Subtract", "Average", "Concatenate"}
 
     def group_of(self, path: str):
         """The group(s) of a layer with units: an index, a list of indices, or None."""

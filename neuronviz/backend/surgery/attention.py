@@ -34,8 +34,14 @@ from neuronviz.backend.surgery.rules import Rule, _last, _np
 _PROJECTED = ("MultiHeadAttention", "GroupedQueryAttention")
 
 
+_ROTARY = ("LlamaAttention", "CachedMistralAttention")  # keras-hub
+
+
 def rule_for_layer(layer, input_rank: int) -> Rule:
-    return ProjectedAttention() if type(layer).__name__ in _PROJECTED else DotAttention()
+    name = type(layer).__name__
+    if name in _ROTARY:
+        return RotaryAttention()
+    return ProjectedAttention() if name in _PROJECTED else DotAttention()
 
 
 def _arguments(call, names: tuple[str, ...]) -> dict:
@@ -113,29 +119,26 @@ class ProjectedAttention(Rule):
             sub = getattr(layer, attr, None)
             if sub is not None:
                 add(sub.kernel, lambda w, rows=rows, cols=cols: w[rows][:, cols])
-                add(sub.bias, lambda w, cols=cols: w[cols])
+                add(getattr(sub, "bias", None), lambda w, cols=cols: w[cols])
         out = layer._output_dense
         add(out.kernel, lambda w: w[heads])
         if self._query_width(layer):
             add(out.kernel, lambda w: w[..., q])
-            add(out.bias, lambda w: w[q])
+            add(getattr(out, "bias", None), lambda w: w[q])
         new = []
         for var, w in zip(layer.weights, weights, strict=True):
             for fn in slicers.get(id(var), []):
                 w = fn(w)
             new.append(np.ascontiguousarray(w))
-        n = int(heads.sum())
+        if heads_of(layer)[0] != heads_of(layer)[1]:  # grouped KV heads
+            _warn_uneven(layer, heads, kv)
+        return self.config(layer, int(heads.sum()), len(kv)), new
+
+    def config(self, layer, n: int, n_kv: int) -> dict:
+        """The config changes of the layer keeping `n` query and `n_kv` KV heads."""
         if type(layer).__name__ == "GroupedQueryAttention":
-            if len(kv) > len(np.unique(kv)):
-                kept = np.asarray(heads).reshape(heads_of(layer)[1], -1).sum(axis=1).tolist()
-                warnings.warn(
-                    f"Layer '{layer.name}' keeps {kept} query heads per KV group: its KV heads "
-                    f"are repeated to {len(kv)} so that Keras's equal groups hold. Remove as "
-                    "many heads from every group to shrink the KV projections instead.",
-                    stacklevel=2,
-                )
-            return {"num_query_heads": n, "num_key_value_heads": len(kv)}, new
-        return {"num_heads": n}, new
+            return {"num_query_heads": n, "num_key_value_heads": n_kv}
+        return {"num_heads": n}
 
     def unit_kernel(self, layer):
         """Each head's weights as (..., heads): its query (and gate) and value columns (a
@@ -181,9 +184,22 @@ class ProjectedAttention(Rule):
 
 def heads_of(layer) -> tuple[int, int]:
     """(query heads, key/value heads) of a projected attention layer (or a view of one)."""
-    if hasattr(layer, "num_query_heads"):  # GroupedQueryAttention
+    if hasattr(layer, "num_query_heads"):  # GroupedQueryAttention, LlamaAttention
         return int(layer.num_query_heads), int(layer.num_key_value_heads)
+    if hasattr(layer, "_num_query_heads"):  # keras-hub's CachedMistralAttention
+        return int(layer._num_query_heads), int(layer._num_key_value_heads)
     return int(layer.num_heads), int(layer.num_heads)
+
+
+def _warn_uneven(layer, heads: np.ndarray, kv: np.ndarray) -> None:
+    if len(kv) > len(np.unique(kv)):
+        kept = np.asarray(heads).reshape(heads_of(layer)[1], -1).sum(axis=1).tolist()
+        warnings.warn(
+            f"Layer '{layer.name}' keeps {kept} query heads per KV group: its KV heads "
+            f"are repeated to {len(kv)} so that Keras's equal groups hold. Remove as "
+            "many heads from every group to shrink the KV projections instead.",
+            stacklevel=3,
+        )
 
 
 def kv_heads(keep: np.ndarray, n_kv: int) -> np.ndarray:
@@ -192,6 +208,70 @@ def kv_heads(keep: np.ndarray, n_kv: int) -> np.ndarray:
     counts = np.asarray(keep, bool).reshape(n_kv, -1).sum(axis=1)
     d = math.gcd(*counts.tolist()) or 1
     return np.repeat(np.arange(n_kv), counts // d)
+
+
+class RotaryAttention(ProjectedAttention):
+    """keras-hub's Llama-style self-attention (LlamaAttention, CachedMistralAttention):
+    query (dim, heads, head_dim), key and value (dim, kv_heads, head_dim), output
+    (heads, head_dim, dim), no biases, rotary embeddings within each head's head_dim (so
+    removing whole heads is exact). LlamaAttention derives head_dim from dim // heads, so
+    a pruned one is rebuilt as the CachedMistralAttention it equals (same weights and
+    call, head_dim explicit) where its RoPE is the plain one."""
+
+    def trace(self, ctx, call):
+        node = call.node
+        pos = {id(t): i for i, t in enumerate(node.input_tensors)}
+        args, kwargs = node.arguments.args, node.arguments.kwargs
+        hidden = args[0] if args else kwargs["hidden_states"]
+        slot = pos[id(hidden)]
+        self.slots = {"query": slot, "value": slot, "key": slot}
+        _pin_others(ctx, call, self.slots)
+        ctx.units_of(call, heads_of(call.layer)[0])
+        return [ctx.map(call.inputs[slot]).copy()] + _fixed(call.output_shapes[1:])
+
+    def config(self, layer, n, n_kv):
+        return {"num_query_heads": n, "num_key_value_heads": n_kv, "head_dim": head_dim(layer)}
+
+    def rebuilt(self, layer, changes):
+        if type(layer).__name__ != "LlamaAttention":
+            return super().rebuilt(layer, changes)
+        from keras_hub.src.models.mistral.mistral_attention import CachedMistralAttention
+
+        if layer.rope_low_freq_factor is not None or layer.rope_position_scaling_factor != 1.0:
+            from neuronviz.errors import NeuronvizError
+
+            raise NeuronvizError(
+                f"Expected plain rotary embeddings in layer '{layer.name}' to remove its heads. "
+                f"Received: rope_position_scaling_factor={layer.rope_position_scaling_factor}, "
+                f"rope_low_freq_factor={layer.rope_low_freq_factor}."
+            )
+        return CachedMistralAttention(
+            num_query_heads=changes.get("num_query_heads", layer.num_query_heads),
+            num_key_value_heads=changes.get("num_key_value_heads", layer.num_key_value_heads),
+            head_dim=changes.get("head_dim", head_dim(layer)),
+            rope_max_wavelength=layer.rope_max_wavelength,
+            kernel_initializer=layer.kernel_initializer,
+            dropout=layer.dropout,
+            dtype=layer.dtype_policy,
+            name=layer.name,
+        )
+
+    def build_copy(self, clone, shapes):
+        clone.build(shapes[self.slots["query"]])
+
+    def macs(self, call):
+        """Projections and scores, from the config (heads, head_dim) and input width."""
+        shape = call.input_shapes[self.slots["query"] if self.slots else 0]
+        t, dim = int(np.prod(shape[1:-1])), int(shape[-1])
+        q, kv = heads_of(call.layer)
+        hd = head_dim(call.layer)
+        return t * dim * hd * (2 * q + 2 * kv) + t * t * q * 2 * hd
+
+
+def head_dim(layer) -> int:
+    """The head size of a Llama-style attention layer (or a view of one)."""
+    size = getattr(layer, "head_dim", None) or getattr(layer, "_head_dim", None)
+    return int(size) if size else int(layer._query_dense.kernel.shape[-1])
 
 
 class DotAttention(Rule):

@@ -31,7 +31,7 @@ def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes, in_axes=None):
     with warnings.catch_warnings():  # notes about the pruned model, not this copy
         warnings.simplefilter("ignore")
         changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
-    clone = type(layer).from_config({**layer.get_config(), **changes})
+    clone = rule.rebuilt(layer, changes)
     in_axes = in_axes or [len(s) - 1 for s in input_shapes]
     shapes = [
         with_width(s, a, k.sum()) for s, k, a in zip(input_shapes, in_keeps, in_axes, strict=True)

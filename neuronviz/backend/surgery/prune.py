@@ -25,7 +25,7 @@ from neuronviz.backend.surgery.branches import dead_layers, drop_from_config
 from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_predict
 from neuronviz.backend.surgery.registry import is_layer, weights_of
-from neuronviz.backend.surgery.rules import with_width
+from neuronviz.backend.surgery.rules import Rule, with_width
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 from neuronviz.errors import NeuronvizError
@@ -217,6 +217,7 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
     for path, ch in changes.items():
         if not any(captured.under(path, k) for k in kept):
             configs[path].update(ch)
+            _swap_class(cfg, path, fg.layers[path], tr.rule(path), ch)
     for ni in fg.nested_inputs:
         keep = sel.keep(tr.map(ni.key))
         if not keep.all() and not any(
@@ -233,6 +234,19 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
             f"Could not rebuild the pruned model: {type(e).__name__}: {str(e).splitlines()[0]}"
         ) from e
     return new, notes
+
+
+def _swap_class(cfg: dict, path: str, layer, rule, changes: dict) -> None:
+    """Where the rule rebuilds a pruned layer as another class (a LlamaAttention as the
+    CachedMistralAttention it equals), that class and config replace the layer's entry."""
+    if type(rule).rebuilt is Rule.rebuilt:
+        return
+    new = rule.rebuilt(layer, changes)
+    if type(new) is not type(layer):
+        entry = captured.find_entry(cfg, path)
+        serialized = keras.saving.serialize_keras_object(new)
+        for key in ("module", "class_name", "registered_name", "config"):
+            entry[key] = serialized.get(key)
 
 
 class _safe:

@@ -19,6 +19,7 @@ from neuronviz.backend.surgery.rules import (
     Probe,
     Reduction,
     Renorm,
+    RMSNorm,
     Rule,
     Spatial,
     UnitNorm,
@@ -104,6 +105,15 @@ _MODULE_RULES = {
     "Attention": "attention",
     "AdditiveAttention": "attention",
 }
+# keras-hub layers (module keras_hub.*) that a rule knows: they are not captured
+_HUB_RULES: dict[str, Rule | str] = {
+    "LlamaLayerNorm": RMSNorm(),
+    "MistralLayerNormalization": RMSNorm(),
+    "QwenLayerNorm": RMSNorm(),
+    "RMSNormalization": RMSNorm(),  # Gemma's: x * (1 + scale)
+    "LlamaAttention": "attention",
+    "CachedMistralAttention": "attention",
+}
 _REDUCTIONS = {"Sum", "Mean", "Max", "Min", "Prod"}  # keras.ops reductions
 
 
@@ -130,10 +140,24 @@ def weights_of(op) -> list[np.ndarray]:
     return op.get_weights() if is_layer(op) else []
 
 
+def hub_rule(layer, input_rank: int = 3) -> Rule | None:
+    """The rule of a keras-hub layer that neuronviz knows, else None."""
+    if not type(layer).__module__.startswith("keras_hub."):
+        return None
+    rule = _HUB_RULES.get(type(layer).__name__)
+    if isinstance(rule, str):
+        module = importlib.import_module(f"neuronviz.backend.surgery.{rule}")
+        return module.rule_for_layer(layer, input_rank)
+    return rule
+
+
 def rule_for(layer, input_rank: int, input_axis: int | None = None) -> Rule:
     """The rule for `layer`, or an Opaque rule saying why it is unsupported.
     `input_axis`: where its first input has channels (default: the last axis)."""
     name = type(layer).__name__
+    hub = hub_rule(layer, input_rank)
+    if hub is not None:
+        return hub
     if name in _MODULE_RULES and type(layer).__module__.startswith("keras."):
         module = importlib.import_module(f"neuronviz.backend.surgery.{_MODULE_RULES[name]}")
         return module.rule_for_layer(layer, input_rank)

@@ -8,6 +8,8 @@ A *rule* per layer type (Torch-Pruning's per-layer pruning functions):
   (map, axis) pair where the rule decides the output's channel axis itself;
 - ``prune(layer, weights, in_keeps, out_keeps)`` returns (config changes, new weights);
 - ``macs(call)`` counts multiply-accumulates;
+- ``rebuilt(layer, changes)`` makes the unbuilt pruned copy (by default the same class
+  from its config with the changes);
 - ``unit_kernel(layer)`` gives the incoming weights of each unit, as (..., units), for
   layers that create units (None for the others): what weight importances score;
 - ``mix`` says how the masked model treats the layer's inputs: ``"linear"`` mixes
@@ -100,6 +102,10 @@ class Rule:
         """The layer's incoming weights as (..., units), or None (no units of its own)."""
         return None
 
+    def rebuilt(self, layer, changes: dict):
+        """A new, unbuilt layer like `layer` with the config `changes` (a pruned copy)."""
+        return type(layer).from_config({**layer.get_config(), **changes})
+
     def build_copy(self, clone, shapes) -> None:
         """Build a stand-alone copy of the layer for inputs of `shapes` (local surgery)."""
         clone.build(shapes[0] if len(shapes) == 1 else shapes)
@@ -173,6 +179,13 @@ class LayerNorm(PerChannel):
 
     def channel_axis(self, layer, rank):
         return _axis_of(layer.axis[0], rank)
+
+
+class RMSNorm(LayerNorm):
+    """keras-hub's RMS norms (LlamaLayerNorm, ...): over the last axis, a `scale` per channel."""
+
+    def channel_axis(self, layer, rank):
+        return rank - 1
 
 
 class UnitNorm(PassThrough):
