@@ -9,6 +9,10 @@ Removed output units: pass `keep` (bool over the last axis) and only the kept co
 are scored, with class ids renumbered to match. A sample whose label is a removed class
 counts as wrong for accuracy and is left out of the loss (the model has no output for
 it); the loss is NaN when every label is a removed class.
+
+Next-token scores (causal LMs): labels are the shifted token ids, and positions with
+nothing to predict (the last one, or a padding target) carry the label `IGNORE`; they are
+left out entirely (not in `n`). `with_perplexity=True` adds exp(mean loss) to the Score.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import numpy as np
 
 KINDS = ("softmax", "sigmoid", "logits")
 EPSILON = 1e-7  # keras.config.epsilon()
+IGNORE = -100  # the label of a position that is not scored (e.g. a padding target)
 
 # loss_fn(labels (M,), outputs (M, C)) -> per-sample losses (M,) or their mean
 LossFn = Callable[[np.ndarray, np.ndarray], "np.ndarray | float"]
@@ -28,20 +33,31 @@ LossFn = Callable[[np.ndarray, np.ndarray], "np.ndarray | float"]
 
 @dataclass(frozen=True)
 class Score:
-    """Top-1 accuracy and mean loss over `n` labels (samples; positions for sequence outputs)."""
+    """Top-1 accuracy and mean loss over `n` labels (samples; positions for sequence
+    outputs; counted tokens for next-token scores, which also have a perplexity)."""
 
     accuracy: float
     loss: float
     n: int
+    perplexity: float | None = None
 
     def to_dict(self) -> dict:
-        """JSON-ready: a non-finite loss becomes None."""
-        loss = float(self.loss)
-        return {
-            "accuracy": float(self.accuracy),
-            "loss": loss if math.isfinite(loss) else None,
-            "n": int(self.n),
-        }
+        """JSON-ready: a non-finite loss or perplexity becomes None; "perplexity" only
+        for next-token scores."""
+        out = {"accuracy": float(self.accuracy), "loss": _finite(self.loss), "n": int(self.n)}
+        if self.perplexity is not None:
+            out["perplexity"] = _finite(self.perplexity)
+        return out
+
+
+def _finite(v: float) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def perplexity(loss: float) -> float:
+    """exp(mean crossentropy); inf where it overflows, NaN for a NaN loss."""
+    return math.exp(loss) if loss < 700 else (float("inf") if loss == loss else float("nan"))
 
 
 def score(
@@ -50,20 +66,26 @@ def score(
     kind: str,
     loss_fn: LossFn | None = None,
     keep: np.ndarray | None = None,
+    with_perplexity: bool = False,
 ) -> Score:
     """Score `outputs` (N, C) against integer labels `y` (N,).
 
     `loss_fn` replaces the built-in crossentropy (e.g. the model's compiled loss); it
     receives the kept labels and outputs. `keep` marks the output columns that still
-    exist (see the module docstring for labels of removed classes).
+    exist (see the module docstring for labels of removed classes). Labels equal to
+    `IGNORE` are not scored; `with_perplexity` adds exp(loss).
     """
     if kind not in KINDS:
         raise ValueError(f"Expected `kind` in {KINDS}. Received: kind={kind!r}")
     outputs, labels = _as_rows(outputs, y)
+    counted = labels != IGNORE
+    if not counted.all():
+        outputs, labels = outputs[counted], labels[counted]
     outputs, labels = _kept(outputs, labels, keep)
     n = len(labels)
+    ppl = float("nan") if with_perplexity else None
     if n == 0:
-        return Score(float("nan"), float("nan"), 0)
+        return Score(float("nan"), float("nan"), 0, ppl)
     hits = predict_classes(outputs, kind) == labels
     scored = labels >= 0
     if not scored.any():
@@ -76,7 +98,7 @@ def score(
         loss = float(
             np.mean(crossentropy(outputs[scored], labels[scored], from_logits=kind == "logits"))
         )
-    return Score(float(np.mean(hits)), loss, n)
+    return Score(float(np.mean(hits)), loss, n, perplexity(loss) if with_perplexity else None)
 
 
 def predict_classes(outputs: np.ndarray, kind: str) -> np.ndarray:

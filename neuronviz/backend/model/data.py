@@ -5,6 +5,8 @@
   Dimensions the model leaves undefined (None) take any size: variable-length sequences
   come padded to one length, with the model's own mask input where it has one. ``y`` holds integer class labels (N,) or one-hot rows (N, C).
   ``x`` may leave out a trailing channel axis of size 1.
+- ``.npz`` for a causal LM: ``token_ids`` (N, seq) and optional ``padding_mask``, no
+  ``y``: next-token scores (tokens.py).
 - image folder: one subfolder per class; sorted subfolder names are the class ids.
   Images are converted to the model's channels (L or RGB), resized to its input height
   and width (64x64 where the model takes any size), and scaled to [0, 1].
@@ -29,12 +31,15 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 @dataclass(eq=False)
 class Dataset:
-    """Samples `x` (one array, or a list for several inputs) and integer labels `y` (N,)."""
+    """Samples `x` (one array, or a list for several inputs) and integer labels `y` (N,).
+    `task`: "classify", or "next_token" for a causal LM's token data (`y`: the shifted
+    tokens, `IGNORE` where nothing is scored)."""
 
     x: np.ndarray | list[np.ndarray]
     y: np.ndarray
     num_classes: int
     source: str = ""
+    task: str = "classify"
 
     @property
     def n(self) -> int:
@@ -76,7 +81,14 @@ def load_data(source, model) -> Dataset:
             "Expected validation data as a .npz file (arrays x and y), an image folder or 'demo'. "
             f"Received: '{path.name}'"
         )
-    xs, y, keys = _read_npz(path, _input_names(model))
+    from neuronviz.backend.scoring.output import data_task, next_token_shape
+
+    if data_task(model, _npz_keys(path), path.name) == "next_token":
+        from neuronviz.backend.model.tokens import next_token_data
+
+        arrays = _read_npz_arrays(path, ("token_ids", "padding_mask"))
+        return next_token_data(model, arrays["token_ids"], arrays.get("padding_mask"), path.name)
+    xs, y, keys = _read_npz(path, _input_names(model), next_token_shape(model))
     return _checked(xs, y, model, path.name, keys)
 
 
@@ -115,7 +127,28 @@ def _outputs_phrase(width: int) -> str:
 
 
 # ---- .npz -----------------------------------------------------------------------------
-def _read_npz(path: Path, input_names: list[str]) -> tuple[list[np.ndarray], np.ndarray, list]:
+def _npz_keys(path: Path) -> list[str]:
+    return list(_read_npz_arrays(path, ()))
+
+
+def _read_npz_arrays(path: Path, names) -> dict:
+    """{key: None for every key, array for those in `names`} of an .npz file."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {k: archive[k] if k in names else None for k in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
+        raise _unreadable(path, e) from None
+
+
+def _unreadable(path: Path, e: Exception) -> NeuronvizError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return NeuronvizError(f"Could not read '{path.name}' as a NumPy .npz archive: {first[:120]}")
+
+
+def _read_npz(
+    path: Path, input_names: list[str], tokens_too: bool = False
+) -> tuple[list[np.ndarray], np.ndarray, list]:
+    """The model's input arrays and `y` (`tokens_too`: the refusal also offers `token_ids`)."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.files)
@@ -127,18 +160,16 @@ def _read_npz(path: Path, input_names: list[str]) -> tuple[list[np.ndarray], np.
                 x_keys = list(input_names)
             missing = [k for k in x_keys + ["y"] if k not in keys]
             if missing:
+                alt = " (or 'token_ids' for next-token scores)" if tokens_too else ""
                 raise NeuronvizError(
-                    f"Expected arrays {', '.join(repr(k) for k in x_keys + ['y'])} in '{path.name}'. "
+                    f"Expected arrays {', '.join(repr(k) for k in x_keys + ['y'])}{alt} in '{path.name}'. "
                     f"Received: keys {keys[:8]} (missing {', '.join(repr(k) for k in missing)})"
                 )
             return [archive[k] for k in x_keys], archive["y"], x_keys
     except NeuronvizError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise NeuronvizError(
-            f"Could not read '{path.name}' as a NumPy .npz archive: {first[:120]}"
-        ) from None
+        raise _unreadable(path, e) from None
 
 
 def _checked(xs: list[np.ndarray], y: np.ndarray, model, label: str, keys: list) -> Dataset:

@@ -2,7 +2,8 @@
 
 Scoring always uses the model's first output. When the model is compiled, its compiled
 loss is used (regularisation penalties are not included); otherwise the built-in
-crossentropy of `neuronviz.core.metrics`. What the output is comes from output.py.
+crossentropy of `neuronviz.core.metrics`. Next-token scores (causal LMs) always use that
+crossentropy, so that perplexity is exp(loss). What the output is comes from output.py.
 """
 
 from __future__ import annotations
@@ -37,13 +38,15 @@ def compiled_loss(model: keras.Model, kind: str | None = None) -> LossFn | None:
     return fast if fast is not None else _KerasLoss(loss, (kind or output_kind(model)) == "logits")
 
 
-def scorer(model: keras.Model, graph: FlatGraph | None = None):
-    """`fn(outputs, y, keep=None) -> Score` for this model's output kind and loss."""
+def scorer(model: keras.Model, graph: FlatGraph | None = None, task: str = "classify"):
+    """`fn(outputs, y, keep=None) -> Score` for this model's output kind and loss, and the
+    data's task (output.TASKS)."""
     kind = output_kind(model, graph)
-    loss_fn = compiled_loss(model, kind)
+    tokens = task == "next_token"
+    loss_fn = None if tokens else compiled_loss(model, kind)
 
     def score(outputs: np.ndarray, y: np.ndarray, keep: np.ndarray | None = None) -> Score:
-        return metrics.score(outputs, y, kind, loss_fn=loss_fn, keep=keep)
+        return metrics.score(outputs, y, kind, loss_fn=loss_fn, keep=keep, with_perplexity=tokens)
 
     return score
 

@@ -85,7 +85,7 @@ class Previewer:
         self.budget_bytes = int(budget_bytes)
         self.batch_size = int(batch_size)
         self.calls_run: Counter = Counter()
-        self._score_outputs = scorer(model, self.graph)
+        self._score_outputs = scorer(model, self.graph, dataset.task)
         self._lock = threading.RLock()
         self._baseline: Score | None = None
         self._maskers: OrderedDict[Plan, Masker] = OrderedDict()
