@@ -41,6 +41,7 @@ from neuronviz.backend.model.data import Dataset, load_data
 from neuronviz.backend.model.export import export_tflite, file_size, tflite_bytes
 from neuronviz.backend.model.graph import flatten
 from neuronviz.backend.model.io import load_model, save_model
+from neuronviz.backend.model.tokens import next_token_data
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.model.trace import trace as _trace
 from neuronviz.backend.recovery.finetune import FinetuneJob, Progress
@@ -76,7 +77,7 @@ __all__ = [
     "load_model", "save_model", "save_pruned", "analyze", "groups", "prune",
     "masked_model", "masked_predict", "counts", "count_after",
     # data and scoring
-    "Dataset", "load_data", "Previewer", "evaluate",
+    "Dataset", "load_data", "next_token_data", "Previewer", "evaluate",
     # statistics and importance
     "StatsJob", "UnitStats", "activation_stats", "WeightStats", "weight_stats",
     "IMPORTANCES", "register_importance", "importance", "layer_scores", "group_scores",
@@ -134,7 +135,9 @@ def evaluate(
     batch_size: int = 512,
 ) -> Score:
     """Accuracy and loss of `model` on `data` (a Dataset or a source for `load_data`),
-    with `plan`'s units masked (scores equal those of the pruned model)."""
+    with `plan`'s units masked (scores equal those of the pruned model). For a causal
+    LM's token data (`next_token_data`, or an .npz with `token_ids` and no `y`): next-token
+    accuracy, loss and perplexity over the counted tokens."""
     plan = plan if isinstance(plan, Plan) else Plan(plan or {})
     data = data if isinstance(data, Dataset) else load_data(data, model)
     tr = trace if trace is not None else analyze(model)

@@ -15,11 +15,16 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--data",
         required=True,
-        help="validation data: .npz with x and y, an image folder (one subfolder per class), or 'demo'",
+        help="validation data: .npz with x and y, an image folder (one subfolder per class), "
+        "'demo', or for a causal LM .npz with token_ids (and padding_mask)",
     )
     add_selection_arguments(p)
     p.add_argument("--batch-size", type=int, default=256, help="samples per batch (default 256)")
-    add_output_arguments(p, json_help='print one JSON object {"accuracy", "loss", "n"}')
+    add_output_arguments(
+        p,
+        json_help='print one JSON object {"accuracy", "loss", "n"} (and "perplexity" for a '
+        "causal LM's token data)",
+    )
 
 
 def run(args) -> int:
@@ -48,10 +53,13 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(score.to_dict()))
         return 0
+    count = "tokens  " if score.perplexity is not None else "samples "
     if not plan:
         print(f"accuracy {score.accuracy:.4f}")
         print(f"loss     {_num(score.loss)}")
-        print(f"samples  {score.n}")
+        if score.perplexity is not None:
+            print(f"perplexity {_num(score.perplexity)}")
+        print(f"{count} {score.n}")
         return 0
     base = previewer.baseline()
     for layer, lost in selection.removed_by_layer().items():
@@ -62,7 +70,9 @@ def run(args) -> int:
         f"accuracy {score.accuracy:.4f} (unmasked {base.accuracy:.4f}, {100 * (score.accuracy - base.accuracy):+.2f} points)"
     )
     print(f"loss     {_num(score.loss)} (unmasked {_num(base.loss)})")
-    print(f"samples  {score.n}")
+    if score.perplexity is not None:
+        print(f"perplexity {_num(score.perplexity)} (unmasked {_num(base.perplexity)})")
+    print(f"{count} {score.n}")
     return 0
 
 

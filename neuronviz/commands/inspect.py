@@ -4,7 +4,7 @@ One row per model input and per layer: class, output shape, units and what they 
 ("unit_kind": unit, neuron, channel or head; an attention layer's units are its query
 heads), params, MACs, group,
 and for layers that create units their weight norms; with --data also the baseline
-score and each unit's mean activation and APoZ. Layers inside nested models and captured
+score (with perplexity for a causal LM's token data) and each unit's mean activation and APoZ. Layers inside nested models and captured
 custom layers are rows under their parent (`parent`; `containers` lists the parents
 with their totals). `inputs` lists each input: name, declared shape, dtype and the
 example shape it was traced at (None dimensions: from the data, --input-shape, or a
@@ -21,7 +21,11 @@ from neuronviz.commands import add_input_shape_argument, add_output_arguments, c
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="model file (.keras or .h5)")
-    p.add_argument("--data", help="validation data (.npz with x and y, an image folder, or 'demo')")
+    p.add_argument(
+        "--data",
+        help="validation data (.npz with x and y, an image folder, 'demo', or for a causal LM "
+        ".npz with token_ids)",
+    )
     p.add_argument(
         "--batch-size", type=int, default=256, help="samples per batch for the statistics pass"
     )
@@ -170,7 +174,13 @@ def _table(data: dict) -> str:
         b = data["baseline"]
         acc = "n/a" if b["accuracy"] is None else f"{b['accuracy']:.4f}"
         loss = "n/a" if b["loss"] is None else f"{b['loss']:.4f}"
-        lines.append(f"baseline on {b['n']} samples: accuracy {acc}, loss {loss}")
+        if "perplexity" in b:
+            ppl = "n/a" if b["perplexity"] is None else f"{b['perplexity']:.4f}"
+            lines.append(
+                f"baseline on {b['n']} tokens (next token): accuracy {acc}, loss {loss}, perplexity {ppl}"
+            )
+        else:
+            lines.append(f"baseline on {b['n']} samples: accuracy {acc}, loss {loss}")
     with_data = "baseline" in data
     head = f"{'layer':<28} {'class':<20} {'output shape':<20} {'units':>6} {'params':>8} {'MACs':>8} {'group':>6}"
     head += f" {'L2 mean':>8}" + (f" {'act mean':>9} {'APoZ':>6} {'dead':>5}" if with_data else "")

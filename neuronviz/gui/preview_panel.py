@@ -1,5 +1,6 @@
-"""Live preview: accuracy and loss of the masked model against the baseline, and the
-params and MACs before -> after, for the current selection."""
+"""Live preview: accuracy and loss (and perplexity, for a causal LM's token data) of the
+masked model against the baseline, and the params and MACs before -> after, for the
+current selection."""
 
 from __future__ import annotations
 
@@ -51,8 +52,11 @@ class PreviewPanel(QWidget):
             h = QLabel(f"<i>{text}</i>")
             grid.addWidget(h, 0, col)
         self.labels: dict[str, tuple[QLabel, QLabel, QLabel]] = {}
-        for row, name in enumerate(["Accuracy", "Loss", "Params", "MACs", "Units"], start=1):
-            grid.addWidget(QLabel(name), row, 0)
+        self.names: dict[str, QLabel] = {}
+        rows = ["Accuracy", "Loss", "Perplexity", "Params", "MACs", "Units"]
+        for row, name in enumerate(rows, start=1):
+            self.names[name] = QLabel(name)
+            grid.addWidget(self.names[name], row, 0)
             cells = tuple(QLabel("–") for _ in range(3))
             for col, lab in enumerate(cells, start=1):
                 lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -89,6 +93,10 @@ class PreviewPanel(QWidget):
 
     def refresh(self) -> None:
         s = self.session
+        base = s.baseline if s.model is not None else None
+        tokens = base is not None and base.perplexity is not None
+        for w in (self.names["Perplexity"], *self.labels["Perplexity"]):
+            w.setVisible(tokens)  # next-token scores only
         if s.model is None:
             for cells in self.labels.values():
                 for c in cells:
@@ -106,7 +114,7 @@ class PreviewPanel(QWidget):
         self._row("MACs", human(before.macs), human(after.macs), _shrink(before.macs, after.macs))
         total, n = s.unit_totals()
         self._row("Units", str(total), str(total - n), f"−{n}" if n else "")
-        base, score = s.baseline, s.score_for()
+        score = s.score_for()
         waiting = s.previewer is not None and score is None
         self._busy(waiting)
         self._row(
@@ -121,6 +129,13 @@ class PreviewPanel(QWidget):
             _num(score.loss) if score else ("…" if waiting else "–"),
             _delta(base.loss, score.loss, good_up=False) if base and score else "",
         )
+        if tokens:
+            self._row(
+                "Perplexity",
+                _num(base.perplexity, 2),
+                _num(score.perplexity, 2) if score else ("…" if waiting else "–"),
+                _delta(base.perplexity, score.perplexity, good_up=False) if score else "",
+            )
         if s.dataset is None:
             self.status.setText("Open validation data (Ctrl+D) to preview accuracy.")
         elif s.previewer is None:

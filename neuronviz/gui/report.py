@@ -118,13 +118,17 @@ def _totals(b, a, baseline=None, score=None) -> list[str]:
         f"| MACs | {human(b.macs)} | {human(a.macs)} | {_change(a.macs, b.macs)} |",
     ]
     if baseline is not None and score is not None:
+        unit = "tokens" if baseline.perplexity is not None else "samples"
         lines.append(
-            f"| accuracy ({baseline.n:,} samples) | {_pct(baseline.accuracy)} | {_pct(score.accuracy)} | "
+            f"| accuracy ({baseline.n:,} {unit}) | {_pct(baseline.accuracy)} | {_pct(score.accuracy)} | "
             f"{100 * (score.accuracy - baseline.accuracy):+.2f} pt |"
         )
         lines.append(
             f"| loss | {baseline.loss:.4f} | {score.loss:.4f} | {score.loss - baseline.loss:+.4f} |"
         )
+        if baseline.perplexity is not None and score.perplexity is not None:
+            b, p = baseline.perplexity, score.perplexity
+            lines.append(f"| perplexity | {b:.2f} | {p:.2f} | {p - b:+.2f} |")
     return lines
 
 

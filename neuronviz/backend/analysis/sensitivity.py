@@ -1,4 +1,5 @@
-"""Sensitivity sweep: how accuracy and loss fall as each group loses its weakest units.
+"""Sensitivity sweep: how accuracy and loss fall as each group loses its weakest units
+(and, for a causal LM's token data, how perplexity rises).
 
 For every prunable group (not blocked, not reaching the model output, at least two
 units) and every fraction f, the round(f * size) lowest-importance units are masked
@@ -45,9 +46,10 @@ class GroupCurve:
     removed: list[int] = field(default_factory=list)  # units removed at each fraction
     accuracy: list[float] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
+    perplexity: list[float] | None = None  # next-token scores only
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "layer": self.layer,
             "size": self.size,
@@ -57,6 +59,9 @@ class GroupCurve:
             "accuracy": [_finite(a) for a in self.accuracy],
             "loss": [_finite(v) for v in self.loss],
         }
+        if self.perplexity is not None:
+            out["perplexity"] = [_finite(v) for v in self.perplexity]
+        return out
 
 
 @dataclass
@@ -89,13 +94,20 @@ class SweepResult:
         return json.dumps(self.to_dict(), indent=2)
 
     def to_csv(self) -> str:
-        """One row per group and fraction: group,layer,size,fraction,removed,accuracy,loss."""
+        """One row per group and fraction: group,layer,size,fraction,removed,accuracy,loss
+        (and perplexity, for next-token scores)."""
         buf = io.StringIO()
         w = csv.writer(buf, lineterminator="\n")
-        w.writerow(["group", "layer", "size", "fraction", "removed", "accuracy", "loss"])
+        tokens = self.baseline.perplexity is not None
+        w.writerow(
+            ["group", "layer", "size", "fraction", "removed", "accuracy", "loss"]
+            + ["perplexity"] * tokens
+        )
         for c in self.curves:
-            for f, r, a, v in zip(c.fractions, c.removed, c.accuracy, c.loss, strict=True):
-                w.writerow([c.name, c.layer, c.size, f"{f:g}", r, _cell(a), _cell(v)])
+            ppl = c.perplexity or [None] * len(c.loss)
+            for f, r, a, v, p in zip(c.fractions, c.removed, c.accuracy, c.loss, ppl, strict=True):
+                row = [c.name, c.layer, c.size, f"{f:g}", r, _cell(a), _cell(v)]
+                w.writerow(row + [_cell(p)] * tokens)
         return buf.getvalue()
 
 
@@ -139,6 +151,8 @@ class Sweep:
             order = _class_order(g, self.trace, self.importance)
             layer = next(s for s in g.sources if s in self.trace.layer_units)
             curve = GroupCurve(g.name, layer, g.size, list(g.members))
+            if base.perplexity is not None:
+                curve.perplexity = []
             curves.append(curve)
             orders[g.name] = order
             for f in self.fractions:
@@ -152,11 +166,14 @@ class Sweep:
                 try:
                     s = self.previewer.score(_plan_for(self.trace, classes))
                 except NeuronvizError:  # e.g. a member layer would lose all its units
-                    s = Score(float("nan"), float("nan"), base.n)
+                    nan = float("nan")
+                    s = Score(nan, nan, base.n, None if base.perplexity is None else nan)
             curve.fractions.append(float(f))
             curve.removed.append(k)
             curve.accuracy.append(s.accuracy)
             curve.loss.append(s.loss)
+            if curve.perplexity is not None:
+                curve.perplexity.append(s.perplexity)
             if k > 0:
                 done += 1
                 yield done / total
