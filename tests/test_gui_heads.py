@@ -18,6 +18,7 @@ def test_heads_are_bars_in_the_norms_view(make, qtbot, tmp_path):
     model.save(path)
     win = make(model=path)
     testing.wait_model(qtbot, win)
+    assert not win.preview.names["Perplexity"].isVisible()  # next-token scores only
     s = win.state.session
     s.set_layer("mha_1")
     qtbot.waitUntil(lambda: len(win.norms.bars.order) == HEADS, timeout=20000)
@@ -37,3 +38,25 @@ def test_heads_are_bars_in_the_norms_view(make, qtbot, tmp_path):
         lambda: win.preview.labels["Params"][1].text() != win.preview.labels["Params"][0].text(),
         timeout=20000,
     )
+
+
+def test_preview_shows_perplexity_for_token_data(make, qtbot, tmp_path):
+    from test_causal_lm import T, V, tiny_lm
+
+    import neuronviz.api as nv
+
+    model = randomize(tiny_lm(), seed=3)
+    path, npz = tmp_path / "lm.keras", tmp_path / "tokens.npz"
+    model.save(path)
+    np.savez(npz, token_ids=np.random.default_rng(0).integers(0, V, (4, T)))
+    win = make(model=path, data=npz)
+    testing.wait_ready(qtbot, win)
+    s = win.state.session
+    s.set_plan(Plan({"mha": [1]}))
+    testing.wait_score(qtbot, win)
+    win.preview.refresh()
+    before, after, _ = (c.text() for c in win.preview.labels["Perplexity"])
+    assert win.preview.names["Perplexity"].isVisible()
+    assert before == f"{nv.evaluate(model, npz).perplexity:.2f}"
+    assert after == f"{nv.evaluate(model, npz, {'mha': [1]}).perplexity:.2f}"
+    assert before != after

@@ -107,7 +107,7 @@ class SweepResult:
             ppl = c.perplexity or [None] * len(c.loss)
             for f, r, a, v, p in zip(c.fractions, c.removed, c.accuracy, c.loss, ppl, strict=True):
                 row = [c.name, c.layer, c.size, f"{f:g}", r, _cell(a), _cell(v)]
-                w.writerow(row + [_cell(p)] * tokens)
+                w.writerow(row + ([_cell(p)] if tokens else []))
         return buf.getvalue()
 
 

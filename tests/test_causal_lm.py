@@ -1,0 +1,177 @@
+"""Causal-LM scores: next-token loss and perplexity on token data (`token_ids`, optional
+`padding_mask`, no `y`), checked against a NumPy computation from the model's own logits
+(plain Keras calls, no neuronviz scoring), masked == pruned after removing a head, the
+CLI, the sweep, and one-line refusals for bad token data."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+from engine_models import randomize
+
+import neuronviz.api as nv
+from neuronviz.cli import main
+from neuronviz.commands.inspect import report
+
+L = keras.layers
+V, T, D = 23, 10, 16
+
+
+def tiny_lm(probabilities=False):
+    """Embedding -> causal self-attention block + FFN -> Dense(vocab)."""
+    x = keras.Input((None,), dtype="int32", name="token_ids")
+    h = L.Embedding(V, D, name="embed")(x)
+    a = L.MultiHeadAttention(num_heads=4, key_dim=4, name="mha")(h, h, use_causal_mask=True)
+    h = L.LayerNormalization(name="ln1")(L.Add(name="res1")([h, a]))
+    f = L.Dense(32, activation="relu", name="ffn")(h)
+    h = L.LayerNormalization(name="ln2")(L.Add(name="res2")([h, L.Dense(D, name="ffn_out")(f)]))
+    out = L.Dense(V, activation="softmax" if probabilities else None, name="lm_head")(h)
+    return keras.Model(x, out, name="tiny_lm")
+
+
+@pytest.fixture(scope="module")
+def lm():
+    return randomize(tiny_lm(), seed=3)
+
+
+@pytest.fixture(scope="module")
+def lm_file(lm, tmp_path_factory):
+    path = tmp_path_factory.mktemp("lm") / "lm.keras"
+    lm.save(path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def tokens():
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, V, (6, T))
+    mask = np.ones((6, T), np.int32)
+    mask[1, 6:] = 0  # right padding
+    mask[2, 3:] = 0
+    return ids, mask
+
+
+@pytest.fixture(scope="module")
+def data(lm, tokens):
+    return nv.next_token_data(lm, *tokens)
+
+
+def numpy_next_token(logits, ids, mask):
+    """(accuracy, loss, perplexity, n): position t predicts token t+1 unless it is padding."""
+    losses, hits = [], []
+    for b in range(ids.shape[0]):
+        for t in range(ids.shape[1] - 1):
+            if not mask[b, t + 1]:
+                continue
+            z = np.asarray(logits[b, t], np.float64)
+            lse = z.max() + math.log(np.exp(z - z.max()).sum())
+            losses.append(lse - z[ids[b, t + 1]])
+            hits.append(int(np.argmax(z)) == ids[b, t + 1])
+    loss = float(np.mean(losses))
+    return float(np.mean(hits)), loss, math.exp(loss), len(losses)
+
+
+def logits_of(model, ids):
+    return keras.ops.convert_to_numpy(model(ids.astype("int32")))
+
+
+def test_loss_and_perplexity_equal_numpy_from_logits(lm, tokens, data):
+    ids, mask = tokens
+    acc, loss, ppl, n = numpy_next_token(logits_of(lm, ids), ids, mask)
+    got = nv.evaluate(lm, data)
+    assert got.n == n == 6 * (T - 1) - 4 - 7
+    assert got.loss == pytest.approx(loss, rel=1e-5)
+    assert got.perplexity == pytest.approx(ppl, rel=1e-5)
+    assert got.accuracy == pytest.approx(acc)
+    assert got.to_dict()["perplexity"] == pytest.approx(ppl, rel=1e-5)
+
+
+def test_probability_outputs_score_like_logits(lm, tokens, data):
+    probs = tiny_lm(probabilities=True)
+    probs.set_weights(lm.get_weights())
+    got, want = nv.evaluate(probs, data), nv.evaluate(lm, data)
+    assert got.loss == pytest.approx(want.loss, rel=1e-4)
+    assert got.perplexity == pytest.approx(want.perplexity, rel=1e-4)
+
+
+def test_masked_preview_after_removing_a_head_equals_pruned_model(lm, tokens, data):
+    ids, mask = tokens
+    tr = nv.analyze(lm)
+    plan = nv.Plan({"mha": [1]})
+    pruned = nv.prune(lm, plan, tr).model
+    assert pruned.get_layer("mha").num_heads == 3
+    _, loss, ppl, n = numpy_next_token(logits_of(pruned, ids), ids, mask)
+    previewer = nv.Previewer(lm, tr, data)
+    got = previewer.score(plan)
+    assert got.n == n
+    assert got.loss == pytest.approx(loss, rel=1e-5)
+    assert got.perplexity == pytest.approx(ppl, rel=1e-5)
+    assert abs(got.loss - previewer.baseline().loss) > 1e-3  # the head mattered
+
+
+def test_sweep_reports_perplexity(lm, data):
+    res = nv.sweep(lm, data, fractions=(0.0, 0.5)).run()
+    assert res.baseline.perplexity == pytest.approx(math.exp(res.baseline.loss))
+    curve = res.curve("mha")
+    assert curve.perplexity == pytest.approx([math.exp(v) for v in curve.loss])
+    assert "perplexity" in res.to_dict()["groups"][0]
+    head = res.to_csv().splitlines()[0]
+    assert head.endswith(",loss,perplexity")
+
+
+def test_evaluate_and_inspect_cli(lm, lm_file, tokens, tmp_path, capsys):
+    path = lm_file
+    npz = tmp_path / "tokens.npz"
+    np.savez(npz, token_ids=tokens[0], padding_mask=tokens[1])
+    assert main(["evaluate", str(path), "--data", str(npz), "--remove", "mha:1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    want = nv.evaluate(lm, npz, {"mha": [1]})
+    assert out["loss"] == pytest.approx(want.loss, rel=1e-5)
+    assert out["perplexity"] == pytest.approx(want.perplexity, rel=1e-5)
+    assert out["n"] == want.n
+    assert main(["evaluate", str(path), "--data", str(npz)]) == 0
+    text = capsys.readouterr().out
+    assert f"perplexity {math.exp(nv.evaluate(lm, npz).loss):.4f}" in text
+    assert f"tokens   {want.n}" in text
+    dataset = nv.load_data(npz, lm)
+    base = report(lm, nv.analyze(lm), dataset)["baseline"]
+    assert base["perplexity"] == pytest.approx(nv.evaluate(lm, dataset).perplexity)
+
+
+@pytest.mark.parametrize(
+    "arrays, needle",
+    [
+        ({"token_ids": np.full((2, 5), V)}, f"Expected token ids in [0, {V})"),
+        ({"token_ids": np.zeros((2, 5, 1), int)}, "token_ids.shape=(2, 5, 1)"),
+        ({"token_ids": np.zeros((2, 1), int)}, "2 or more tokens"),
+        ({"token_ids": np.full((2, 5), 0.5)}, "Expected integer token ids"),
+        (
+            {"token_ids": np.zeros((2, 5), int), "padding_mask": np.ones((2, 4))},
+            "padding_mask.shape=(2, 4)",
+        ),
+        (
+            {"token_ids": np.zeros((2, 5), int), "padding_mask": np.eye(2, 5)[[0, 0]]},
+            "Expected at least one token whose next token is not padding",
+        ),
+        ({"padding_mask": np.ones((2, 5))}, "(or 'token_ids' for next-token scores)"),
+    ],
+)
+def test_bad_token_data_is_one_line(lm_file, tmp_path, capsys, arrays, needle):
+    path = lm_file
+    npz = tmp_path / "bad.npz"
+    np.savez(npz, **arrays)
+    assert main(["evaluate", str(path), "--data", str(npz)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert captured.out == "" and len(lines) == 1, captured.err
+    assert lines[0].startswith("neuronviz: error: ") and needle in lines[0]
+
+
+def test_token_ids_for_a_classifier_are_refused(tmp_path):
+    x = keras.Input((T,), dtype="int32")
+    model = keras.Model(x, L.Dense(3)(L.Flatten()(L.Embedding(V, 4)(x))))
+    np.savez(tmp_path / "t.npz", token_ids=np.zeros((2, T), int))
+    with pytest.raises(nv.NeuronvizError, match=r"Expected labels `y`, or a causal LM"):
+        nv.load_data(tmp_path / "t.npz", model)
