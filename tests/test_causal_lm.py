@@ -175,3 +175,48 @@ def test_token_ids_for_a_classifier_are_refused(tmp_path):
     np.savez(tmp_path / "t.npz", token_ids=np.zeros((2, T), int))
     with pytest.raises(nv.NeuronvizError, match=r"Expected labels `y`, or a causal LM"):
         nv.load_data(tmp_path / "t.npz", model)
+
+
+def hub_lm(kind):
+    """A keras-hub causal LM from a tiny random backbone, no preprocessor (no download)."""
+    keras_hub = pytest.importorskip("keras_hub")
+    m = keras_hub.models
+    if kind == "gpt2":
+        backbone = m.GPT2Backbone(
+            vocabulary_size=V,
+            num_layers=1,
+            num_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+            max_sequence_length=16,
+        )
+        model = m.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    else:
+        backbone = m.LlamaBackbone(
+            vocabulary_size=V,
+            num_layers=1,
+            num_query_heads=4,
+            num_key_value_heads=2,
+            hidden_dim=8,
+            intermediate_dim=16,
+        )
+        model = m.LlamaCausalLM(backbone=backbone, preprocessor=None)
+    rng = np.random.default_rng(1)
+    model.set_weights(
+        [(rng.standard_normal(w.shape) * 0.5).astype(w.dtype) for w in model.get_weights()]
+    )
+    return model
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_keras_hub_causal_lm_scores(kind, tokens, tmp_path):
+    model = hub_lm(kind)
+    ids, mask = tokens
+    np.savez(tmp_path / "t.npz", token_ids=ids, padding_mask=mask)
+    data = nv.load_data(tmp_path / "t.npz", model)  # padding_mask feeds the model's input
+    x = {"token_ids": ids.astype("int32"), "padding_mask": mask}
+    acc, loss, ppl, n = numpy_next_token(keras.ops.convert_to_numpy(model(x)), ids, mask)
+    got = nv.evaluate(model, data)
+    assert (got.n, got.accuracy) == (n, pytest.approx(acc))
+    assert got.loss == pytest.approx(loss, rel=1e-5)
+    assert got.perplexity == pytest.approx(ppl, rel=1e-5)
