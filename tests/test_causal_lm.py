@@ -121,6 +121,28 @@ def test_sweep_reports_perplexity(lm, data):
     assert head.endswith(",loss,perplexity")
 
 
+def test_taylor_scores_skip_positions_with_nothing_to_predict(lm, tokens):
+    """Causal attention: the last position feeds no earlier prediction, so next-token data on
+    (N, T) tokens equals labels ids[:, 1:] for inputs ids[:, :-1] (positions averaged: T-1 of T)."""
+    model = keras.models.clone_model(lm)
+    model.set_weights(lm.get_weights())
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    ids = tokens[0]
+    tokens_data = nv.next_token_data(model, ids)
+    shifted = nv.Dataset(ids[:, :-1].astype("int32"), ids[:, 1:], V)
+    tr = nv.analyze(model)
+    got, want = (nv.importance(model, "taylor", data=d, trace=tr) for d in (tokens_data, shifted))
+    for layer in ("embed", "ffn", "lm_head"):
+        np.testing.assert_allclose(got[layer], want[layer] * (T - 1) / T, rtol=1e-4, atol=1e-7)
+    got, want = (
+        nv.importance(model, "head_taylor", data=d, trace=tr)["mha"] for d in (tokens_data, shifted)
+    )
+    np.testing.assert_allclose(got, want, rtol=1e-4)
+    assert want.min() > 0
+    with pytest.raises(nv.NeuronvizError, match="fine-tuning a causal LM is not supported"):
+        nv.finetune(model, tokens_data, tokens_data)
+
+
 def test_evaluate_and_inspect_cli(lm, lm_file, tokens, tmp_path, capsys):
     path = lm_file
     npz = tmp_path / "tokens.npz"

@@ -25,6 +25,7 @@ from neuronviz.backend.surgery.registry import rule_for
 from neuronviz.backend.surgery.rules import width
 from neuronviz.backend.surgery.sources import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
 from neuronviz.backend.surgery.wrappers import BidirectionalRule
+from neuronviz.core.metrics import IGNORE
 from neuronviz.core.names import resolve_layer
 from neuronviz.errors import NeuronvizError
 
@@ -137,9 +138,20 @@ def per_sample_loss(model: keras.Model):
             "Expected a single loss to score units with labels. Received: one loss per output."
         )
     fn = keras.losses.get(loss) if isinstance(loss, str) else loss
-    if isinstance(fn, keras.losses.Loss):
-        return fn.call
-    return fn
+    return _skipping_ignored(fn.call if isinstance(fn, keras.losses.Loss) else fn)
+
+
+def _skipping_ignored(fn):
+    """`fn` with labels equal to IGNORE (next-token data: nothing to predict) adding 0."""
+
+    def loss(y_true, y_pred):
+        keep = ops.not_equal(y_true, IGNORE)
+        values = fn(ops.where(keep, y_true, ops.zeros_like(y_true)), y_pred)
+        if tuple(values.shape) != tuple(keep.shape):
+            return values
+        return values * ops.cast(keep, values.dtype)
+
+    return loss
 
 
 def taylor_importance(

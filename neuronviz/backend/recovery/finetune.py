@@ -163,6 +163,12 @@ class FinetuneJob:
             raise NeuronvizError(
                 f"Expected `patience` >= 1 (or None for no early stopping). Received: patience={patience}"
             )
+        for what, data in (("training", train), ("validation", val)):
+            if getattr(data, "task", "classify") == "next_token":
+                raise NeuronvizError(
+                    f"Expected {what} data with labels for fine-tuning. Received: token data "
+                    "(next-token scores); fine-tuning a causal LM is not supported yet"
+                )
         self.model = model
         self.x, self.y = _check_data(model, *xy(train), "training")
         self.val_x, self.val_y = _check_data(model, *xy(val), "validation")
