@@ -123,3 +123,16 @@ def test_api_importance_needs_data(setup):
         nv.importance(model, "head_norm", trace=tr)
     got = nv.importance(model, "head_norm", data=data, trace=tr)
     np.testing.assert_allclose(got["mha_1"], setup[3].head_norm["mha_1"], rtol=1e-5)
+
+
+def test_activation_statistics_of_heads_are_per_sample_output_norms(setup):
+    """The heatmap's heads x samples: each head's output norm per sample (numpy oracle);
+    their mean over samples is head_norm."""
+    model, tr, data, measured = setup
+    stats = nv.activation_stats(model, tr, data.x, batch_size=5)
+    for name in ("mha_0", "mha_1"):
+        z = _heads(model, name, data.x)
+        want = np.sqrt((z**2).sum(axis=(1, 3)))
+        np.testing.assert_allclose(stats[name].per_sample, want, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(stats[name].mean, measured.head_norm[name], rtol=1e-4)
+    assert stats["ffn_0"].per_sample.shape == (12, 24)

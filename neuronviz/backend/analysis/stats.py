@@ -2,7 +2,9 @@
 
 Activation statistics exist for every layer with units (its output, after its
 activation) and are reduced over samples and spatial positions batch by batch, so the
-memory held is O(samples x units) for `per_sample` plus one batch of live tensors.
+memory held is O(samples x units) for `per_sample` plus one batch of live tensors. An
+attention layer's units are its heads: a head's value per sample is the L2 norm of its
+output over positions and head dimensions (so their mean over samples is `head_norm`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from neuronviz.backend.analysis.heads import gated_copy, head_norms
 from neuronviz.backend.model.trace import Trace
 from neuronviz.errors import NeuronvizError
 
@@ -149,15 +152,19 @@ class StatsJob:
         self.n = len(self.xs[0])
         self._dtypes = input_dtypes(model)
         self.batch_size = max(1, int(batch_size))
-        on_output = [p for p in trace.layer_units if not trace.inner(p)]  # heads: inside
-        wanted = on_output if layers is None else list(layers)
-        unknown = [p for p in wanted if p not in on_output]
+        wanted = list(trace.layer_units) if layers is None else list(layers)
+        unknown = [p for p in wanted if p not in trace.layer_units]
         if unknown:
             raise NeuronvizError(f"Expected layers with units. Received: {unknown[:3]}")
         self._at_call: dict[int, list[str]] = {}
         for path in wanted:
             self._at_call.setdefault(fg.first_call(path).index, []).append(path)
         self.layers = [p for i in sorted(self._at_call) for p in self._at_call[i]]  # call order
+        self._heads = {  # attention calls -> a copy that records its heads' outputs
+            fg.first_call(p).index: gated_copy(trace, fg.first_call(p))
+            for p in wanted
+            if trace.inner(p)
+        }
         self._stop = max(self._at_call, default=-1) + 1
         self._free_after = _free_schedule(fg, self._stop)
         self.result: dict[str, UnitStats] | None = None
@@ -191,10 +198,16 @@ class StatsJob:
         reduced: dict[str, tuple] = {}
 
         def hook(call, values) -> bool:
-            call.run(values)
+            heads = self._heads.get(call.index)
+            call.run(values, layer=heads[0] if heads else None)
             self.peak_live = max(self.peak_live, len(values))
             for path in self._at_call.get(call.index, ()):
-                reduced[path] = _reduce(channels_last(self.trace, call.outputs[0], values))
+                y = (
+                    head_norms(heads[1].heads)[:, None]
+                    if self.trace.inner(path)
+                    else channels_last(self.trace, call.outputs[0], values)
+                )
+                reduced[path] = _reduce(y)
             for k in self._free_after[call.index]:
                 values.pop(k, None)
             return True

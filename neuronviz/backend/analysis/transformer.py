@@ -29,9 +29,10 @@ import tensorflow as tf
 from keras import ops
 
 from neuronviz.backend.analysis.gradients import _batches, per_sample_loss
+from neuronviz.backend.analysis.heads import gated_copy, head_norms
+from neuronviz.backend.analysis.stats import as_inputs
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.surgery.attention import heads_of
-from neuronviz.backend.surgery.masking import pruned_layer
 from neuronviz.backend.surgery.rules import _np
 from neuronviz.backend.surgery.sources import DenseRule
 
@@ -45,42 +46,11 @@ class UnitData:
     inputs: dict = field(default_factory=dict)  # Dense layer -> (count, sum, sum of squares)
 
 
-class _GatedProjection:
-    """An attention copy's output projection: head h's output times gate[:, h] first."""
-
-    def __init__(self, dense):
-        self.dense = dense
-        self.gate = None  # (batch, heads), or None for no gate
-        self.heads = None  # the last per-head output seen
-
-    def __call__(self, z, *args, **kwargs):
-        if self.gate is not None:
-            shape = (-1,) + (1,) * (len(z.shape) - 3) + (z.shape[-2], 1)
-            z = z * ops.cast(ops.reshape(self.gate, shape), z.dtype)
-        self.heads = z
-        return self.dense(z, *args, **kwargs)
-
-
-def _gated_copy(tr: Trace, call):
-    n = len(call.data_inputs)
-    ins, outs = tr.keeps(_Nothing(), call)
-    copy = pruned_layer(tr.rule(call.path), call.layer, ins[:n], outs, call.input_shapes[:n])
-    gated = _GatedProjection(copy._output_dense)
-    copy._output_dense = gated
-    return copy, gated
-
-
-class _Nothing:
-    """A selection that removes nothing."""
-
-    def keep(self, ids):
-        return np.ones(len(ids), bool)
-
-
-def unit_data(model, trace: Trace, x, y=None, batch_size: int = 64) -> UnitData:
+def unit_data(model, trace: Trace, x, y=None, batch_size: int = 64, progress=None) -> UnitData:
     """Measure heads and Dense inputs on `x` (and, with labels `y`, the heads' Taylor
-    scores through the compiled loss)."""
+    scores through the compiled loss). `progress(fraction)` is called after each batch."""
     fg = trace.graph
+    total = len(as_inputs(x, len(fg.inputs))[0])
     loss = per_sample_loss(model) if y is not None else None
     probe = _Probe(trace)
     n = 0
@@ -99,6 +69,8 @@ def unit_data(model, trace: Trace, x, y=None, batch_size: int = 64) -> UnitData:
                     t = np.abs(ops.convert_to_numpy(g)).astype(np.float64).sum(axis=0)
                     probe.taylor[path] = probe.taylor.get(path, 0) + t
         n += int(batch[0].shape[0])
+        if progress is not None:
+            progress(n / total)
     return UnitData(
         head_norm={p: v / max(n, 1) for p, v in probe.norms.items()},
         head_taylor={p: v / max(n, 1) for p, v in probe.taylor.items()},
@@ -111,7 +83,7 @@ class _Probe:
 
     def __init__(self, trace: Trace):
         fg = trace.graph
-        self.heads = {c.index: _gated_copy(trace, c) for c in fg.calls if trace.inner(c.path)}
+        self.heads = {c.index: gated_copy(trace, c) for c in fg.calls if trace.inner(c.path)}
         self.dense = {
             c.index
             for c in fg.calls
@@ -144,9 +116,7 @@ class _Probe:
             self.tape.watch(gated.gate)
             self.gates[call.index] = gated.gate
         call.run(values, layer=copy)
-        z = ops.cast(gated.heads, "float32")
-        axes = (*range(1, len(z.shape) - 2), len(z.shape) - 1)
-        per = ops.convert_to_numpy(ops.sum(ops.sqrt(ops.sum(z * z, axis=axes)), axis=0))
+        per = ops.convert_to_numpy(ops.sum(head_norms(gated.heads), axis=0))
         self.norms[call.path] = self.norms.get(call.path, 0) + per.astype(np.float64)
         return True
 
