@@ -57,6 +57,7 @@ from neuronviz.backend.recovery.sparsity import (
 from neuronviz.backend.scoring.latency import Latency, measure_latency
 from neuronviz.backend.scoring.latency import compare_latency as _compare_latency
 from neuronviz.backend.scoring.preview import Previewer
+from neuronviz.backend.surgery.attention import attention_heads
 from neuronviz.backend.surgery.budget import DEFAULT_ROUND_TO, SCOPES, BudgetPlan, Target
 from neuronviz.backend.surgery.budget import plan_to_budget as _plan_to_budget
 from neuronviz.backend.surgery.budget import round_plan as _round_plan
@@ -82,7 +83,7 @@ __all__ = [
     "StatsJob", "UnitStats", "activation_stats", "WeightStats", "weight_stats",
     "IMPORTANCES", "register_importance", "importance", "layer_scores", "group_scores",
     "neuron_gradients", "saliency", "taylor_importance", "unit_top_inputs", "upstream_unit",
-    "UnitData", "unit_data",
+    "UnitData", "unit_data", "attention_heads",
     "sweep", "Sweep", "SweepResult", "DEFAULT_FRACTIONS",
     # budgets, rounding and speed
     "plan_to_budget", "BudgetPlan", "Target", "round_plan", "DEFAULT_ROUND_TO",

@@ -25,6 +25,7 @@ from neuronviz.gui.plan_editor import PlanEditor
 from neuronviz.gui.preview_panel import PreviewPanel
 from neuronviz.gui.state import State
 from neuronviz.gui.views.graph_view import GraphView
+from neuronviz.gui.views.head_map import HeadMapView
 from neuronviz.gui.views.heatmap import HeatmapView
 from neuronviz.gui.views.importance_view import ImportanceView
 from neuronviz.gui.views.norms import NormView
@@ -43,6 +44,7 @@ TASK_LABELS = {
     "export": "Exporting…",
     "taylor": "Taylor importance…",
     "graph": "Laying out the graph…",
+    "heads": "Measuring attention heads…",
 }
 
 
@@ -136,10 +138,18 @@ class MainWindow(QMainWindow):
             "Graph", "graph", self.graph, Qt.DockWidgetArea.LeftDockWidgetArea
         )
         self.splitDockWidget(self.nav_dock, self.graph_dock, Qt.Orientation.Vertical)
+        self.head_map = HeadMapView(st, sel, self.tasks)
+        self.head_dock = self._dock(
+            "Head map", "head_map", self.head_map, Qt.DockWidgetArea.BottomDockWidgetArea
+        )
+        self.head_dock.setFeatures(
+            self.head_dock.features() | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
+        self.head_dock.hide()  # View ▸ Head Map (Ctrl+Shift+H)
         self.progress = TaskProgress()
         self.statusBar().addPermanentWidget(self.progress)
         self.views = [self.norms, self.heatmap, self.stats, self.sensitivity, self.unit]
-        self.views += [self.widths, self.importance]
+        self.views += [self.widths, self.importance, self.head_map]
 
     def _dock(self, title, name, widget, area) -> QDockWidget:
         d = QDockWidget(title, self)
@@ -249,6 +259,8 @@ class MainWindow(QMainWindow):
         self.nav_dock.setVisible(has)
         self.side_dock.setVisible(has)
         self.graph_dock.setVisible(has)
+        if not has:
+            self.head_dock.hide()
         if has and not self._docks_sized:  # first time the workspace shows, no saved layout
             self._docks_sized = True
             QTimer.singleShot(
@@ -266,6 +278,11 @@ class MainWindow(QMainWindow):
         for a in self.menus.needs_model:
             a.setEnabled(has)
         self._update_title()
+
+    def show_head_map(self) -> None:
+        """Show the head map dock (attention layers x heads) and bring it to the front."""
+        self.head_dock.show()
+        self.head_dock.raise_()
 
     def _update_title(self) -> None:
         if getattr(self, "_cleaned", False):
@@ -296,7 +313,7 @@ class MainWindow(QMainWindow):
             if name
             else [
                 n
-                for n in ("analysis", "sensitivity", "export", "taylor", "open")
+                for n in ("analysis", "sensitivity", "export", "taylor", "heads", "open")
                 if self.tasks.is_running(n)
             ]
         )

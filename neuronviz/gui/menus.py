@@ -108,6 +108,14 @@ def build_menus(win) -> SimpleNamespace:
     )
     act(v, "sorted", "&Sort Bars by Norm", lambda: win.norms.sorted.toggle(), "Ctrl+T")
     act(v, "range", "&Range Select Tool", lambda: _toggle_range(win.tabs.currentWidget()), "Ctrl+G")
+    act(
+        v,
+        "head_map",
+        "&Head Map",
+        win.show_head_map,
+        "Ctrl+Shift+H",
+        tip="Attention layers x heads, coloured by head importance; a click selects a head",
+    )
     v.addSeparator()
     v.addAction(win.nav_dock.toggleViewAction())
     v.addAction(win.graph_dock.toggleViewAction())

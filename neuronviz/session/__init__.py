@@ -5,6 +5,7 @@
 - plans.py: the current plan through one cache of resolved plans, plan editing, per-unit data;
 - jobs.py: long work as pure jobs for worker threads (load, analysis, preview, sweep);
 - criteria.py: criterion dispatch (a name -> a Plan);
+- heads.py: attention layers and their heads' importance;
 - events.py: the event bus; rows.py: the navigator's layer rows.
 """
 

@@ -16,12 +16,13 @@ from neuronviz.core.prunable import NO_UNITS, layer_groups, why_layer_not_prunab
 from neuronviz.errors import NeuronvizError
 from neuronviz.session.criteria import Criteria
 from neuronviz.session.events import Events
+from neuronviz.session.heads import Heads
 from neuronviz.session.jobs import Jobs, ModelParts, load_model_parts
 from neuronviz.session.plans import Plans
 from neuronviz.session.rows import LayerInfo, layer_rows
 
 
-class Session(Events, Plans, Jobs, Criteria):
+class Session(Events, Plans, Jobs, Criteria, Heads):
     def __init__(self):
         Events.__init__(self)
         self._init_plans()
@@ -44,6 +45,7 @@ class Session(Events, Plans, Jobs, Criteria):
         self.sweep = None  # SweepResult of the last sensitivity sweep
         self.sweep_criterion: str | None = None
         self.taylor: dict | None = None  # Taylor importance per layer, once computed
+        self.unit_data = None  # api.UnitData of the attention heads, once measured
 
     # ---- model and data ----------------------------------------------------------------
     def set_model(self, parts: ModelParts) -> None:

@@ -202,6 +202,16 @@ def _warn_uneven(layer, heads: np.ndarray, kv: np.ndarray) -> None:
         )
 
 
+def attention_heads(trace) -> dict[str, tuple[int, int]]:
+    """Layers whose units are attention heads, in graph order -> (query heads, KV heads);
+    query head h shares KV head h // (query heads // KV heads)."""
+    return {
+        p: heads_of(layer)
+        for p, layer in trace.graph.layers.items()
+        if trace.inner(p) and isinstance(trace.rule(p), ProjectedAttention)
+    }
+
+
 def kv_heads(keep: np.ndarray, n_kv: int) -> np.ndarray:
     """The KV heads the kept query heads read, in order: KV head g repeated
     c_g / gcd(c) times, with c_g its kept query heads (equal groups, as Keras needs)."""

@@ -1,4 +1,5 @@
-"""Activation heatmap: units (rows) x samples (columns), each sample's spatial mean.
+"""Activation heatmap: units (rows) x samples (columns), each sample's spatial mean; for
+an attention layer heads x samples, each sample's head output norm.
 
 Columns are averaged in blocks down to at most MAX_COLS for display, so 2,048 units x
 10,000 samples stays smooth; samples can be grouped by class. Display arrays are cached
@@ -168,7 +169,9 @@ class HeatmapView(View):
         grouped = ", grouped by class" if self.by_class.isChecked() else ""
         shown = f", {cols} columns of ~{n / cols:.1f} samples" if cols < n else ""
         self.plot.getPlotItem().setLabel("bottom", f"samples ({n:,}{grouped}{shown})")
-        self.info.setText(f"{units} units")
+        kind = "head" if path in s.head_layers() else "unit"  # attention: heads x samples
+        self.plot.getPlotItem().setLabel("left", kind)
+        self.info.setText(f"{units} {kind}s")
 
     def _draw_selection(self, units: int, cols: int) -> None:
         s = self.session
