@@ -130,6 +130,15 @@ def test_head_map_selects_heads_and_follows_the_plan(make, qtbot, files):
         view.values[0, :4], taylor["mha_0"] / taylor["mha_0"].max(), rtol=1e-6
     )
 
+    # measuring again and cancelling (Analysis > Cancel) keeps what was measured
+    before = s.unit_data
+    with qtbot.waitSignal(
+        win.tasks.finished, timeout=30000, check_params_cb=lambda name, _: name == "heads"
+    ) as done:
+        view.compute.click()
+        win.menus.actions["cancel"].trigger()
+    assert done.args == ["heads", "cancelled"] and s.unit_data is before
+
 
 def test_head_map_of_a_model_without_heads(qtbot):
     from neuronviz.gui.plan_editor import PlanEditor
