@@ -214,7 +214,7 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
                 if is_custom(op) and path not in g.refused and hub_rule(op) is None:
                     try:
                         inner = g.captured.get(path) or capture_call(
-                            op, node, f"layer '{path}' ({type(op).__name__})"
+                            op, node, f"layer '{path}' ({type(op).__name__})", size
                         )
                     except CaptureError as e:
                         g.refused[path] = str(e)
@@ -238,14 +238,23 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
                     )
                 )
 
-    walk(top, (), "")
     model_inputs = tree.flatten(top.inputs)
-    g.inputs = [((), id(t)) for t in model_inputs]
     g.input_names = input_names(top)
+    g.input_shapes, g.example_note = example_shapes(model_inputs, g.input_names, input_shapes)
+    size = next(  # the example size of None dimensions, for layers captured at concrete sizes
+        (
+            e
+            for t, s in zip(model_inputs, g.input_shapes, strict=True)
+            for d, e in zip(t.shape[1:], s[1:], strict=True)
+            if d is None
+        ),
+        16,
+    )
+    walk(top, (), "")
+    g.inputs = [((), id(t)) for t in model_inputs]
     g.declared_shapes = [tuple(t.shape) for t in model_inputs]
     g.input_dtypes = [str(t.dtype) for t in model_inputs]
     g.outputs = [canon(((), id(t))) for t in tree.flatten(top.outputs)]
-    g.input_shapes, g.example_note = example_shapes(model_inputs, g.input_names, input_shapes)
     if g.example_note or any(None in s[1:] for c in g.calls for s in c.output_shapes):
         _concretize(g)
     return g

@@ -73,6 +73,7 @@ def apply_hub() -> None:
         if cls is None or getattr(cls.get_config, "_neuronviz_fixed", False):
             continue
         cls.get_config = _rope_config(cls.get_config)
+    _cached_attention_spec()
 
 
 def _rope_config(original):
@@ -93,3 +94,32 @@ def _rope_config(original):
     get_config._neuronviz_fixed = True
     get_config.__wrapped__ = original
     return get_config
+
+
+def _cached_attention_spec() -> None:
+    """keras-hub's CachedMultiHeadAttention (GPT-2's attention) takes `cache` and
+    `cache_update_index` in call(), but inherits MultiHeadAttention.compute_output_spec,
+    which does not: it cannot be called on symbolic tensors, so no graph of a block that
+    holds it can be captured. Without a cache, its output spec is MultiHeadAttention's;
+    this gives the class that compute_output_spec (once, if keras-hub is loaded)."""
+    import sys
+
+    module = sys.modules.get("keras_hub.src.layers.modeling.cached_multi_head_attention")
+    cls = getattr(module, "CachedMultiHeadAttention", None)
+    if cls is None or "compute_output_spec" in vars(cls):
+        return
+    base = keras.layers.MultiHeadAttention.compute_output_spec
+
+    def compute_output_spec(
+        self, query, value, key=None, attention_mask=None, cache=None,
+        cache_update_index=None, return_attention_scores=False, training=None,
+    ):  # fmt: skip
+        if cache is not None or cache_update_index is not None:
+            raise NotImplementedError("symbolic calls with a cache")
+        return base(
+            self, query, value, key, attention_mask=attention_mask,
+            return_attention_scores=return_attention_scores, training=training,
+        )  # fmt: skip
+
+    compute_output_spec.__wrapped__ = base  # what Keras itself accepts (inspect.signature)
+    cls.compute_output_spec = compute_output_spec

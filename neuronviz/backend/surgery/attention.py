@@ -38,10 +38,13 @@ _ROTARY = ("LlamaAttention", "CachedMistralAttention")  # keras-hub
 
 
 def rule_for_layer(layer, input_rank: int) -> Rule:
-    name = type(layer).__name__
-    if name in _ROTARY:
+    """Rotary attention for keras-hub's Llama/Mistral layers; projected attention for
+    MultiHeadAttention, GroupedQueryAttention and their keras-hub subclasses known to the
+    registry (CachedMultiHeadAttention, called without a cache)."""
+    if type(layer).__name__ in _ROTARY:
         return RotaryAttention()
-    return ProjectedAttention() if name in _PROJECTED else DotAttention()
+    projected = any(c.__name__ in _PROJECTED for c in type(layer).__mro__)
+    return ProjectedAttention() if projected else DotAttention()
 
 
 def _arguments(call, names: tuple[str, ...]) -> dict:

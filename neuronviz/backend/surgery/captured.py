@@ -11,6 +11,7 @@ in safe mode without neuronviz.
 from __future__ import annotations
 
 import copy
+import inspect
 
 import keras
 import numpy as np
@@ -39,6 +40,7 @@ def inline_functional(cfg: dict, fg: FlatGraph, skip) -> dict:
         entry = find_entry(cfg, path)
         layer = fg.nested_models[path]
         graph = keras.saving.serialize_keras_object(fg.captured[path])
+        _drop_unspecced_none(graph["config"], fg.captured[path])
         for key in ("module", "class_name", "registered_name", "config"):
             entry[key] = copy.deepcopy(graph.get(key))
         entry["config"]["name"] = entry["config"].get("name", layer.name)
@@ -47,6 +49,26 @@ def inline_functional(cfg: dict, fg: FlatGraph, skip) -> dict:
             node["args"], node["kwargs"] = ([tensors] if len(tensors) > 1 else tensors), {}
         how[path] = functional_note(layer)
     return how
+
+
+def _drop_unspecced_none(cfg: dict, graph: keras.Model) -> None:
+    """Drop keyword arguments passed as None (their default) that a layer's
+    compute_output_spec does not take, so the file loads without neuronviz (keras-hub's
+    CachedMultiHeadAttention is called with cache=None, which its symbolic call rejects)."""
+    for entry in cfg["layers"]:
+        try:
+            layer = graph.get_layer(entry["config"].get("name", entry.get("name")))
+        except ValueError:
+            continue
+        spec = inspect.signature(layer.compute_output_spec).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in spec.values()):
+            continue
+        call = inspect.signature(layer.call).parameters
+        for node in entry.get("inbound_nodes", []):
+            kwargs = node.get("kwargs", {})
+            for k in [k for k, v in kwargs.items() if v is None and k not in spec]:
+                if k in call and call[k].default is None:
+                    del kwargs[k]
 
 
 def _tensors(value) -> list:

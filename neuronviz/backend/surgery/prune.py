@@ -171,9 +171,13 @@ def _input_specs(fg, path: str, sel, tr) -> list[tuple]:
             if ni.model_path == path
         ]
     tensors = keras.tree.flatten(fg.captured[path].inputs)
-    return [
-        (with_width(tuple(t.shape), tr.axis(k), sel.keep(tr.map(k)).sum()), t.dtype)
-        for t, k in zip(tensors, keys, strict=True)
+    keeps = [sel.keep(tr.map(k)) for k in keys]
+    return [  # an unchanged input keeps its declared shape (a None length stays None)
+        (
+            tuple(t.shape) if keep.all() else with_width(tuple(t.shape), tr.axis(k), keep.sum()),
+            t.dtype,
+        )
+        for t, k, keep in zip(tensors, keys, keeps, strict=True)
     ]
 
 

@@ -113,6 +113,7 @@ _HUB_RULES: dict[str, Rule | str] = {
     "RMSNormalization": RMSNorm(),  # Gemma's: x * (1 + scale)
     "LlamaAttention": "attention",
     "CachedMistralAttention": "attention",
+    "CachedMultiHeadAttention": "attention",  # GPT-2's (called without a cache)
 }
 _REDUCTIONS = {"Sum", "Mean", "Max", "Min", "Prod"}  # keras.ops reductions
 
