@@ -158,4 +158,6 @@ def test_head_map_of_a_model_without_heads(qtbot):
     qtbot.waitExposed(view)
     assert "no attention heads" in view.message.toPlainText()
     assert view.rows == [] and not view.compute.isEnabled()
+    assert not s.set_unit_data(nv.UnitData(), keras.Model(x, x), s.dataset)  # another model's
+    assert s.unit_data is None
     view.cleanup()

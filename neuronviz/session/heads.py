@@ -44,7 +44,7 @@ class Heads:
     def head_data_job(self, labels: bool, report=None):
         """A job measuring the heads on (at most MAX_SAMPLES of) the data, with the
         labels' loss gradients when `labels` (for head_taylor). `report(fraction)` is
-        called after each batch. Hand its result to `set_unit_data(result, dataset)`."""
+        called after each batch. Hand its result to `set_unit_data(result, model, dataset)`."""
         import neuronviz.api as api
 
         if self.dataset is None:
@@ -55,9 +55,10 @@ class Heads:
         y = ds.y[:n] if labels else None
         return lambda: api.unit_data(model, trace, x, y, progress=report)
 
-    def set_unit_data(self, data, dataset) -> bool:
-        """Keep measured head data (dropped, False, if the data changed meanwhile)."""
-        if dataset is not self.dataset:
+    def set_unit_data(self, data, model, dataset) -> bool:
+        """Keep head data measured for `model` on `dataset` (dropped, False, if the model
+        or the data changed meanwhile)."""
+        if model is not self.model or dataset is not self.dataset:
             return False
         self.unit_data = data
         return True

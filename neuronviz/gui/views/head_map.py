@@ -100,7 +100,9 @@ class HeadMapView(View):
         self.heads: dict[str, tuple[int, int]] = {}
         self.values = np.zeros((0, 0))  # rows x columns, NaN where no score or no head
         self.group_rects: list[QRectF] = []
-        self._asked = None  # (id(dataset), labels) last measured, so a cancel is not retried
+        self._asked = (
+            None  # (id(model), id(dataset), labels) last measured, so a cancel is not retried
+        )
         self.importance.currentIndexChanged.connect(self.changed)
         self.scale.currentIndexChanged.connect(self.changed)
         self.compute.clicked.connect(lambda: self.measure(force=True))
@@ -120,15 +122,15 @@ class HeadMapView(View):
         if s.head_scores(self.name) is not None and not force:
             return
         labels = self.name == "head_taylor" or bool(s.unit_data and s.unit_data.head_taylor)
-        key = (id(s.dataset), labels)
+        key = (id(s.model), id(s.dataset), labels)
         if not force and (self._asked == key or self.tasks.is_running("heads")):
             return
         self._asked = key
-        ds = s.dataset
+        model, ds = s.model, s.dataset
         job = s.head_data_job(labels, lambda f: report(f, "Measuring attention heads…"))
 
         def got(data):
-            if s.set_unit_data(data, ds):
+            if s.set_unit_data(data, model, ds):
                 self.changed()
 
         self.tasks.submit(
