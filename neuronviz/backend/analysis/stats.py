@@ -160,11 +160,8 @@ class StatsJob:
         for path in wanted:
             self._at_call.setdefault(fg.first_call(path).index, []).append(path)
         self.layers = [p for i in sorted(self._at_call) for p in self._at_call[i]]  # call order
-        self._heads = {  # attention calls -> a copy that records its heads' outputs
-            fg.first_call(p).index: gated_copy(trace, fg.first_call(p))
-            for p in wanted
-            if trace.inner(p)
-        }
+        self._head_calls = [fg.first_call(p) for p in wanted if trace.inner(p)]
+        self._heads: dict | None = None  # attention call -> a copy recording its heads
         self._stop = max(self._at_call, default=-1) + 1
         self._free_after = _free_schedule(fg, self._stop)
         self.result: dict[str, UnitStats] | None = None
@@ -172,6 +169,8 @@ class StatsJob:
         self._compiled = None
 
     def run(self) -> Iterator[float]:
+        if self._heads is None:  # built here, in the worker that runs the job
+            self._heads = {c.index: gated_copy(self.trace, c) for c in self._head_calls}
         units = {p: len(self.trace.layer_units[p]) for p in self.layers}
         acc = {p: _Accumulator(self.n, u) for p, u in units.items()}
         for start in range(0, self.n, self.batch_size):
