@@ -7,7 +7,8 @@
 2. UI stall: the largest event-loop lag seen by a 10 ms QTimer while the first pass
    over the data (preview cache + activation statistics) runs (target < 100 ms);
 3. start-up: `neuronviz --demo` process start to the first painted window, in a fresh
-   process (under Xvfb when available, else Qt's offscreen platform).
+   process (under Xvfb when available, else Qt's offscreen platform);
+4. heatmap display array for 2,048 units x 10,000 samples, grouped by class (target < 2 s).
 """
 
 from __future__ import annotations
@@ -176,6 +177,19 @@ def bench_startup(runs: int = 2) -> dict:
     return {"first_paint_s": min(out), "first_paint_runs": out, "platform": env["QT_QPA_PLATFORM"]}
 
 
+def bench_heatmap_display() -> float:
+    import numpy as np
+
+    from neuronviz.gui.views.heatmap import display_array
+
+    rng = np.random.default_rng(0)
+    per_sample = rng.random((10_000, 2048), dtype=np.float32)
+    labels = rng.integers(0, 10, 10_000)
+    t = time.perf_counter()
+    display_array(per_sample, labels, by_class=True, per_unit=False)
+    return time.perf_counter() - t
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="neuronviz desktop app latency")
     p.add_argument("--clicks", type=int, default=20)
@@ -183,6 +197,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     r = bench_startup()
     r.update(bench_in_process(args.clicks))
+    r["heatmap_display_s"] = bench_heatmap_display()
     rows = [
         ("click -> accuracy label, median", r["click_median_ms"], 150, "ms"),
         ("click -> accuracy label, max", r["click_max_ms"], 150, "ms"),
@@ -191,6 +206,7 @@ def main(argv=None) -> int:
         ("`neuronviz --demo` -> first paint", r["first_paint_s"], None, "s"),
         ("demo ready (preview + stats), in process", r["demo_ready_s"], None, "s"),
         ("first pass over 1,000 images", r["first_pass_s"], None, "s"),
+        ("heatmap display, 2,048 units x 10,000 samples", r["heatmap_display_s"], 2, "s"),
     ]
     print(f"neuronviz GUI benchmark ({os.cpu_count()} cores, start-up on {r['platform']})")
     for name, value, target, unit in rows:
