@@ -87,7 +87,7 @@ __all__ = [
     "sweep", "Sweep", "SweepResult", "DEFAULT_FRACTIONS",
     # budgets, rounding and speed
     "plan_to_budget", "BudgetPlan", "Target", "round_plan", "DEFAULT_ROUND_TO",
-    "measure_latency", "compare_latency", "Latency",
+    "measure_latency", "compare_latency", "Latency", "budget_schedule",
     # recovery
     "finetune", "FinetuneJob", "Progress", "PruneSchedule", "ScheduleStep", "schedule_fractions",
     "sparsify", "SparseResult", "MagnitudeProfile", "masks_from_zeros", "sparse_masks", "describe_masks", "export_tflite", "tflite_bytes", "file_size",
@@ -192,12 +192,25 @@ def round_plan(model: keras.Model, plan: Plan | dict, round_to: int, criterion="
     return _round_plan(tr, plan, int(round_to), importance(model, criterion, trace=tr))
 
 
-def compare_latency(model: keras.Model, pruned, batch_size: int = 32, runs: int = 7, trace=None):
+def compare_latency(
+    model: keras.Model, pruned, batch_size: int = 32, runs: int = 7, trace=None, progress=None
+):
     """Median CPU latency (ms per batch) of `model` and `pruned` (a model or a PruneResult),
-    same process, both warm, runs interleaved."""
+    same process, both warm, runs interleaved. `progress(fraction)` after every run."""
     pruned = getattr(pruned, "model", pruned)
     shapes = trace.graph.input_shapes if trace is not None else None
-    return _compare_latency(model, pruned, batch_size, runs, shapes=shapes)
+    return _compare_latency(model, pruned, batch_size, runs, shapes=shapes, progress=progress)
+
+
+def budget_schedule(
+    model: keras.Model, budget: BudgetPlan, train, val, steps: int = 3, trace=None, **kw
+) -> PruneSchedule:
+    """A PruneSchedule that reaches `budget`'s widths in `steps` prune -> fine-tune steps
+    (`train`, `val`: Datasets or (x, y); `kw`: PruneSchedule's options)."""
+    tr = trace if trace is not None else analyze(model)
+    fractions = {k: len(v) / len(tr.layer_units[k]) for k, v in budget.plan.remove.items()}
+    xy = [(d.x, d.y) if isinstance(d, Dataset) else d for d in (train, val)]
+    return PruneSchedule(model, fractions, steps=steps, train=xy[0], val=xy[1], **kw)
 
 
 def plan_to_budget(

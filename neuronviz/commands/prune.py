@@ -209,11 +209,8 @@ def _run_schedule(args, nv, model, trace, budget, out) -> int:
     """The budget plan's widths reached in `--steps` prune -> fine-tune steps."""
     from neuronviz.commands.finetune import load_split
 
-    fractions = {k: len(v) / len(trace.layer_units[k]) for k, v in budget.plan.remove.items()}
     train, val = load_split(args.finetune_data, model), load_split(args.data, model)
-    sched = nv.PruneSchedule(
-        model, fractions, steps=args.steps, train=(train.x, train.y), val=(val.x, val.y)
-    )
+    sched = nv.budget_schedule(model, budget, train, val, steps=args.steps, trace=trace)
     steps = []
     for step in sched.run():
         steps.append(step)

@@ -45,6 +45,8 @@ TASK_LABELS = {
     "taylor": "Taylor importance…",
     "graph": "Laying out the graph…",
     "heads": "Measuring attention heads…",
+    "budget": "Planning to a budget…",
+    "speed": "Measuring speed…",
 }
 
 
@@ -97,7 +99,7 @@ class MainWindow(QMainWindow):
         self.stats = StatsView(st, sel)
         self.sensitivity = SensitivityView(st, sel, self.tasks)
         self.unit = UnitView(st, sel, self.tasks)
-        self.preview = PreviewPanel(st)
+        self.preview = PreviewPanel(st, self.tasks)
         self.widths = WidthsView(st, sel)
         self.importance = ImportanceView(st, sel)
         self.tabs = QTabWidget()
@@ -313,7 +315,16 @@ class MainWindow(QMainWindow):
             if name
             else [
                 n
-                for n in ("analysis", "sensitivity", "export", "taylor", "heads", "open")
+                for n in (
+                    "analysis",
+                    "sensitivity",
+                    "export",
+                    "taylor",
+                    "heads",
+                    "open",
+                    "budget",
+                    "speed",
+                )
                 if self.tasks.is_running(n)
             ]
         )

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 
-from neuronviz.gui import about, files
+from neuronviz.gui import about, files, rounding
+from neuronviz.gui.budget_dialog import run_budget_dialog
 from neuronviz.gui.criterion_dialog import run_criterion_dialog
 from neuronviz.gui.export import run_export_dialog
 from neuronviz.gui.integrations import open_finetune, open_sparsify
@@ -81,6 +82,9 @@ def build_menus(win) -> SimpleNamespace:
     m.actions.update(undo=undo, redo=redo)
     e.addSeparator()
     act(e, "criterion", "Select by &Criterion…", lambda: run_criterion_dialog(bench), "Ctrl+K")
+    act(e, "budget", "Prune to &Budget…", lambda: run_budget_dialog(bench), "Ctrl+B")
+    act(e, "round", "", lambda: rounding.round_selection(bench), "Ctrl+Shift+N")
+    _rounding_menu(e.addMenu("Channel R&ounding"), bench, m)
     act(e, "invert", "&Invert Selection in Layer", win.selection.invert, "Ctrl+I")
     act(e, "clear_layer", "Clear Selection in &Layer", win.selection.clear_layer, "Ctrl+Backspace")
     act(e, "clear", "&Clear All Selections", win.selection.clear, "Ctrl+Shift+Backspace")
@@ -130,6 +134,7 @@ def build_menus(win) -> SimpleNamespace:
         lambda: (win.tabs.setCurrentWidget(win.sensitivity), win.sensitivity.run()),
         "Ctrl+Shift+R",
     )
+    act(a, "speed", "&Measure Speed", win.preview.measure, "Ctrl+M")
     act(a, "cancel", "&Cancel Background Task", win.cancel_task, "Ctrl+.", False)
     act(a, "dismiss", "&Dismiss Message", win.banner.hide, "Esc", False)
     a.addSeparator()
@@ -146,6 +151,33 @@ def build_menus(win) -> SimpleNamespace:
     )
     act(h, "about", "&About neuronviz", lambda: about.show_about(win), None, False)
     return m
+
+
+def _rounding_menu(menu, bench, m) -> None:
+    """The app's channel rounding (a persisted setting): used by budget plans and by
+    Round Selection."""
+    group = QActionGroup(menu)
+    current = rounding.round_to(bench.settings)
+    default = rounding.default_round_to()
+
+    def choose(n: int) -> None:
+        rounding.set_round_to(bench.settings, n)
+        _round_text(m, n)
+
+    for n in sorted({*rounding.CHOICES, current}):
+        text = "Off" if n == 1 else f"Multiples of {n}" + (" (default)" if n == default else "")
+        a = menu.addAction(text, lambda n=n: choose(n))
+        a.setCheckable(True)
+        a.setChecked(n == current)
+        group.addAction(a)
+        m.actions[f"round_to_{n}"] = a
+    _round_text(m, current)
+
+
+def _round_text(m, n: int) -> None:
+    a = m.actions["round"]
+    a.setText(f"&Round Selection to Multiples of {n}" if n > 1 else "&Round Selection (off)")
+    a.setStatusTip("Every selected group keeps a multiple of N units (Edit ▸ Channel Rounding)")
 
 
 def _fill_recent(bench, menu) -> None:

@@ -19,6 +19,7 @@ class State(QObject):
     scoreChanged = Signal()  # the baseline or the preview score changed (Session "score")
     layerChanged = Signal()
     sweepChanged = Signal()
+    latencyChanged = Signal()  # a measured latency (Session.latency_for) arrived or was reset
     focusChanged = Signal(str, int)  # layer, unit (-1: none); hover or click
     message = Signal(str, str)  # level ("error", "warning", "info"), one line
 
@@ -36,6 +37,7 @@ class State(QObject):
             "score": self.scoreChanged,
             "layer": self.layerChanged,
             "sweep": self.sweepChanged,
+            "latency": self.latencyChanged,
         }
         assert set(self._signals) == set(EVENTS)
         for event, sig in self._signals.items():

@@ -6,6 +6,7 @@
 - jobs.py: long work as pure jobs for worker threads (load, analysis, preview, sweep);
 - criteria.py: criterion dispatch (a name -> a Plan);
 - heads.py: attention layers and their heads' importance;
+- budget.py: budget plans, the prune -> fine-tune schedule, rounding, measured latency;
 - events.py: the event bus; rows.py: the navigator's layer rows.
 """
 

@@ -14,6 +14,7 @@ EVENTS = (
     "score",
     "layer",
     "sweep",
+    "latency",
 )
 
 

@@ -2,7 +2,7 @@
 current score. Headless (no Qt); views subscribe to its events and read from it.
 
 Events (``subscribe(event, fn)``): "model", "data", "weight_stats", "act_stats",
-"previewer", "plan", "score", "layer", "sweep".
+"previewer", "plan", "score", "layer", "sweep", "latency".
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import numpy as np
 from neuronviz.core.plan import Plan
 from neuronviz.core.prunable import NO_UNITS, layer_groups, why_layer_not_prunable
 from neuronviz.errors import NeuronvizError
+from neuronviz.session.budget import Budgets
 from neuronviz.session.criteria import Criteria
 from neuronviz.session.events import Events
 from neuronviz.session.heads import Heads
@@ -22,10 +23,11 @@ from neuronviz.session.plans import Plans
 from neuronviz.session.rows import LayerInfo, layer_rows
 
 
-class Session(Events, Plans, Jobs, Criteria, Heads):
+class Session(Events, Plans, Jobs, Criteria, Heads, Budgets):
     def __init__(self):
         Events.__init__(self)
         self._init_plans()
+        self._init_budgets()
         self.model_path: Path | None = None
         self.model = self.trace = None
         self.before = None  # api.Counts of the unpruned model
@@ -54,13 +56,14 @@ class Session(Events, Plans, Jobs, Criteria, Heads):
         self.weight_stats = parts.weight_stats
         self._reset_data_results()
         self.plan = Plan()
+        self._init_budgets()
         self._cache.clear()
         with self._plans_lock:
             self._plans.clear()
         units = self.selectable_layers()
         self.layer = units[0] if units else None
         self.dataset = self.dataset if self._data_fits(self.dataset) else None
-        self._emit("model", "weight_stats", "plan", "score", "layer")
+        self._emit("model", "weight_stats", "plan", "score", "layer", "latency")
 
     def open_model(self, path, unsafe: bool = False) -> None:
         """Synchronous convenience (CLI, tests, scripts)."""

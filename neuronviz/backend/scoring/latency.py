@@ -79,14 +79,21 @@ def compare_latency(
     runs: int = 7,
     warmup: int = 2,
     shapes=None,
+    progress=None,
 ) -> Latency:
-    """Latency of `original` and `pruned` on the same random batch, runs interleaved."""
+    """Latency of `original` and `pruned` on the same random batch, runs interleaved.
+    `progress(fraction)` is called after every run (it may raise to stop)."""
     batch = example_batch(original, batch_size, shapes)
     a, b = _timer(original, batch), _timer(pruned, batch)
-    for _ in range(max(1, warmup)):
+    total = max(1, warmup) + max(1, runs)
+    for i in range(max(1, warmup)):
         a(), b()
+        if progress is not None:
+            progress((i + 1) / total)
     ta, tb = [], []
-    for _ in range(max(1, runs)):
+    for i in range(max(1, runs)):
         ta.append(a())
         tb.append(b())
+        if progress is not None:
+            progress((max(1, warmup) + i + 1) / total)
     return Latency(float(np.median(ta)), float(np.median(tb)), int(batch_size), int(runs))
