@@ -179,3 +179,28 @@ def test_schedule_reaches_the_budget_widths_and_saves(win, qtbot, tmp_path, demo
     )
     assert win.state.session.plan == HAND  # the schedule leaves the selection alone
     dlg.reject()
+
+
+def test_schedule_cancel_stops_during_fine_tuning(win, qtbot, tmp_path):
+    from neuronviz.resources import demo_train
+
+    d = np.load(demo_train())
+    train = tmp_path / "train.npz"
+    np.savez(train, x=d["x"][:2048], y=d["y"][:2048])
+    out = tmp_path / "never.keras"
+    dlg = open_dialog(win)
+    dlg.scope.setCurrentIndex(dlg.scope.findData("global"))
+    dlg.steps.setValue(3)
+    dlg.train.setText(str(train))
+    dlg.output.setText(str(out))
+    qtbot.mouseClick(dlg.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dlg.status.text().startswith("Step 1/3"), timeout=120_000)
+    assert 0 < dlg.progress.value() < dlg.progress.maximum()  # progress from fine-tuning
+    with qtbot.waitSignal(dlg.done_run) as blocker:
+        qtbot.mouseClick(dlg.cancel_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == ["cancelled"]
+    t0 = time.monotonic()
+    testing.wait_idle(qtbot, win)
+    assert time.monotonic() - t0 < 5  # stopped at the next batch, not after 3 steps
+    assert not out.exists() and win.state.session.plan == HAND
+    dlg.reject()
