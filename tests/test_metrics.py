@@ -158,3 +158,14 @@ def test_logits_loss_properties(z, data):
     assert score(z + 7.0, y, "logits").loss == pytest.approx(s.loss, rel=1e-9, abs=1e-9)
     # keeping every column changes nothing
     assert score(z, y, "logits", keep=np.ones(z.shape[1], bool)) == s
+
+
+def test_wide_outputs_are_scored_in_blocks_of_rows(logits, monkeypatch):
+    import neuronviz.core.metrics as metrics
+
+    z, y = logits
+    want = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(y, z)
+    monkeypatch.setattr(metrics, "_BLOCK", 12)  # 2 rows of 5 classes per block
+    got = crossentropy(z, y, from_logits=True)
+    np.testing.assert_allclose(got, keras.ops.convert_to_numpy(want), rtol=1e-5)
+    assert crossentropy(z[:0], y[:0], from_logits=True).shape == (0,)

@@ -111,15 +111,32 @@ def predict_classes(outputs: np.ndarray, kind: str) -> np.ndarray:
 
 
 def crossentropy(outputs: np.ndarray, labels: np.ndarray, from_logits: bool) -> np.ndarray:
-    """Per-sample crossentropy of integer labels; binary for a single output unit."""
-    z = np.asarray(outputs, dtype=np.float64)
+    """Per-sample crossentropy of integer labels; binary for a single output unit. Wide
+    outputs (a language model's vocabulary) are computed in blocks of rows, so the float64
+    temporaries stay small."""
+    outputs = np.asarray(outputs)
     labels = np.asarray(labels, dtype=np.int64)
-    if z.shape[-1] == 1:
-        z, t = z[:, 0], labels.astype(np.float64)
+    if outputs.shape[-1] == 1:
+        z, t = outputs[:, 0].astype(np.float64), labels.astype(np.float64)
         if from_logits:
             return np.maximum(z, 0) - z * t + np.log1p(np.exp(-np.abs(z)))
         p = np.clip(z, EPSILON, 1 - EPSILON)
         return -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    step = max(1, _BLOCK // outputs.shape[-1])
+    return np.concatenate(
+        [
+            _categorical(outputs[lo : lo + step], labels[lo : lo + step], from_logits)
+            for lo in range(0, len(labels), step)
+        ]
+        or [np.zeros(0)]
+    )
+
+
+_BLOCK = 1 << 22  # values per block of rows (32 MB of float64)
+
+
+def _categorical(outputs: np.ndarray, labels: np.ndarray, from_logits: bool) -> np.ndarray:
+    z = np.asarray(outputs, dtype=np.float64)
     rows = np.arange(len(labels))
     if from_logits:
         shifted = z - z.max(axis=-1, keepdims=True)
