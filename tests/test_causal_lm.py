@@ -13,7 +13,6 @@ from engine_models import randomize
 
 import neuronviz.api as nv
 from neuronviz.cli import main
-from neuronviz.commands.inspect import report
 
 L = keras.layers
 V, T, D = 23, 10, 16
@@ -144,22 +143,23 @@ def test_taylor_scores_skip_positions_with_nothing_to_predict(lm, tokens):
 
 
 def test_evaluate_and_inspect_cli(lm, lm_file, tokens, tmp_path, capsys):
-    path = lm_file
+    ids, mask = tokens
     npz = tmp_path / "tokens.npz"
-    np.savez(npz, token_ids=tokens[0], padding_mask=tokens[1])
-    assert main(["evaluate", str(path), "--data", str(npz), "--remove", "mha:1", "--json"]) == 0
+    np.savez(npz, token_ids=ids, padding_mask=mask)
+    _, loss, ppl, n = numpy_next_token(logits_of(nv.prune(lm, {"mha": [1]}).model, ids), *tokens)
+    assert main(["evaluate", lm_file, "--data", str(npz), "--remove", "mha:1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    want = nv.evaluate(lm, npz, {"mha": [1]})
-    assert out["loss"] == pytest.approx(want.loss, rel=1e-5)
-    assert out["perplexity"] == pytest.approx(want.perplexity, rel=1e-5)
-    assert out["n"] == want.n
-    assert main(["evaluate", str(path), "--data", str(npz)]) == 0
+    assert out["n"] == n and set(out) == {"accuracy", "loss", "n", "perplexity"}
+    assert out["loss"] == pytest.approx(loss, rel=1e-5)
+    assert out["perplexity"] == pytest.approx(ppl, rel=1e-5)
+    _, loss, ppl, n = numpy_next_token(logits_of(lm, ids), ids, mask)
+    assert main(["evaluate", lm_file, "--data", str(npz)]) == 0
     text = capsys.readouterr().out
-    assert f"perplexity {math.exp(nv.evaluate(lm, npz).loss):.4f}" in text
-    assert f"tokens   {want.n}" in text
-    dataset = nv.load_data(npz, lm)
-    base = report(lm, nv.analyze(lm), dataset)["baseline"]
-    assert base["perplexity"] == pytest.approx(nv.evaluate(lm, dataset).perplexity)
+    assert f"loss     {loss:.4f}" in text and f"perplexity {ppl:.4f}" in text
+    assert f"tokens   {n}" in text
+    assert main(["inspect", lm_file, "--data", str(npz), "--json"]) == 0
+    base = json.loads(capsys.readouterr().out)["baseline"]
+    assert base["perplexity"] == pytest.approx(ppl, rel=1e-5) and base["n"] == n
 
 
 @pytest.mark.parametrize(
@@ -180,15 +180,23 @@ def test_evaluate_and_inspect_cli(lm, lm_file, tokens, tmp_path, capsys):
         ({"padding_mask": np.ones((2, 5))}, "(or 'token_ids' for next-token scores)"),
     ],
 )
-def test_bad_token_data_is_one_line(lm_file, tmp_path, capsys, arrays, needle):
-    path = lm_file
+def test_bad_token_data_is_one_line(lm, tmp_path, arrays, needle):
     npz = tmp_path / "bad.npz"
     np.savez(npz, **arrays)
-    assert main(["evaluate", str(path), "--data", str(npz)]) == 2
+    with pytest.raises(nv.NeuronvizError) as e:
+        nv.load_data(npz, lm)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def test_bad_token_data_exits_2_with_one_line(lm_file, tmp_path, capsys):
+    npz = tmp_path / "bad.npz"
+    np.savez(npz, token_ids=np.full((2, 5), V + 7))
+    assert main(["evaluate", lm_file, "--data", str(npz)]) == 2
     captured = capsys.readouterr()
-    lines = captured.err.strip().splitlines()
-    assert captured.out == "" and len(lines) == 1, captured.err
-    assert lines[0].startswith("neuronviz: error: ") and needle in lines[0]
+    assert captured.out == "" and captured.err.splitlines() == [
+        f"neuronviz: error: Expected token ids in [0, {V}) for the model's vocabulary of {V} "
+        f"(its output's last axis). Received: token id {V + 7} in 'bad.npz'"
+    ]
 
 
 def test_token_ids_for_a_classifier_are_refused(tmp_path):

@@ -195,9 +195,12 @@ def run(args) -> int:
             f"target {budget.target} met (criterion {budget.criterion}, scope {budget.scope}, round_to {budget.round_to})"
         )
     if predicted is not None:
+        ppl, what = "", "samples"
+        if predicted.perplexity is not None:  # a causal LM's token data
+            ppl, what = f", perplexity {predicted.perplexity:.4f}", "tokens"
         print(
-            f"predicted on {args.data}: accuracy {predicted.accuracy:.4f}, loss {predicted.loss:.4f} "
-            f"({predicted.n} samples, exact: the masked model)"
+            f"predicted on {args.data}: accuracy {predicted.accuracy:.4f}, loss {predicted.loss:.4f}"
+            f"{ppl} ({predicted.n} {what}, exact: the masked model)"
         )
     if args.save_plan:
         print(f"plan written to {args.save_plan}")
