@@ -224,6 +224,7 @@ def plan_to_budget(
     sensitivity: SweepResult | None = None,
     batch_size: int = 32,
     trace: Trace | None = None,
+    progress=None,
 ) -> BudgetPlan:
     """The plan that removes the least important units (by importance `criterion`,
     normalised within each group, ranked across groups or, with scope="layer", the same
@@ -233,13 +234,14 @@ def plan_to_budget(
     Every group keeps a multiple of `round_to` units. `sensitivity` (a sweep) makes the
     groups that hurt most lose fewest units. scope="auto" (the default) is "global"
     without `data`; with it, both scopes are planned and the one whose exact (masked)
-    accuracy on `data` is higher is returned."""
+    accuracy on `data` is higher is returned. `progress(fraction)` is called as the
+    search goes (it may raise to stop)."""
     tr = trace if trace is not None else analyze(model)
     target = target if isinstance(target, Target) else Target.parse(target, batch_size)
     if data is not None and not isinstance(data, Dataset):
         data = load_data(data, model)
     scores = importance(model, criterion, data=data, trace=tr)
-    kw = dict(scores=scores, criterion=criterion, round_to=int(round_to))
+    kw = dict(scores=scores, criterion=criterion, round_to=int(round_to), progress=progress)
     if scope == "auto" and (data is None or target.kind == "latency"):
         scope = "global"
     if target.kind != "latency" and scope == "auto":  # the better of both, scored exactly
@@ -259,7 +261,11 @@ def plan_to_budget(
         pruned_ms = original_ms
         if bp.plan:
             lat = _compare_latency(
-                model, prune(model, bp.plan, tr).model, target.batch_size, shapes=shapes
+                model,
+                prune(model, bp.plan, tr).model,
+                target.batch_size,
+                shapes=shapes,
+                progress=progress,
             )
             original_ms, pruned_ms = lat.original_ms, lat.pruned_ms
         bp.latency_ms = (original_ms, pruned_ms)

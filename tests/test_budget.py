@@ -204,3 +204,18 @@ def test_cli_steps_reach_the_budget_widths_through_the_schedule(tmp_path, demo_m
     assert all(b % 8 == 0 for _, b in data["widths"].values())
     small = nv.load_model(out)
     assert small.get_layer("conv2d").filters == data["widths"]["conv2d"][1]
+
+
+def test_plan_to_budget_reports_progress_and_stops_when_the_callback_raises(residual):
+    seen = []
+    bp = nv.plan_to_budget(residual, "macs=0.5", scope="global", progress=seen.append)
+    assert bp.plan and seen and seen == sorted(seen) and all(0 < f <= 0.95 for f in seen)
+
+    class Stop(Exception):
+        pass
+
+    def stop(fraction):
+        raise Stop
+
+    with pytest.raises(Stop):  # how the app cancels a search (workers.report raises)
+        nv.plan_to_budget(residual, "macs=0.5", scope="layer", progress=stop)

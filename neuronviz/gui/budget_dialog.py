@@ -270,7 +270,7 @@ class BudgetDialog(QDialog):
                 )
                 done = self._on_schedule
             else:
-                job, done = s.budget_job(target, **kw), self._on_plan
+                job, done = s.budget_job(target, report=report, **kw), self._on_plan
         except NeuronvizError as e:
             self._on_error(str(e))
             return

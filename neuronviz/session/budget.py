@@ -26,10 +26,12 @@ class Budgets:
         scope: str = "auto",
         round_to: int = 8,
         batch_size: int = 32,
+        report=None,
     ):
         """A generator job: `nv.plan_to_budget` on the open model and data (the data ranks
         units for data-driven criteria, and scope "auto" scores both scopes on it).
-        Returns the BudgetPlan; applies nothing."""
+        Returns the BudgetPlan; applies nothing. `report(fraction, text)` reports from
+        inside the search (and may raise to stop it)."""
         import neuronviz.api as api
 
         if self.model is None:
@@ -37,8 +39,11 @@ class Budgets:
         api.Target.parse(target, batch_size)  # a bad target is refused here, at once
         model, trace, data = self.model, self.trace, self.dataset
 
+        text = f"Planning to {target}…"
+        progress = (lambda f: report(f, text)) if report is not None else None
+
         def job():
-            yield 0.0, f"Planning to {target}…"
+            yield 0.0, text
             return api.plan_to_budget(
                 model,
                 target,
@@ -48,6 +53,7 @@ class Budgets:
                 data=data,
                 batch_size=int(batch_size),
                 trace=trace,
+                progress=progress,
             )
 
         return job
@@ -72,7 +78,9 @@ class Budgets:
             raise NeuronvizError("Expected training data for fine-tuning. Received: none")
         if not str(out).strip():
             raise NeuronvizError("Expected a file to save the scheduled model to. Received: none")
-        plan_job = self.budget_job(target, **kw)
+        plan_job = self.budget_job(
+            target, report=(lambda f, t: report(0.05 * f, t)) if report else None, **kw
+        )
         model, trace, val, source = self.model, self.trace, self.dataset, self.model_path
         steps = int(steps)
 

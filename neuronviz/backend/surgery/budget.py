@@ -263,11 +263,13 @@ def plan_to_budget(
     round_to: int = DEFAULT_ROUND_TO,
     sensitivity=None,
     goal: float | None = None,
+    progress=None,
 ) -> BudgetPlan:
     """The plan that removes the least important units (by `scores`, layer -> importance
     per unit, computed with `criterion`; default L2) until `target` is met (MACs,
     params or size; a latency target is met through `goal`, a MACs ratio, by the caller).
-    Refuses an unreachable budget, naming the smallest reachable one."""
+    Refuses an unreachable budget, naming the smallest reachable one. `progress(fraction)`
+    is called after every candidate plan is counted (it may raise to stop)."""
     if scope not in SCOPES:
         raise NeuronvizError(f"Expected `scope` in {SCOPES}. Received: scope={scope!r}")
     before = count(trace.graph)
@@ -285,12 +287,18 @@ def plan_to_budget(
     entries.sort(key=lambda e: (np.inf if np.isnan(e[0]) else e[0], e[1], e[2]))
     flat = np.array([e[1] for e in entries], np.int64)
 
+    lo, hi = 0.0, (1.0 if scope == "layer" else float(len(flat)))
+    expected = 3 + int(np.ceil(np.log2(max(2.0, 1e4 if scope == "layer" else hi))))
+    calls = [0]
+
     def measure(t) -> tuple[Plan, Counts, float]:
         plan = _plan_for(ranked, _counts_at(ranked, caps, scope, t, flat), round_to)
         after = count_after(trace, before, trace.select(plan)) if plan else before
+        calls[0] += 1
+        if progress is not None:
+            progress(min(0.95, calls[0] / expected))
         return plan, after, float(after.macs if kind == "macs" else after.params)
 
-    lo, hi = 0.0, (1.0 if scope == "layer" else float(len(flat)))
     best = measure(hi)
     if best[2] > limit:
         smallest = best[2] / (before.macs if kind == "macs" else before.params)
