@@ -240,13 +240,27 @@ def hub_lm(kind):
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_keras_hub_causal_lm_scores(kind, tokens, tmp_path):
+    """Baseline, and head 1 of the block masked in the preview against a copy with that
+    head's output-projection rows zeroed by hand (what removing it computes)."""
     model = hub_lm(kind)
     ids, mask = tokens
     np.savez(tmp_path / "t.npz", token_ids=ids, padding_mask=mask)
     data = nv.load_data(tmp_path / "t.npz", model)  # padding_mask feeds the model's input
     x = {"token_ids": ids.astype("int32"), "padding_mask": mask}
     acc, loss, ppl, n = numpy_next_token(keras.ops.convert_to_numpy(model(x)), ids, mask)
-    got = nv.evaluate(model, data)
+    previewer = nv.Previewer(model, nv.analyze(model), data)
+    got = previewer.baseline()
     assert (got.n, got.accuracy) == (n, pytest.approx(acc))
     assert got.loss == pytest.approx(loss, rel=1e-5)
     assert got.perplexity == pytest.approx(ppl, rel=1e-5)
+    oracle = hub_lm(kind)  # the same weights
+    out = oracle.backbone.get_layer("transformer_layer_0")._self_attention_layer._output_dense
+    kernel = keras.ops.convert_to_numpy(out.kernel)
+    kernel[1] = 0  # (heads, head_dim, hidden)
+    out.kernel.assign(kernel)
+    _, loss, ppl, n = numpy_next_token(keras.ops.convert_to_numpy(oracle(x)), ids, mask)
+    got = previewer.score(nv.Plan({f"{kind}_backbone/transformer_layer_0/self_attention": [1]}))
+    assert got.n == n
+    assert got.loss == pytest.approx(loss, rel=1e-5)
+    assert got.perplexity == pytest.approx(ppl, rel=1e-5)
+    assert abs(got.loss - previewer.baseline().loss) > 1e-4  # the head mattered
