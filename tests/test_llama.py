@@ -85,8 +85,9 @@ def check(model, x, plan, heads=(), ffn=()):
 @pytest.mark.filterwarnings("ignore:Layer 'attn' keeps")  # (counting; checked below)
 @pytest.mark.parametrize(
     ("kind", "removed", "kv"),
-    [("llama", [0, 1], 1), ("llama", [3], 3), ("mistral", [1, 2], 2)],
-)  # a whole KV group; one head of one group (KV repeated); one head of each group
+    [("llama", [3], 3), ("mistral", [1, 2], 2)],
+)  # one head of one group (KV repeated); one head of each group (a whole KV group and the
+# save: in the backbone test below)
 def test_rotary_attention_heads(models, x, kind, removed, kv):
     model = models[kind]
     if kv == 3:
@@ -107,20 +108,6 @@ def test_rotary_attention_heads(models, x, kind, removed, kv):
     assert tuple(attn._output_dense.kernel.shape) == (4 - len(removed), 4, 16)
     after = count_after(tr, result.before, tr.select(nv.Plan({"attn": removed})))
     assert (after.params, after.macs) == (result.after.params, result.after.macs)
-
-
-def test_gated_mlp_neurons_and_heads_together(models, x, tmp_path):
-    model = models["llama"]
-    plan = {"gate": [1, 5, 30], "attn": [2, 3]}
-    tr, result = check(model, x, plan, heads=[2, 3], ffn=[1, 5, 30])
-    assert tr.unit_kind("gate") == tr.unit_kind("up") == "neuron"
-    assert tr.group_of("gate") == tr.group_of("up")
-    assert tuple(result.model.get_layer("down").kernel.shape) == (29, 16)
-    assert tuple(result.model.get_layer("up").kernel.shape) == (16, 29)
-    assert type(result.model.get_layer("attn")) is CachedMistralAttention
-    path = nv.save_pruned(result, tmp_path / "llama.keras", model, nv.Plan(plan))
-    reloaded = keras.saving.load_model(path, safe_mode=True)
-    assert_same_outputs(run(result.model, x), run(reloaded, x))
 
 
 def test_hidden_units_through_rms_norms_and_attention(models, x):
@@ -151,3 +138,57 @@ def test_hidden_units_through_rms_norms_and_attention(models, x):
     assert_same_outputs(run(hand, x), pruned)
     masked = nv.masked_predict(model, nv.Plan({"embed": removed}), x, tr=tr)
     assert_same_outputs(masked[..., keep], pruned)
+
+
+def llama_backbone():
+    return keras_hub.models.LlamaBackbone(
+        vocabulary_size=50,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+    )
+
+
+def test_llama_backbone_heads_and_gated_neurons(tmp_path):
+    """Through graph capture: a KV group's heads of block 1 and gated neurons of block 0."""
+    heads, gate = "transformer_layer_1/self_attention", "transformer_layer_0/feedforward_gate_dense"
+    model = randomize(llama_backbone())
+    tr = nv.analyze(model)
+    assert tr.unit_kind(heads) == "head" and len(tr.layer_units[heads]) == 4
+    assert tr.unit_kind(gate) == "neuron" and len(tr.layer_units[gate]) == 32
+    up = "transformer_layer_0/feedforward_intermediate_dense"
+    assert tr.unit_kind(up) == "neuron" and tr.group_of(gate) == tr.group_of(up)
+    plan = nv.Plan({heads: [0, 1], gate: [1, 5, 7]})
+    result = nv.prune(model, plan, tr)
+    hand = llama_backbone()  # the backbone with those output rows and gate/up columns zeroed
+    hand.set_weights(model.get_weights())
+    out = hand.get_layer("transformer_layer_1")._self_attention_layer._output_dense.kernel
+    w = np.array(out.numpy())
+    w[[0, 1]] = 0
+    out.assign(w)
+    block = hand.get_layer("transformer_layer_0")
+    for dense in (block._feedforward_gate_dense, block._feedforward_intermediate_dense):
+        w = np.array(dense.kernel.numpy())
+        w[:, [1, 5, 7]] = 0
+        dense.kernel.assign(w)
+    rng = np.random.default_rng(2)
+    x = {
+        "token_ids": rng.integers(0, 50, (3, 16)).astype("int32"),
+        "padding_mask": np.array([[1] * 16, [1] * 11 + [0] * 5, [1] * 6 + [0] * 10], "int32"),
+    }
+    want, pruned = run(hand, x), run(result.model, x)
+    assert not np.allclose(want, run(model, x))
+    assert_same_outputs(want, pruned)
+    masked = nv.masked_predict(model, plan, [x["padding_mask"], x["token_ids"]], tr=tr)
+    assert_same_outputs(masked, pruned)
+    assert result.after.params < result.before.params
+    attn = result.model.get_layer("transformer_layer_1").get_layer("self_attention")
+    assert type(attn) is CachedMistralAttention and attn._num_key_value_heads == 1
+    block0 = result.model.get_layer("transformer_layer_0")  # per-layer FFN width
+    assert block0.intermediate_dim == 29
+    assert tuple(block0._feedforward_output_dense.kernel.shape) == (29, 16)
+    path = nv.save_pruned(result, tmp_path / "llama.keras", model, plan)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert_same_outputs(run(reloaded, x), pruned)

@@ -152,12 +152,31 @@ def _classes_kept(model, fg, tr, sel, changes, weights, safe_mode) -> dict:
         if any(captured.under(path, k) and path != k for k in kept):
             continue  # rebuilt as part of a kept ancestor
         obj = model if path == "" else fg.nested_models[path]
+        changed = [p for p in changes if captured.under(p, path)]
+        if not changed and path:  # nothing inside changes: its own config still holds it
+            cfg = _own_config(obj, safe_mode)
+            if cfg is not None:
+                kept[path] = (cfg, cfg)
+                continue
+        if any(_swapped(fg.layers[p], tr.rule(p), changes[p]) for p in changed):
+            continue  # an inner layer becomes another class: this one's config cannot say so
         specs = _input_specs(fg, path, sel, tr)
         with _safe(safe_mode):
             cfg = captured.rebuilt_config(obj, path, fg, changes, weights, specs)
         if cfg is not None:
             kept[path] = (obj.get_config(), cfg)
     return kept
+
+
+def _own_config(layer, safe_mode) -> dict | None:
+    """`layer`'s config if its class takes it back (some keras-hub configs do not)."""
+    try:
+        cfg = layer.get_config()
+        with _safe(safe_mode):
+            type(layer).from_config(copy.deepcopy(cfg))
+    except Exception:
+        return None
+    return cfg
 
 
 def _input_specs(fg, path: str, sel, tr) -> list[tuple]:
@@ -240,13 +259,19 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
     return new, notes
 
 
-def _swap_class(cfg: dict, path: str, layer, rule, changes: dict) -> None:
-    """Where the rule rebuilds a pruned layer as another class (a LlamaAttention as the
-    CachedMistralAttention it equals), that class and config replace the layer's entry."""
+def _swapped(layer, rule, changes: dict):
+    """The pruned layer where its rule rebuilds it as another class (a LlamaAttention as
+    the CachedMistralAttention it equals), else None."""
     if type(rule).rebuilt is Rule.rebuilt:
-        return
+        return None
     new = rule.rebuilt(layer, changes)
-    if type(new) is not type(layer):
+    return new if type(new) is not type(layer) else None
+
+
+def _swap_class(cfg: dict, path: str, layer, rule, changes: dict) -> None:
+    """A pruned layer rebuilt as another class replaces the layer's entry in `cfg`."""
+    new = _swapped(layer, rule, changes)
+    if new is not None:
         entry = captured.find_entry(cfg, path)
         serialized = keras.saving.serialize_keras_object(new)
         for key in ("module", "class_name", "registered_name", "config"):
