@@ -40,6 +40,7 @@ class Call:
     outputs: list[Key]
     input_shapes: list[tuple]
     output_shapes: list[tuple]
+    slot_fns: tuple | None = None  # per input slot: a function applied to its tensor, or None
 
     @property
     def data_inputs(self) -> list[Key]:
@@ -56,10 +57,22 @@ class Call:
         """Compute this call from `values` (key -> tensor) and store its outputs there.
         `override` replaces some inputs (key -> tensor) for this call only."""
         src = values if not override else {**values, **override}
-        tensors = {
-            id(kt): src[k] for kt, k in zip(self.node.input_tensors, self.inputs, strict=True)
-        }
-        args, kwargs = self.node.arguments.fill_in(tensors)
+        if self.slot_fns is None:
+            tensors = {
+                id(kt): src[k] for kt, k in zip(self.node.input_tensors, self.inputs, strict=True)
+            }
+            args, kwargs = self.node.arguments.fill_in(tensors)
+        else:  # slot by slot: one tensor may fill two slots differently (query and value)
+            filled = iter(
+                src[k] if fn is None else fn(src[k])
+                for k, fn in zip(self.inputs, self.slot_fns, strict=True)
+            )
+            struct = (self.node.arguments.args, self.node.arguments.kwargs)
+            flat = [
+                next(filled) if isinstance(x, keras.KerasTensor) else x
+                for x in tree.flatten(struct)
+            ]
+            args, kwargs = tree.pack_sequence_as(struct, flat)
         out = (layer or self.layer)(*args, **kwargs)
         for k, y in zip(self.outputs, tree.flatten(out), strict=True):
             values[k] = y

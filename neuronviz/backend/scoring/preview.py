@@ -28,6 +28,9 @@ from neuronviz.backend.model.data import Dataset
 from neuronviz.backend.model.graph import Key
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.scoring.evaluation import scorer
+from neuronviz.backend.scoring.heads import HeadTerms, removed_heads
+from neuronviz.backend.scoring.positions import Positions
+from neuronviz.backend.surgery.attention import ProjectedAttention
 from neuronviz.backend.surgery.masking import Masker, pruned_layer
 from neuronviz.backend.surgery.sources import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
 from neuronviz.core.metrics import Score
@@ -96,7 +99,13 @@ class Previewer:
         self._arrays: dict[Key, np.ndarray] = dict(self._inputs)  # key -> array over all samples
         self._frontiers: OrderedDict[int, tuple] = OrderedDict()  # t -> keys (LRU order)
         self._frontier_keys: dict[int, tuple] = {}
+        self._heads: OrderedDict[int, HeadTerms] = OrderedDict()  # attention call -> terms
         self._index_graph()
+        same = all(  # positions were read off the traced shapes
+            tuple(a.shape[1:]) == tuple(s[1:])
+            for a, s in zip(dataset.inputs, self.graph.input_shapes, strict=True)
+        )
+        self.positions = Positions(self.graph) if same else None
 
     # ---- public -----------------------------------------------------------------------
     @property
@@ -105,7 +114,8 @@ class Previewer:
 
     @property
     def cached_bytes(self) -> int:
-        return sum(a.nbytes for k, a in self._arrays.items() if k not in self._inputs)
+        arrays = sum(a.nbytes for k, a in self._arrays.items() if k not in self._inputs)
+        return arrays + sum(h.nbytes for h in self._heads.values())
 
     def baseline(self) -> Score:
         """The score of the unmasked model."""
@@ -152,6 +162,10 @@ class Previewer:
         for t in sorted(set(self._click_targets()) | {last}):
             with self._lock:
                 self._ensure_frontier(t)
+                if t < last and isinstance(
+                    self.trace.rule(self.graph.calls[t].path), ProjectedAttention
+                ):
+                    self._head_terms(t)
             if progress is not None:  # the work so far is about the calls run so far
                 progress(0.99 * t / max(last, 1))
         self.baseline()
@@ -165,6 +179,7 @@ class Previewer:
             self._arrays = dict(self._inputs)
             self._baseline = None
             self._maskers.clear()
+            self._heads.clear()
 
     # ---- graph facts ------------------------------------------------------------------
     def _index_graph(self) -> None:
@@ -237,7 +252,10 @@ class Previewer:
         while self.cached_bytes + need > self.budget_bytes:
             victim = next((t for t in self._frontiers if t != protect), None)
             if victim is None:
-                return False
+                if not self._heads:
+                    return False
+                self._heads.popitem(last=False)
+                continue
             del self._frontiers[victim]
             alive = set(self._inputs).union(keep, *self._frontiers.values())
             self._arrays = {k: a for k, a in self._arrays.items() if k in alive}
@@ -261,15 +279,57 @@ class Previewer:
 
     # ---- running ----------------------------------------------------------------------
     def _masked_outputs(self, masker: Masker) -> np.ndarray:
-        s = self._ensure_frontier(masker.first_affected())
+        t = masker.first_affected()
+        heads = removed_heads(self.trace, masker, t)
+        terms = self._head_terms(t) if heads is not None else None
+        if terms is None:
+            s = run_from = self._ensure_frontier(t)
+        else:  # the attention output without those heads, by subtraction
+            s, run_from = t + 1, t
+            out = self.graph.calls[t].outputs[0]
         stop = len(self.graph.calls)
         rows = self._rows(s, stop)
-        hook = self._counting(self._slicing_hook(masker))
+        hook = self._slicing_hook(masker)
+        if self.positions:  # only the positions the outputs read
+            hook = self.positions.wrap(hook, s, run_from)
+        hook = self._counting(hook)
         chunks = []
         for lo in range(0, self.n, rows):
-            values = self.graph.run(None, start=s, values=self._batch(s, lo, rows), hook=hook)
+            values = self._batch(s, lo, rows)
+            if terms is not None:
+                values[out] = terms.without(heads, lo, lo + rows)
+            values = self.graph.run(None, start=s, values=values, hook=hook)
             chunks.append(ops.convert_to_numpy(masker.outputs(values)[0]))
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def _head_terms(self, t: int) -> HeadTerms | None:
+        """Attention call `t`'s output and per-head terms over all samples (cached), or
+        None when they would take more than an eighth of the budget."""
+        if self._ensure_frontier(t) != t:  # it holds the other inputs of the calls after t
+            return None
+        terms = self._heads.get(t)
+        if terms is not None:
+            self._heads.move_to_end(t)
+            return terms
+        call = self.graph.calls[t]
+        held = self.positions.held(t) if self.positions else None
+        shape = list(call.output_shapes[0][1:])
+        if held is not None:
+            shape[0] = len(held)
+        per_sample = np.prod(shape, dtype=np.int64) * (len(self.trace.layer_units[call.path]) + 1)
+        need = int(per_sample) * 4 * self.n
+        if need > self.budget_bytes // 8 or not self._make_room(
+            need, protect=t, keep=self.keys_at(t)
+        ):
+            return None
+        terms = HeadTerms(self.trace, call, self.n)
+        run = self.positions.call_at(t) if self.positions else call
+        rows = self._rows(t, t + 1)
+        for lo in range(0, self.n, rows):
+            terms.add(run, self._batch(t, lo, rows), lo)
+            self.calls_run[t] += 1
+        self._heads[t] = terms
+        return terms
 
     def _slicing_hook(self, masker: Masker):
         """The masker's hook, with expensive masked layers run on their kept inputs only."""
@@ -315,7 +375,7 @@ class Previewer:
     def _batch(self, s: int, lo: int, rows: int) -> dict:
         """Frontier `s` for samples lo..lo+rows (NumPy views; layers convert them, and
         masks multiply them in NumPy, which is faster than a TensorFlow op here)."""
-        return {k: self._arrays[k][lo : lo + rows] for k in self.keys_at(s)}
+        return {k: self._arrays[k][lo : lo + rows] for k in self.keys_at(s) if k in self._arrays}
 
     def _rows(self, start: int, stop: int) -> int:
         """Rows per batch: `batch_size`, or more while the working set stays small."""

@@ -41,6 +41,15 @@ def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes, in_axes=None):
     return clone
 
 
+def local_copy(tr: Trace, call: Call, in_keeps: list, out_keeps: list):
+    """`pruned_layer` for a traced call (a `mask=` argument is passed as it is)."""
+    n = len(call.data_inputs)
+    in_axes = [a for _, a in tr.views[call.index]]
+    return pruned_layer(
+        tr.rule(call.path), call.layer, in_keeps[:n], out_keeps, call.input_shapes[:n], in_axes[:n]
+    )
+
+
 class Masker:
     """Applies a selection while a FlatGraph runs (pass `hook` to FlatGraph.run)."""
 
@@ -65,11 +74,8 @@ class Masker:
                 or (rule.mix == "recurrent" and outputs_cut)
                 or (rule.inner_units and not out_keeps[-1].all())
             ):
-                n = len(call.data_inputs)  # a `mask=` argument is passed as it is
+                clone = local_copy(tr, call, in_keeps, out_keeps)
                 in_axes = [a for _, a in views]
-                clone = pruned_layer(
-                    rule, call.layer, in_keeps[:n], out_keeps, call.input_shapes[:n], in_axes[:n]
-                )
                 takes = [
                     None if k.all() else (np.flatnonzero(k), a)
                     for k, a in zip(in_keeps, in_axes, strict=True)
