@@ -19,19 +19,23 @@ from neuronviz.backend.surgery.attention import ProjectedAttention
 from neuronviz.backend.surgery.masking import Masker, local_copy
 
 
+def has_heads(tr: Trace, index: int) -> bool:
+    """True when call `index` is a projected attention layer (its units are heads)."""
+    calls = tr.graph.calls
+    return index < len(calls) and isinstance(tr.rule(calls[index].path), ProjectedAttention)
+
+
 def removed_heads(tr: Trace, masker: Masker, index: int) -> np.ndarray | None:
     """The heads removed from call `index`, when removing them is all the selection
     changes at that call (inputs and output channels whole); otherwise None."""
-    call = tr.graph.calls[index] if index < len(tr.graph.calls) else None
     if (
-        call is None
-        or not isinstance(tr.rule(call.path), ProjectedAttention)
+        not has_heads(tr, index)
         or index not in masker.local
         or index in masker.input_masks
-        or len(call.outputs) != 1
+        or len(tr.graph.calls[index].outputs) != 1
     ):
         return None
-    ins, outs = tr.keeps(masker.selection, call)
+    ins, outs = tr.keeps(masker.selection, tr.graph.calls[index])
     if not all(k.all() for k in ins + outs[:-1]):
         return None
     return np.flatnonzero(~outs[-1])
@@ -53,6 +57,14 @@ class HeadTerms:
         self.n = n
         self.output: np.ndarray | None = None  # (n, ..., width)
         self.terms: np.ndarray | None = None  # (heads, n, ..., width)
+
+    @staticmethod
+    def nbytes_for(tr: Trace, call: Call, positions=None) -> int:
+        """Bytes per sample of the output and the terms (float32) at `positions` (or all)."""
+        shape = list(call.output_shapes[0][1:])
+        if positions is not None:
+            shape[0] = len(positions)
+        return int(np.prod(shape, dtype=np.int64)) * 4 * (len(tr.layer_units[call.path]) + 1)
 
     @property
     def nbytes(self) -> int:

@@ -41,6 +41,15 @@ class Positions:
         self._produced = {k: c.index for c in graph.calls for k in c.outputs}
         self._calls: dict[int, dict] = {}  # run_from -> {index: proxy Call or picked position}
 
+    @classmethod
+    def for_data(cls, graph: FlatGraph, inputs: list) -> Positions | None:
+        """The positions of `graph`, if `inputs` have the shapes it was traced at."""
+        same = all(
+            tuple(a.shape[1:]) == tuple(s[1:])
+            for a, s in zip(inputs, graph.input_shapes, strict=True)
+        )
+        return cls(graph) if same else None
+
     def __bool__(self) -> bool:
         return bool(self.plan)
 
@@ -74,6 +83,11 @@ class Positions:
     def held(self, index: int):
         """The positions call `index`'s outputs hold (None: all)."""
         return self.plan.get(index, (_ALL, None))[0]
+
+    def share(self, index: int) -> float:
+        """The share of positions call `index`'s outputs hold."""
+        held = self.held(index)
+        return 1.0 if held is None else len(held) / self.graph.calls[index].output_shapes[0][1]
 
     def _planned(self, run_from: int) -> dict:
         """Call index -> a copy with slot functions, or the index a GetItem picks."""

@@ -10,7 +10,9 @@ batch by batch instead. Scores equal those of the physically pruned model.
 
 Where zeroed input channels would cost real work (a big Dense or convolution after the
 removed units), that layer runs instead as a copy with those input channels sliced off,
-which is what the pruned model computes.
+which is what the pruned model computes. Calls run on the sequence positions the outputs
+read only (positions.py: a [CLS]-pooled model's last block computes one query), and
+removing heads of an attention layer subtracts their cached terms (heads.py).
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ from neuronviz.backend.model.data import Dataset
 from neuronviz.backend.model.graph import Key
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.scoring.evaluation import scorer
-from neuronviz.backend.scoring.heads import HeadTerms, removed_heads
+from neuronviz.backend.scoring.heads import HeadTerms, has_heads, removed_heads
 from neuronviz.backend.scoring.positions import Positions
-from neuronviz.backend.surgery.attention import ProjectedAttention
 from neuronviz.backend.surgery.masking import Masker, pruned_layer
 from neuronviz.backend.surgery.sources import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
 from neuronviz.core.metrics import Score
@@ -101,11 +102,7 @@ class Previewer:
         self._frontier_keys: dict[int, tuple] = {}
         self._heads: OrderedDict[int, HeadTerms] = OrderedDict()  # attention call -> terms
         self._index_graph()
-        same = all(  # positions were read off the traced shapes
-            tuple(a.shape[1:]) == tuple(s[1:])
-            for a, s in zip(dataset.inputs, self.graph.input_shapes, strict=True)
-        )
-        self.positions = Positions(self.graph) if same else None
+        self.positions = Positions.for_data(self.graph, dataset.inputs)
 
     # ---- public -----------------------------------------------------------------------
     @property
@@ -162,9 +159,7 @@ class Previewer:
         for t in sorted(set(self._click_targets()) | {last}):
             with self._lock:
                 self._ensure_frontier(t)
-                if t < last and isinstance(
-                    self.trace.rule(self.graph.calls[t].path), ProjectedAttention
-                ):
+                if has_heads(self.trace, t):
                     self._head_terms(t)
             if progress is not None:  # the work so far is about the calls run so far
                 progress(0.99 * t / max(last, 1))
@@ -313,11 +308,7 @@ class Previewer:
             return terms
         call = self.graph.calls[t]
         held = self.positions.held(t) if self.positions else None
-        shape = list(call.output_shapes[0][1:])
-        if held is not None:
-            shape[0] = len(held)
-        per_sample = np.prod(shape, dtype=np.int64) * (len(self.trace.layer_units[call.path]) + 1)
-        need = int(per_sample) * 4 * self.n
+        need = HeadTerms.nbytes_for(self.trace, call, held) * self.n
         if need > self.budget_bytes // 8 or not self._make_room(
             need, protect=t, keep=self.keys_at(t)
         ):
@@ -380,10 +371,13 @@ class Previewer:
     def _rows(self, start: int, stop: int) -> int:
         """Rows per batch: `batch_size`, or more while the working set stays small."""
         per_sample = sum(self._sample_bytes[k] for k in self.keys_at(start))
+        share = self.positions.share if self.positions else lambda i: 1.0
         per_sample += sum(
-            self._sample_bytes[k] for c in self.graph.calls[start:stop] for k in c.outputs
+            self._sample_bytes[k] * share(c.index)
+            for c in self.graph.calls[start:stop]
+            for k in c.outputs
         )
-        return min(self.n, max(self.batch_size, self.work_bytes // max(per_sample, 1)))
+        return min(self.n, max(self.batch_size, int(self.work_bytes // max(per_sample, 1))))
 
     def _counting(self, hook):
         counter = self.calls_run

@@ -57,7 +57,8 @@ class Masker:
         self.trace = tr
         self.selection = selection
         self.input_masks: dict[int, dict] = {}  # call index -> {key: float mask}
-        self.local: dict[int, tuple] = {}  # call index -> (clone, takes, scatters)
+        self.local: dict[int, tuple] = {}  # call index -> (keeps, takes, scatters)
+        self._clones: dict[int, keras.Layer] = {}  # call index -> its local copy, once run
         if not selection:
             self.output_masks = [None] * len(tr.graph.outputs)
             return
@@ -74,7 +75,6 @@ class Masker:
                 or (rule.mix == "recurrent" and outputs_cut)
                 or (rule.inner_units and not out_keeps[-1].all())
             ):
-                clone = local_copy(tr, call, in_keeps, out_keeps)
                 in_axes = [a for _, a in views]
                 takes = [
                     None if k.all() else (np.flatnonzero(k), a)
@@ -84,7 +84,7 @@ class Masker:
                     None if k.all() else (_scatter_index(k), tr.axis(o))
                     for k, o in zip(out_keeps, call.outputs, strict=False)
                 ]
-                self.local[call.index] = (clone, takes, scatters)
+                self.local[call.index] = ((in_keeps, out_keeps), takes, scatters)
             elif rule.mix in ("linear", "recurrent"):
                 masks = {
                     k: channel_mask(keep, axis, len(shape))
@@ -101,6 +101,12 @@ class Masker:
             mask = None if keep.all() else channel_mask(keep, tr.axis(k), len(tr.shape(k)))
             self.output_masks.append(mask)
 
+    def build_copies(self) -> None:
+        """Build every local copy now (before tracing: no variables are made later)."""
+        for index, (keeps, _, _) in self.local.items():
+            if index not in self._clones:
+                self._clones[index] = local_copy(self.trace, self.trace.graph.calls[index], *keeps)
+
     def first_affected(self) -> int:
         """Index of the first call whose result changes; len(calls) if only outputs change."""
         touched = list(self.input_masks) + list(self.local)
@@ -113,7 +119,10 @@ class Masker:
             return True
         local = self.local.get(call.index)
         if local is not None:
-            clone, takes, scatters = local
+            keeps, takes, scatters = local
+            if call.index not in self._clones:  # built on first use: a preview may skip it
+                self._clones[call.index] = local_copy(self.trace, call, *keeps)
+            clone = self._clones[call.index]
             override = {
                 k: ops.take(values[k], take[0], axis=take[1])
                 for k, take in zip(call.inputs, takes, strict=True)
@@ -184,6 +193,7 @@ class MaskedModel(keras.Model):
         self._trace = trace(flatten(self.source))
         self.selection = self._trace.select(plan)
         self._masker = Masker(self._trace, self.selection)
+        self._masker.build_copies()
         self._single = len(self._trace.graph.outputs) == 1
 
     def call(self, inputs):
