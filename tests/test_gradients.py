@@ -176,3 +176,57 @@ def test_top_inputs_of_grouped_conv_point_into_its_group():
     top = unit_top_inputs(trace(flatten(model)), "g", 3)
     assert sorted(i for i, _ in top) == [2, 3]
     np.testing.assert_allclose(dict(top)[2], np.linalg.norm(k[:, :, 0, 3]), rtol=1e-6)
+
+
+def _attention_model():
+    x = keras.Input((5, 8))
+    h = L.Dense(8, activation="tanh", name="d")(x)
+    model = keras.Model(x, L.MultiHeadAttention(2, 4, name="mha")(h, h))
+    return model, np.random.default_rng(4).standard_normal((3, 5, 8)).astype("float32")
+
+
+def _head_norm_by_hand(model, x, head):
+    """Sum over samples of head `head`'s output norm, computed from the raw weights with
+    plain TensorFlow (softmax(q k^T / sqrt(d)) v, before the output projection)."""
+    import tensorflow as tf
+
+    d, mha = model.get_layer("d"), model.get_layer("mha")
+    h = tf.tanh(x @ _w(d, "kernel") + _w(d, "bias"))
+    q, k, v = (
+        tf.einsum("btd,dhk->bthk", h, sub.kernel.value) + sub.bias.value
+        for sub in (mha._query_dense, mha._key_dense, mha._value_dense)
+    )
+    p = tf.nn.softmax(tf.einsum("bqhk,bshk->bhqs", q, k) / np.sqrt(4.0), axis=-1)
+    o = tf.einsum("bhqs,bshk->bqhk", p, v)[:, :, head]
+    return tf.reduce_sum(tf.sqrt(tf.reduce_sum(o * o, axis=(1, 2))))
+
+
+def test_head_saliency_is_the_gradient_of_its_output_norm():
+    import tensorflow as tf
+
+    model, x = _attention_model()
+    tx = tf.constant(x)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(tx)
+        norm = _head_norm_by_hand(model, tx, 1)
+        channel = tf.reduce_sum(model(tx)[..., 1])  # output channel 1, not head 1
+    want, channel_grad = tape.gradient(norm, tx).numpy(), tape.gradient(channel, tx).numpy()
+    want_wq = tape.gradient(norm, model.get_layer("mha")._query_dense.kernel.value).numpy()
+    got = saliency(model, "mha", 1, x)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    assert np.abs(got - channel_grad).max() > 10 * np.abs(got).max() * 1e-3
+    with pytest.raises(NeuronvizError, match=r"\[0, 2\) for layer 'mha' \(its heads\)"):
+        saliency(model, "mha", 2, x)
+
+    # the weight gradients of head 1: none of the output projection or of head 0's columns
+    g = unit_weight_gradients(model, "mha", 1, x, trace=trace(flatten(model)))
+    assert not g["mha/attention_output/kernel"].any() and not g["mha/query/kernel"][:, 0].any()
+    np.testing.assert_allclose(g["mha/query/kernel"], want_wq, rtol=1e-4, atol=1e-6)
+    assert np.abs(want_wq[:, 1]).sum() > 0 and np.abs(g["d/kernel"]).sum() > 0
+
+    # its strongest inputs: the query channels by the norm of the head's query weights
+    wq = model.get_layer("mha")._query_dense.kernel.numpy()[:, 1]  # (8, 4)
+    top = unit_top_inputs(trace(flatten(model)), "mha", 1, k=3)
+    want_top = np.argsort(-np.linalg.norm(wq, axis=1), kind="stable")[:3]
+    assert [i for i, _ in top] == want_top.tolist()
+    np.testing.assert_allclose([w for _, w in top], np.linalg.norm(wq[want_top], axis=1), rtol=1e-6)

@@ -103,6 +103,19 @@ def test_head_map_selects_heads_and_follows_the_plan(make, qtbot, files):
     qtbot.waitUntil(lambda: "gqa_1 · head 3" in view.image.toolTip(), timeout=5000)
     assert f"{want['gqa_1'][3]:.4g}" in view.image.toolTip()
 
+    # the unit panel of a head: its saliency is that of the head's output norm (checked
+    # against plain TensorFlow in test_gradients), on the sample where that norm is largest
+    win.state.set_focus("gqa_1", 3)
+    win.unit.ensure_drawn()
+    qtbot.waitUntil(lambda: win.unit.saliency_for == ("gqa_1", 3), timeout=60000)
+    i = int(np.argmax(per_sample[:, 3]))
+    sal = np.abs(nv.saliency(model, "gqa_1", 3, data.x[i : i + 1])[0]).max(axis=-1)
+    np.testing.assert_allclose(win.unit.sal_img.image, sal, rtol=1e-5, atol=1e-7)
+    assert win.unit.sal_label.text == "saliency of its output norm"
+    wq = model.get_layer("gqa_1")._query_dense.kernel.numpy()[:, 3]
+    top = int(np.argmax(np.linalg.norm(wq, axis=1)))
+    assert f"(ch {top})" in win.unit.upstream.text().split("<br>")[1]
+
     # a click puts exactly that head in the plan; the preview scores it
     testing.click_item(qtbot, view.plot, view.image, cell_center(view, "gqa_1", 3))
     assert s.plan == nv.Plan({"gqa_1": [3]})
@@ -144,6 +157,7 @@ def test_head_map_of_a_model_without_heads(qtbot):
     from neuronviz.gui.plan_editor import PlanEditor
     from neuronviz.gui.state import State
     from neuronviz.gui.views.head_map import HeadMapView
+    from neuronviz.gui.views.unit_view import UnitView
     from neuronviz.gui.workers import Tasks
     from neuronviz.session import Session, analyze_parts
 
@@ -157,6 +171,12 @@ def test_head_map_of_a_model_without_heads(qtbot):
     view.show()
     qtbot.waitExposed(view)
     assert "no attention heads" in view.message.toPlainText()
+    unit = UnitView(state, PlanEditor(state), tasks)
+    qtbot.addWidget(unit)
+    state.set_focus("d", 1)
+    unit._request_saliency()
+    assert unit.sample_label.text == "no saliency map: the input is not an image"
+    unit.cleanup()
     assert view.rows == [] and not view.compute.isEnabled()
     assert not s.set_unit_data(nv.UnitData(), keras.Model(x, x), s.dataset)  # another model's
     assert s.unit_data is None

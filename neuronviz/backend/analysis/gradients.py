@@ -3,7 +3,9 @@
 The derivative of one unit w.r.t. the weights needs no loss and no labels: take the
 unit's activation (its channel of the layer's output), sum it over the batch and the
 spatial positions, and differentiate that scalar with a GradientTape while running the
-model's flat graph up to the layer::
+model's flat graph up to the layer. An attention head's activation is its output before
+the output projection, measured as the statistics measure it (`heads.head_norms`: its L2
+norm over positions and head dimensions, per sample)::
 
     grads = unit_weight_gradients(model, "dense", 7, x)   # {"dense/kernel": ..., ...}
 
@@ -18,11 +20,13 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from neuronviz.backend.analysis.heads import gated_copy, head_norms
 from neuronviz.backend.analysis.stats import as_inputs, batch_tensors, input_dtypes
 from neuronviz.backend.model.graph import FlatGraph, flatten
 from neuronviz.backend.model.trace import Trace
+from neuronviz.backend.model.trace import trace as trace_graph
 from neuronviz.backend.surgery.registry import rule_for
-from neuronviz.backend.surgery.rules import width
+from neuronviz.backend.surgery.rules import _np, width
 from neuronviz.backend.surgery.sources import ConvRule, EmbeddingRule, RecurrentRule, SeparableRule
 from neuronviz.backend.surgery.wrappers import BidirectionalRule
 from neuronviz.core.metrics import IGNORE
@@ -45,12 +49,55 @@ def _unit_call(fg: FlatGraph, name: str, unit: int, trace: Trace | None = None):
         rank = len(call.input_shapes[0]) if call.input_shapes else 0
         axis = rule_for(call.layer, rank).channel_axis(call.layer, len(shape))
         axis = len(shape) - 1 if axis is None else axis
-    n = width(shape, axis)
+    _check_unit(call, unit, width(shape, axis))
+    return call, axis
+
+
+def _check_unit(call, unit: int, n: int, kind: str = "") -> None:
     if not 0 <= int(unit) < n:
         raise NeuronvizError(
-            f"Expected `unit` in [0, {n}) for layer '{call.path}'. Received: unit={unit}"
+            f"Expected `unit` in [0, {n}) for layer '{call.path}'{kind}. Received: unit={unit}"
         )
-    return call, axis
+
+
+def _has_heads(fg: FlatGraph, name: str, trace: Trace | None) -> bool:
+    path = layer_path(fg, name)
+    if trace is not None:
+        return trace.inner(path)
+    call = fg.first_call(path)
+    rank = len(call.input_shapes[0]) if call.input_shapes else 0
+    return bool(getattr(rule_for(call.layer, rank), "inner_units", False))
+
+
+def unit_target(fg: FlatGraph, name: str, unit: int, trace: Trace | None = None):
+    """(fn(batch) -> the scalar whose derivatives are the unit's, {id(weight): the variable
+    that stands for it in fn}): fn runs the flat graph up to the layer and sums the unit's
+    activation over samples (and positions). An attention head's activation is its
+    output's norm (`head_norms`), read from a private copy of the layer (with copies of
+    its weights) whose output projection records each head's output."""
+    if not _has_heads(fg, name, trace):
+        call, axis = _unit_call(fg, name, unit, trace)
+
+        def channel(batch):
+            return _unit_sum(fg.run(batch, stop=call.index + 1), call, axis, unit)
+
+        return channel, {}
+    tr = trace if trace is not None else trace_graph(fg)
+    call = fg.first_call(layer_path(fg, name))
+    _check_unit(call, unit, len(tr.layer_units[call.path]), " (its heads)")
+    copy, gated = gated_copy(tr, call)
+
+    def hook(c, values) -> bool:
+        if c.index != call.index:
+            return False
+        c.run(values, layer=copy)
+        return True
+
+    def head(batch):
+        fg.run(batch, hook=hook, stop=call.index + 1)
+        return ops.sum(head_norms(gated.heads)[:, int(unit)])
+
+    return head, {id(w): c for w, c in zip(call.layer.weights, copy.weights, strict=True)}
 
 
 def _unit_sum(values: dict, call, axis: int, unit: int):
@@ -66,14 +113,21 @@ def _batches(fg: FlatGraph, x, batch_size: int):
 
 
 def trainable_weights(fg: FlatGraph) -> dict[str, keras.Variable]:
-    """'layer_path/weight_name' -> variable, for every trainable weight (each once)."""
+    """'layer_path/weight_name' -> variable, for every trainable weight (each once); a
+    weight of a sublayer keeps its sublayer's name ('mha/query/kernel')."""
     out, seen = {}, set()
     for path, layer in fg.layers.items():
         for v in getattr(layer, "trainable_weights", []):  # raw ops (x + y) have none
             if id(v) not in seen:
                 seen.add(id(v))
-                out[f"{path}/{v.name}"] = v
+                out[f"{path}/{_within(v, layer)}"] = v
     return out
+
+
+def _within(v, layer) -> str:
+    """The variable's path below its layer ('query/kernel' in a MultiHeadAttention)."""
+    parts = str(getattr(v, "path", v.name)).split("/")
+    return "/".join(parts[parts.index(layer.name) + 1 :]) if layer.name in parts[:-1] else v.name
 
 
 def _graph(model: keras.Model, trace: Trace | None) -> FlatGraph:
@@ -87,14 +141,14 @@ def unit_weight_gradients(
     weight), keyed 'layer_path/weight_name'. Weights the unit does not depend on get
     zeros. Pass `trace` to reuse the model's flat graph."""
     fg = _graph(model, trace)
-    call, axis = _unit_call(fg, layer, unit, trace)
+    target, swap = unit_target(fg, layer, unit, trace)
     weights = trainable_weights(fg)
+    watched = [swap.get(id(v), v) for v in weights.values()]
     total = {k: np.zeros(tuple(v.shape), np.float64) for k, v in weights.items()}
     for _, batch in _batches(fg, x, batch_size):
         with tf.GradientTape() as tape:
-            values = fg.run(batch, stop=call.index + 1)
-            target = _unit_sum(values, call, axis, unit)
-        grads = tape.gradient(target, list(weights.values()))
+            value = target(batch)
+        grads = tape.gradient(value, watched)
         for k, g in zip(weights, grads, strict=True):
             if g is not None:
                 total[k] += ops.convert_to_numpy(ops.convert_to_tensor(g))
@@ -105,9 +159,9 @@ def saliency(
     model: keras.Model, layer: str, unit: int, x, batch_size: int = 256, trace: Trace | None = None
 ):
     """d(unit activation summed over positions) / d(input), per sample: shaped like x
-    (a list for several inputs)."""
+    (a list for several inputs). For an attention head: d(its output norm) / d(input)."""
     fg = _graph(model, trace)
-    call, axis = _unit_call(fg, layer, unit, trace)
+    target, _ = unit_target(fg, layer, unit, trace)
     xs = as_inputs(x, len(fg.inputs))
     if any(np.asarray(a[:1]).dtype.kind not in "f" for a in xs):
         raise NeuronvizError(
@@ -118,9 +172,8 @@ def saliency(
         with tf.GradientTape() as tape:
             for t in batch:
                 tape.watch(t)
-            values = fg.run(batch, stop=call.index + 1)
-            target = _unit_sum(values, call, axis, unit)
-        for o, g in zip(out, tape.gradient(target, batch), strict=True):
+            value = target(batch)
+        for o, g in zip(out, tape.gradient(value, batch), strict=True):
             if g is not None:
                 o[s : s + len(g)] = ops.convert_to_numpy(g)
     return out[0] if len(out) == 1 else out
@@ -216,8 +269,15 @@ def unit_top_inputs(trace: Trace, layer: str, unit: int, k: int = 10) -> list[tu
     Dense and Embedding: the signed weight (for Embedding the index is a token id).
     Layers with a kernel window (Conv*, ConvTranspose) or gates (recurrent): the L2 norm
     of the weights from that input channel (>= 0); SeparableConv: of its pointwise kernel
-    over the depth multiplier."""
+    over the depth multiplier. An attention head: its query input's channels, by the L2
+    norm of the head's query weights from each (>= 0)."""
     fg = trace.graph
+    if trace.inner(layer_path(fg, layer)):
+        call = fg.first_call(layer_path(fg, layer))
+        _check_unit(call, unit, len(trace.layer_units[call.path]), " (its heads)")
+        per_input = np.linalg.norm(_np(call.layer._query_dense.kernel)[:, int(unit)], axis=-1)
+        order = np.argsort(-per_input, kind="stable")[: max(0, int(k))]
+        return [(int(i), float(per_input[i])) for i in order]
     call, _ = _unit_call(fg, layer, unit, trace)
     rule = trace.rule(call.path)
     w = rule.unit_kernel(call.layer)

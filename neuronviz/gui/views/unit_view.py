@@ -1,6 +1,7 @@
 """Unit detail: the hovered or clicked unit's statistics, its incoming weights (a conv
 filter's kernel as small images), the upstream units it listens to most, and, for image
-models, the input that excites it most with its saliency map."""
+models, the input that excites it most with its saliency map (for an attention head, the
+gradient of the head's output norm)."""
 
 from __future__ import annotations
 
@@ -227,7 +228,8 @@ class UnitView(View):
         if f is None or self.tasks is None or s.dataset is None or not is_image_model(s.model):
             self.sample_img.clear()
             self.sal_img.clear()
-            self.sample_label.setText("")
+            image = s.model is None or is_image_model(s.model)
+            self.sample_label.setText("" if image else "no saliency map: the input is not an image")
             self.sal_label.setText("")
             return
         path, unit = f
@@ -241,12 +243,13 @@ class UnitView(View):
             return
         i = int(np.argmax(act.per_sample[:, unit])) if act is not None else 0
         x = s.dataset.x[i : i + 1]
-        model = s.model
+        model, trace = s.model, s.trace
+        head = trace is not None and trace.inner(path)
 
-        def job():
+        def job():  # a head's saliency is that of its output norm (api.saliency)
             from neuronviz.api import saliency
 
-            return saliency(model, path, unit, x)
+            return saliency(model, path, unit, x, trace=trace)
 
         def got(sal):
             if self.state.focus != (path, unit):
@@ -259,7 +262,7 @@ class UnitView(View):
             self.sample_vb.autoRange(padding=0)
             self.sal_vb.autoRange(padding=0)
             self.sample_label.setText(f"top sample #{i}")
-            self.sal_label.setText("saliency")
+            self.sal_label.setText("saliency of its output norm" if head else "saliency")
 
         self.tasks.submit("saliency", job, got)
 
