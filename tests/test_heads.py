@@ -167,3 +167,31 @@ def test_counts_after_a_head_plan_equal_the_pruned_model():
         after = count_after(tr, before, tr.select(nv.Plan(plan)))
         assert (after.params, after.macs) == (result.after.params, result.after.macs)
         assert (after.macs < before.macs) == (plan != {"gqa": [4]})  # uneven: KV repeated
+
+
+def test_repeated_kv_heads_are_said_once_by_prune_not_by_counts(tmp_path, capsys):
+    """Counting and previews slice the layer too, but only the prune (and the CLI) says
+    that a partly kept query group repeats its KV head, once."""
+    import warnings
+
+    from neuronviz.cli import main
+
+    model = randomize(grouped_block())  # 6 query heads on 2 KV heads
+    tr, plan, before = nv.analyze(model), nv.Plan({"gqa": [0]}), nv.counts(model)
+    note = (
+        "Layer 'gqa' keeps [2, 3] query heads per KV group: its KV heads are repeated to 5 "
+        "so that Keras's equal groups hold. Remove as many heads from every group to shrink "
+        "the KV projections instead."
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            count_after(tr, before, tr.select(plan))
+        nv.masked_predict(model, plan, _inputs(model), tr=tr)
+        assert caught == []
+        nv.prune(model, plan, tr)
+    assert [str(w.message) for w in caught] == [note]
+    model.save(tmp_path / "gqa.keras")
+    out = tmp_path / "small.keras"
+    assert main(["prune", str(tmp_path / "gqa.keras"), "--remove", "gqa:0", "-o", str(out)]) == 0
+    assert capsys.readouterr().err.count(note) == 1

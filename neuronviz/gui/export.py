@@ -104,19 +104,20 @@ def start_export(bench, options: dict) -> None:
 
     def job():
         yield 0.05, "Pruning the model…"
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with warnings.catch_warnings(record=True) as caught:  # said once, when done
+            warnings.simplefilter("always")
             result = api.prune(model, plan, trace)
+        notes = [str(w.message) for w in caught if w.category is UserWarning]
         yield 0.4, "Saving and checking the saved model…"
         path = api.save_pruned(result, out, model, plan, source=source)
         score = known
         if previewer is not None and score is None:
             yield 0.9, "Scoring…"
             score = previewer.score(plan)
-        return result, path, score
+        return result, path, score, notes
 
     def done(payload):
-        result, path, score = payload
+        result, path, score, notes = payload
         if score is not None and known is None:
             s.set_score(plan, score, previewer)
         scores = (base, score) if previewer is not None else None
@@ -144,9 +145,9 @@ def start_export(bench, options: dict) -> None:
         elif options.get("reopen"):
             bench.open_model(path, data=s.data_source)
         st.message.emit(
-            "info",
+            "warning" if notes else "info",
             f"Saved {', '.join(written)} — {result.before.params:,} → {result.after.params:,} parameters "
-            f"(reload check passed).",
+            f"(reload check passed)." + "".join(f" {n}" for n in notes),
         )
 
     bench.tasks.submit("export", job, done, lambda msg: st.error(f"Export failed: {msg}"))

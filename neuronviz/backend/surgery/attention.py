@@ -25,7 +25,6 @@ is zero in both query and key adds nothing to either score, so zeroing is exact.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
@@ -133,8 +132,6 @@ class ProjectedAttention(Rule):
             for fn in slicers.get(id(var), []):
                 w = fn(w)
             new.append(np.ascontiguousarray(w))
-        if heads_of(layer)[0] != heads_of(layer)[1]:  # grouped KV heads
-            _warn_uneven(layer, heads, kv)
         return self.config(layer, int(heads.sum()), len(kv)), new
 
     def config(self, layer, n: int, n_kv: int) -> dict:
@@ -194,15 +191,22 @@ def heads_of(layer) -> tuple[int, int]:
     return int(layer.num_heads), int(layer.num_heads)
 
 
-def _warn_uneven(layer, heads: np.ndarray, kv: np.ndarray) -> None:
-    if len(kv) > len(np.unique(kv)):
-        kept = np.asarray(heads).reshape(heads_of(layer)[1], -1).sum(axis=1).tolist()
-        warnings.warn(
-            f"Layer '{layer.name}' keeps {kept} query heads per KV group: its KV heads "
-            f"are repeated to {len(kv)} so that Keras's equal groups hold. Remove as "
-            "many heads from every group to shrink the KV projections instead.",
-            stacklevel=3,
-        )
+def repeated_kv(trace, selection) -> list[str]:
+    """One line per grouped-query layer whose KV heads a selection repeats (its groups
+    keep different numbers of query heads): the pruned model's note, said once by
+    `prune`, not by the counts and previews that slice the layer too."""
+    notes = []
+    for path, (q, n_kv) in attention_heads(trace).items():
+        heads = selection.keep(trace.layer_units[path])
+        kv = kv_heads(heads, n_kv)
+        if q != n_kv and len(kv) > len(np.unique(kv)):
+            kept = heads.reshape(n_kv, -1).sum(axis=1).tolist()
+            notes.append(
+                f"Layer '{trace.graph.layers[path].name}' keeps {kept} query heads per KV "
+                f"group: its KV heads are repeated to {len(kv)} so that Keras's equal groups "
+                "hold. Remove as many heads from every group to shrink the KV projections instead."
+            )
+    return notes
 
 
 def attention_heads(trace) -> dict[str, tuple[int, int]]:

@@ -21,6 +21,7 @@ from neuronviz.backend.model.graph import flatten, pack_inputs
 from neuronviz.backend.model.io import probe_batch, save_model
 from neuronviz.backend.model.trace import Trace, trace
 from neuronviz.backend.surgery import captured
+from neuronviz.backend.surgery.attention import repeated_kv
 from neuronviz.backend.surgery.branches import dead_layers, drop_from_config
 from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_predict
@@ -99,6 +100,8 @@ def prune(
             "The selection removes output units: the pruned model's outputs change shape.",
             stacklevel=2,
         )
+    for note in repeated_kv(tr, sel):
+        warnings.warn(note, stacklevel=2)
     fg = tr.graph
     dead = dead_layers(tr, sel)  # whole branches that only fed a Concatenate
     if dead and fg.captured:
