@@ -11,8 +11,6 @@ makes masked(x) == pruned(x).
 
 from __future__ import annotations
 
-import warnings
-
 import keras
 import numpy as np
 from keras import ops
@@ -28,9 +26,7 @@ from neuronviz.core.units import Selection
 def pruned_layer(rule, layer, in_keeps, out_keeps, input_shapes, in_axes=None):
     """A stand-alone copy of `layer` with the rule's slicing applied (local surgery).
     `in_axes`: the inputs' channel axes (default: the last)."""
-    with warnings.catch_warnings():  # notes about the pruned model, not this copy
-        warnings.simplefilter("ignore")
-        changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
+    changes, weights = rule.prune(layer, weights_of(layer), in_keeps, out_keeps)
     clone = rule.rebuilt(layer, changes)
     in_axes = in_axes or [len(s) - 1 for s in input_shapes]
     shapes = [
