@@ -112,6 +112,7 @@ def test_head_map_selects_heads_and_follows_the_plan(make, qtbot, files):
     sal = np.abs(nv.saliency(model, "gqa_1", 3, data.x[i : i + 1])[0]).max(axis=-1)
     np.testing.assert_allclose(win.unit.sal_img.image, sal, rtol=1e-5, atol=1e-7)
     assert win.unit.sal_label.text == "saliency of its output norm"
+    assert "query, value and output-projection weights" in win.unit.weights.titleLabel.text
     wq = model.get_layer("gqa_1")._query_dense.kernel.numpy()[:, 3]
     top = int(np.argmax(np.linalg.norm(wq, axis=1)))
     assert f"(ch {top})" in win.unit.upstream.text().split("<br>")[1]

@@ -200,7 +200,12 @@ class UnitView(View):
             self.weights.setAspectLocked(False)
             self.curve.setData(np.arange(len(flat)), flat)
             self.weights.addItem(self.curve)
-            self.weights.setTitle(f"incoming weights ({len(flat):,})", size="9pt")
+            what = (  # ProjectedAttention.unit_kernel: the head's columns, then its output rows
+                "query, value and output-projection weights"
+                if s.trace.inner(src)
+                else "incoming weights"
+            )
+            self.weights.setTitle(f"{what} ({len(flat):,})", size="9pt")
             self.weights.autoRange()
 
     def _draw_upstream(self, path, unit) -> None:
