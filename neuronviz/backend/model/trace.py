@@ -256,7 +256,7 @@ def trace(fg: FlatGraph) -> Trace:
             ctx.axes[k] = int(a)
         # a shared layer with weights must see the same channels in every call
         in_maps = [m for m, _ in views[call.index]]
-        if call.path in first_maps and getattr(call.layer, "weights", None):
+        if call.path in first_maps and getattr(call.layer, "weights", None) and rule.same_inputs:
             for a, b in zip(first_maps[call.path], in_maps, strict=True):
                 ctx.union(a, b, call.path)
         first_maps.setdefault(call.path, in_maps)

@@ -226,12 +226,41 @@ def _graph_config(source) -> tuple[type, dict]:
     return keras.Model, copy.deepcopy(plain.get_config())
 
 
+def _plain_nested(cfg: dict, fg, changes: dict) -> dict:
+    """Nested graph models whose config holds no graph (a keras-hub Backbone inside a
+    task model) and whose layers change become plain Functional models of their layers."""
+    notes = {}
+    for path in sorted(fg.nested_models, key=lambda p: p.count("/")):
+        obj = fg.nested_models[path]
+        if path in fg.captured or not any(captured.under(c, path) for c in changes):
+            continue
+        if not isinstance(obj, Functional) or "layers" in obj.get_config():
+            continue
+        plain = keras.Model(obj.input, obj.output, name=obj.name)  # same layers and graph
+        entry = captured.find_entry(cfg, path)
+        serialized = keras.saving.serialize_keras_object(plain)
+        for key in ("module", "class_name", "registered_name", "config"):
+            entry[key] = copy.deepcopy(serialized.get(key))
+        notes[path] = captured.functional_note(obj)
+        for inner, layer in fg.layers.items():  # a layer the outer graph calls too (tied)
+            outside = [
+                p for p, v in fg.layers.items() if v is layer and not captured.under(p, path)
+            ]
+            if captured.under(inner, path) and outside and inner in changes:
+                notes[outside[0]] = (
+                    f"{type(layer).__name__} shared with '{inner}': the file holds two equal "
+                    "copies of its weights (one variable no more)"
+                )
+    return notes
+
+
 def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset()):
     """The graph model rebuilt from its config with new widths; captured layers whose class
     is not kept become Functional models of their inner layers and ops."""
     source = fg.source if fg.source is not None else model
     cls, cfg = _graph_config(source)
-    notes = captured.inline_functional(cfg, fg, skip=kept)
+    notes = _plain_nested(cfg, fg, changes)
+    notes.update(captured.inline_functional(cfg, fg, skip=kept))
     if "" in fg.captured or cls is not type(source):
         notes[""] = captured.functional_note(model)
     drop_from_config(cfg, dead)

@@ -10,6 +10,7 @@ import numpy as np
 
 from neuronviz.backend.surgery.rules import (
     Concat,
+    Index,
     LayerNorm,
     LayerScaleRule,
     Merge,
@@ -34,6 +35,7 @@ from neuronviz.backend.surgery.sources import (
     DepthwiseRule,
     EmbeddingRule,
     RecurrentRule,
+    ReversibleEmbeddingRule,
     SeparableRule,
 )  # fmt: skip
 
@@ -77,6 +79,7 @@ RULES.update(
         "DepthwiseConv1D": DepthwiseRule(),
         "DepthwiseConv2D": DepthwiseRule(),
         "Embedding": EmbeddingRule(),
+        "ReversibleEmbedding": ReversibleEmbeddingRule(),  # hidden dims; tied or not
         "SimpleRNN": RecurrentRule(),
         "GRU": RecurrentRule(),
         "LSTM": RecurrentRule(),
@@ -94,6 +97,7 @@ OP_RULES: dict[str, Rule] = {name: PassThrough() for name in _ELEMENTWISE_OPS}
 OP_RULES.update(
     {name: Merge() for name in "Add Subtract Multiply Divide TrueDivide Maximum Minimum".split()}
 )
+OP_RULES["GetItem"] = Index()  # x[:, 0, :]: BERT's [CLS] token
 
 
 # Layer types whose rules live in their own module (name -> module in this package)
@@ -114,6 +118,7 @@ _HUB_RULES: dict[str, Rule | str] = {
     "LlamaAttention": "attention",
     "CachedMistralAttention": "attention",
     "CachedMultiHeadAttention": "attention",  # GPT-2's (called without a cache)
+    "PositionEmbedding": PerChannel(),  # output channel c = its table's column c
 }
 _REDUCTIONS = {"Sum", "Mean", "Max", "Min", "Prod"}  # keras.ops reductions
 
@@ -186,7 +191,7 @@ def rule_for(layer, input_rank: int, input_axis: int | None = None) -> Rule:
         return Renorm() if channels == rank - 1 else PassThrough()
     if name == "Rescaling" and (np.size(layer.scale) > 1 or np.size(layer.offset) > 1):
         return Opaque("per-channel scale")
-    if name == "Dense" and (
+    if name in ("Dense", "Embedding", "ReversibleEmbedding") and (
         getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None)
     ):
         return Opaque("LoRA or quantized kernel")

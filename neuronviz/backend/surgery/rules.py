@@ -78,6 +78,7 @@ def _by_name(layer, weights, slicers: dict) -> list[np.ndarray]:
 
 class Rule:
     mix: str | None = None
+    same_inputs = True  # every call of a shared layer reads the same channels
     has_units = False
     inner_units = False
     unit_kind = "unit"
@@ -282,7 +283,8 @@ class Probe(Rule):
             codes = np.broadcast_to(codes.reshape((-1,) + (1,) * (len(shape) - 1 - in_axis)), shape)
         else:
             codes = np.ones(shape, np.float32)
-        out = keras.ops.convert_to_numpy(call.layer(codes))
+        args, kwargs = call.node.arguments.fill_in({id(call.node.input_tensors[0]): codes})
+        out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
         rank = out.ndim
         for axis in [rank - 1] + list(range(1, rank - 1)):
             flat = np.moveaxis(out, axis, -1).reshape(-1, out.shape[axis])
@@ -302,6 +304,22 @@ class Probe(Rule):
                 target[i] = int(out_keeps[0].sum())
             cfg["target_shape"] = tuple(target)
         return cfg, weights
+
+
+class Index(Probe):
+    """Indexing (`x[:, 0, :]`, a GetItem op) that takes whole channels: the channels are
+    moved, never chosen (an index into the channel axis would pick other channels once
+    some are removed)."""
+
+    def bound(self, in_axes, out_axes):
+        return self if self.out_axis == out_axes[0] else Index(out_axes[0])
+
+    def trace(self, ctx, call):
+        outs = super().trace(ctx, call)
+        m = outs[0][0] if isinstance(outs[0], tuple) else outs[0]
+        if not np.array_equal(m, ctx.map(call.inputs[0])):
+            return Opaque("it indexes the channel axis").trace(ctx, call)
+        return outs
 
 
 class Reduction(PassThrough):

@@ -203,6 +203,49 @@ class EmbeddingRule(Source):
         return self.config(o), _by_name(layer, weights, {"embeddings": lambda w: w[:, o]})
 
 
+class ReversibleEmbeddingRule(EmbeddingRule):
+    """ReversibleEmbedding (Keras 3.15; keras-hub's token embedding): an Embedding whose hidden dimensions are its units,
+    also called with `reverse=True` to turn hidden states into logits (x @ E^T when tied,
+    x @ R with R (hidden, vocab) when not). Both directions use the same hidden units, so
+    removing dimension c removes column c of E (and row c of R): a tied layer stays tied
+    and needs no re-tying. The reverse call reads those units (its input is joined to
+    them) and mixes them linearly (masked inputs are exact)."""
+
+    mix = "linear"
+    same_inputs = False  # the forward call reads token ids, the reverse one hidden states
+
+    @staticmethod
+    def _reverse(call) -> bool:
+        kwargs, args = call.node.arguments.kwargs, call.node.arguments.args
+        return bool(kwargs.get("reverse", args[1] if len(args) > 1 else False))
+
+    def trace(self, ctx, call):
+        if not self._reverse(call):
+            return super().trace(ctx, call)
+        ctx.union(
+            ctx.map(call.inputs[0]), ctx.units_of(call, int(call.layer.output_dim)), call.path
+        )
+        return [np.full(_last(call.output_shapes[0]), -1, np.int64)]
+
+    def prune(self, layer, weights, in_keeps, out_keeps):
+        """The hidden keep is the forward call's output keep or the reverse call's input
+        keep (whichever call came first); the other side is fixed (it keeps everything)."""
+        dim = int(layer.output_dim)
+        cut = [k for k in (out_keeps[0], in_keeps[0]) if len(k) == dim and not k.all()]
+        o = cut[0] if cut else np.ones(dim, bool)
+        return self.config(o), _by_name(
+            layer,
+            weights,
+            {"embeddings": lambda w: w[:, o], "reverse_embeddings": lambda w: w[o]},
+        )
+
+    def macs(self, call):
+        if not self._reverse(call):
+            return 0
+        shape = call.input_shapes[0]
+        return int(np.prod(shape[1:])) * int(call.layer.input_dim)
+
+
 _GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
 
 
