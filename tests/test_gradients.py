@@ -224,6 +224,14 @@ def test_head_saliency_is_the_gradient_of_its_output_norm():
     np.testing.assert_allclose(g["mha/query/kernel"], want_wq, rtol=1e-4, atol=1e-6)
     assert np.abs(want_wq[:, 1]).sum() > 0 and np.abs(g["d/kernel"]).sum() > 0
 
+    # a silent head (its value weights zeroed) has a zero saliency, not NaN
+    silent = keras.models.clone_model(model)
+    silent.set_weights(model.get_weights())
+    value = silent.get_layer("mha")._value_dense
+    value.kernel.assign(np.zeros(value.kernel.shape, "float32"))
+    value.bias.assign(np.zeros(value.bias.shape, "float32"))
+    assert not saliency(silent, "mha", 1, x).any()
+
     # its strongest inputs: the query channels by the norm of the head's query weights
     wq = model.get_layer("mha")._query_dense.kernel.numpy()[:, 1]  # (8, 4)
     top = unit_top_inputs(trace(flatten(model)), "mha", 1, k=3)

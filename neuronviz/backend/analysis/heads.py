@@ -49,7 +49,10 @@ def gated_copy(tr: Trace, call):
 
 def head_norms(z):
     """Each head's output norm per sample, (batch, heads) float32: the L2 norm of
-    z (batch, ..., heads, head_dim) over positions and head dimensions."""
+    z (batch, ..., heads, head_dim) over positions and head dimensions. A silent head's
+    norm is 0 with a gradient of 0 (not sqrt's NaN at 0)."""
     z = ops.cast(z, "float32")
     axes = (*range(1, len(z.shape) - 2), len(z.shape) - 1)
-    return ops.sqrt(ops.sum(z * z, axis=axes))
+    squares = ops.sum(z * z, axis=axes)
+    live = squares > 0
+    return ops.where(live, ops.sqrt(ops.where(live, squares, 1.0)), 0.0)
