@@ -152,6 +152,15 @@ def test_compare_latency_times_both(residual):
     assert lat.to_dict()["latency_ratio"] == pytest.approx(lat.ratio, rel=1e-3)
 
 
+def test_latency_of_a_model_with_named_dict_inputs():
+    """keras-hub backbones take {"token_ids": ..., "padding_mask": ...}: the timed call
+    packs the inputs the way the model takes them."""
+    a, b = keras.Input((3,), name="a"), keras.Input((2,), name="b")
+    model = keras.Model({"b": b, "a": a}, keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+    lat = nv.compare_latency(model, model, batch_size=2, runs=1)
+    assert lat.original_ms > 0 and lat.pruned_ms > 0
+
+
 def test_cli_target_save_plan_data_json_and_replay(tmp_path, demo_model_path):
     out, plan = tmp_path / "b.keras", tmp_path / "p.json"
     r = run_cli(

@@ -9,6 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from neuronviz.backend.model.graph import pack_inputs
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -51,7 +53,7 @@ def example_batch(model: keras.Model, batch_size: int, shapes=None, seed: int = 
 
 
 def _timer(model: keras.Model, batch: list):
-    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
+    fn = tf.function(lambda *xs: model(pack_inputs(model, list(xs)), training=False))
 
     def once() -> float:
         t0 = time.perf_counter()
