@@ -87,6 +87,19 @@ def test_loss_and_perplexity_equal_numpy_from_logits(lm, tokens, data):
     assert got.to_dict()["perplexity"] == pytest.approx(ppl, rel=1e-5)
 
 
+def test_scored_batch_by_batch(lm, tokens, data):
+    """Outputs are tallied per batch of sequences (never held for the whole token set)."""
+    ids, mask = tokens
+    previewer = nv.Previewer(lm, nv.analyze(lm), data, budget_bytes=0, batch_size=2)
+    previewer.work_bytes = 0  # batches of exactly 2 sequences
+    got = previewer.baseline()
+    assert previewer.calls_run[len(previewer.graph.calls) - 1] == 3
+    acc, loss, ppl, n = numpy_next_token(logits_of(lm, ids), ids, mask)
+    assert (got.n, got.accuracy) == (n, pytest.approx(acc))
+    assert got.loss == pytest.approx(loss, rel=1e-5)
+    assert got.perplexity == pytest.approx(ppl, rel=1e-5)
+
+
 def test_probability_outputs_score_like_logits(lm, tokens, data):
     probs = tiny_lm(probabilities=True)
     probs.set_weights(lm.get_weights())

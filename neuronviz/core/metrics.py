@@ -60,6 +60,16 @@ def perplexity(loss: float) -> float:
     return math.exp(loss) if loss < 700 else (float("inf") if loss == loss else float("nan"))
 
 
+@dataclass(frozen=True)
+class Tally:
+    """The sums behind a Score, for one batch; `combined` adds batches up."""
+
+    hits: int
+    n: int
+    loss_sum: float
+    n_loss: int  # labels that count in the loss (not a removed class)
+
+
 def score(
     outputs: np.ndarray,
     y: np.ndarray,
@@ -75,6 +85,17 @@ def score(
     exist (see the module docstring for labels of removed classes). Labels equal to
     `IGNORE` are not scored; `with_perplexity` adds exp(loss).
     """
+    return combined([tally(outputs, y, kind, loss_fn, keep)], with_perplexity)
+
+
+def tally(
+    outputs: np.ndarray,
+    y: np.ndarray,
+    kind: str,
+    loss_fn: LossFn | None = None,
+    keep: np.ndarray | None = None,
+) -> Tally:
+    """The sums of `score` for one batch of outputs and labels."""
     if kind not in KINDS:
         raise ValueError(f"Expected `kind` in {KINDS}. Received: kind={kind!r}")
     outputs, labels = _as_rows(outputs, y)
@@ -82,23 +103,31 @@ def score(
     if not counted.all():
         outputs, labels = outputs[counted], labels[counted]
     outputs, labels = _kept(outputs, labels, keep)
-    n = len(labels)
-    ppl = float("nan") if with_perplexity else None
-    if n == 0:
-        return Score(float("nan"), float("nan"), 0, ppl)
-    hits = predict_classes(outputs, kind) == labels
+    if len(labels) == 0:
+        return Tally(0, 0, 0.0, 0)
+    hits = int(np.count_nonzero(predict_classes(outputs, kind) == labels))
     scored = labels >= 0
-    if not scored.any():
-        loss = float("nan")
+    m = int(np.count_nonzero(scored))
+    if m == 0:
+        loss_sum = 0.0
     elif loss_fn is not None:
-        loss = float(
-            np.mean(np.asarray(loss_fn(labels[scored], outputs[scored]), dtype=np.float64))
-        )
+        values = np.asarray(loss_fn(labels[scored], outputs[scored]), dtype=np.float64)
+        loss_sum = float(values.sum()) if values.ndim else float(values) * m  # or their mean
     else:
-        loss = float(
-            np.mean(crossentropy(outputs[scored], labels[scored], from_logits=kind == "logits"))
+        loss_sum = float(
+            np.sum(crossentropy(outputs[scored], labels[scored], from_logits=kind == "logits"))
         )
-    return Score(float(np.mean(hits)), loss, n, perplexity(loss) if with_perplexity else None)
+    return Tally(hits, len(labels), loss_sum, m)
+
+
+def combined(tallies, with_perplexity: bool = False) -> Score:
+    """One Score from the tallies of several batches (NaN where nothing was counted)."""
+    hits = sum(t.hits for t in tallies)
+    n = sum(t.n for t in tallies)
+    m = sum(t.n_loss for t in tallies)
+    loss = sum(t.loss_sum for t in tallies) / m if m else float("nan")
+    ppl = perplexity(loss) if with_perplexity else None
+    return Score(hits / n if n else float("nan"), loss if n else float("nan"), n, ppl)
 
 
 def predict_classes(outputs: np.ndarray, kind: str) -> np.ndarray:

@@ -39,16 +39,27 @@ def compiled_loss(model: keras.Model, kind: str | None = None) -> LossFn | None:
 
 
 def scorer(model: keras.Model, graph: FlatGraph | None = None, task: str = "classify"):
-    """`fn(outputs, y, keep=None) -> Score` for this model's output kind and loss, and the
-    data's task (output.TASKS)."""
+    """A Scorer for this model's output kind and loss, and the data's task (output.TASKS)."""
     kind = output_kind(model, graph)
     tokens = task == "next_token"
-    loss_fn = None if tokens else compiled_loss(model, kind)
+    return Scorer(kind, None if tokens else compiled_loss(model, kind), tokens)
 
-    def score(outputs: np.ndarray, y: np.ndarray, keep: np.ndarray | None = None) -> Score:
-        return metrics.score(outputs, y, kind, loss_fn=loss_fn, keep=keep, with_perplexity=tokens)
 
-    return score
+class Scorer:
+    """`scorer(outputs, y, keep=None) -> Score`; or `tally` each batch and `combine` them,
+    so that wide outputs (an LM's vocabulary) need not be held for the whole dataset."""
+
+    def __init__(self, kind: str, loss_fn: LossFn | None, with_perplexity: bool):
+        self.kind, self.loss_fn, self.with_perplexity = kind, loss_fn, with_perplexity
+
+    def tally(self, outputs: np.ndarray, y: np.ndarray, keep=None) -> metrics.Tally:
+        return metrics.tally(outputs, y, self.kind, loss_fn=self.loss_fn, keep=keep)
+
+    def combine(self, tallies) -> Score:
+        return metrics.combined(tallies, self.with_perplexity)
+
+    def __call__(self, outputs: np.ndarray, y: np.ndarray, keep=None) -> Score:
+        return self.combine([self.tally(outputs, y, keep)])
 
 
 def _loss_name(loss) -> str:

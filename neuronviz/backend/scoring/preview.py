@@ -125,13 +125,16 @@ class Previewer:
         """The score with `plan`'s units masked (raises NeuronvizError for a bad plan)."""
         with self._lock:
             masker = self.masker(plan)
-            outputs = self._masked_outputs(masker)
             keep = (
                 masker.selection.keep(self.trace.map(self.graph.outputs[0]))
                 if masker.selection
                 else None
             )
-            return self._score_outputs(outputs, self.dataset.y, keep)
+            y, scorer = self.dataset.y, self._score_outputs  # batch by batch: no outputs kept
+            tallies = self._masked_outputs(
+                masker, lambda out, lo: scorer.tally(out, y[lo : lo + len(out)], keep)
+            )
+            return scorer.combine(tallies)
 
     def predict(self, plan: Plan) -> np.ndarray:
         """The masked model's first output over the whole dataset."""
@@ -273,7 +276,9 @@ class Previewer:
         self._arrays.update(arrays)
 
     # ---- running ----------------------------------------------------------------------
-    def _masked_outputs(self, masker: Masker) -> np.ndarray:
+    def _masked_outputs(self, masker: Masker, reduce=None):
+        """The masked first output over all samples; with `reduce(outputs, first_row)`,
+        the list of its results per batch instead."""
         t = masker.first_affected()
         heads = removed_heads(self.trace, masker, t)
         terms = self._head_terms(t) if heads is not None else None
@@ -294,7 +299,10 @@ class Previewer:
             if terms is not None:
                 values[out] = terms.without(heads, lo, lo + rows)
             values = self.graph.run(None, start=s, values=values, hook=hook)
-            chunks.append(ops.convert_to_numpy(masker.outputs(values)[0]))
+            part = ops.convert_to_numpy(masker.outputs(values)[0])
+            chunks.append(part if reduce is None else reduce(part, lo))
+        if reduce is not None:
+            return chunks
         return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
 
     def _head_terms(self, t: int) -> HeadTerms | None:
