@@ -157,3 +157,8 @@ def test_gpt2_causal_lm_tied_embedding_hidden_dims():
         masked = nv.masked_predict(model, plan, [x[n] for n in tr.graph.input_names], tr=tr)
         np.testing.assert_allclose(masked, want, atol=1e-4)
     assert any("two equal copies" in n for n in result.capture_summary())
+
+
+def test_latency_of_a_model_with_named_inputs(bert_model):
+    model, _ = bert_model  # inputs are a dict (token_ids, segment_ids, padding_mask)
+    assert nv.measure_latency(model, batch_size=2, runs=1, warmup=1) > 0
