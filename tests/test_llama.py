@@ -140,6 +140,14 @@ def test_hidden_units_through_rms_norms_and_attention(models, x):
     assert_same_outputs(masked[..., keep], pruned)
 
 
+def tokens():
+    rng = np.random.default_rng(2)
+    return {
+        "token_ids": rng.integers(0, 50, (3, 16)).astype("int32"),
+        "padding_mask": np.array([[1] * 16, [1] * 11 + [0] * 5, [1] * 6 + [0] * 10], "int32"),
+    }
+
+
 def llama_backbone():
     return keras_hub.models.LlamaBackbone(
         vocabulary_size=50,
@@ -151,11 +159,16 @@ def llama_backbone():
     )
 
 
-def test_llama_backbone_heads_and_gated_neurons(tmp_path):
+@pytest.fixture(scope="module")
+def backbone():
+    model = randomize(llama_backbone())
+    return model, nv.analyze(model)
+
+
+def test_llama_backbone_heads_and_gated_neurons(backbone, tmp_path):
     """Through graph capture: a KV group's heads of block 1 and gated neurons of block 0."""
     heads, gate = "transformer_layer_1/self_attention", "transformer_layer_0/feedforward_gate_dense"
-    model = randomize(llama_backbone())
-    tr = nv.analyze(model)
+    model, tr = backbone
     assert tr.unit_kind(heads) == "head" and len(tr.layer_units[heads]) == 4
     assert tr.unit_kind(gate) == "neuron" and len(tr.layer_units[gate]) == 32
     up = "transformer_layer_0/feedforward_intermediate_dense"
@@ -173,11 +186,7 @@ def test_llama_backbone_heads_and_gated_neurons(tmp_path):
         w = np.array(dense.kernel.numpy())
         w[:, [1, 5, 7]] = 0
         dense.kernel.assign(w)
-    rng = np.random.default_rng(2)
-    x = {
-        "token_ids": rng.integers(0, 50, (3, 16)).astype("int32"),
-        "padding_mask": np.array([[1] * 16, [1] * 11 + [0] * 5, [1] * 6 + [0] * 10], "int32"),
-    }
+    x = tokens()
     want, pruned = run(hand, x), run(result.model, x)
     assert not np.allclose(want, run(model, x))
     assert_same_outputs(want, pruned)
@@ -189,6 +198,22 @@ def test_llama_backbone_heads_and_gated_neurons(tmp_path):
     block0 = result.model.get_layer("transformer_layer_0")  # per-layer FFN width
     assert block0.intermediate_dim == 29
     assert tuple(block0._feedforward_output_dense.kernel.shape) == (29, 16)
-    path = nv.save_pruned(result, tmp_path / "llama.keras", model, plan)
-    reloaded = keras.saving.load_model(path, safe_mode=True)
+    result.model.save(tmp_path / "llama.keras")  # (nv.save_pruned adds its own check)
+    reloaded = keras.saving.load_model(tmp_path / "llama.keras", safe_mode=True)
     assert_same_outputs(run(reloaded, x), pruned)
+
+
+def test_llama_backbone_hidden_size(backbone):
+    """The hidden size is one group from the token embedding through every RMS norm,
+    attention and SwiGLU to the output norm: pruned equals the masked model (the blocks'
+    parts are checked against a hand-built model above)."""
+    model, tr = backbone
+    plan = nv.Plan({"token_embedding": [3, 9]})
+    with pytest.warns(UserWarning, match="removes output units"):
+        result = nv.prune(model, plan, tr)
+    x = tokens()
+    pruned = run(result.model, x)
+    assert pruned.shape == (3, 16, 14)
+    masked = nv.masked_predict(model, plan, [x["padding_mask"], x["token_ids"]], tr=tr)
+    assert_same_outputs(np.delete(masked, [3, 9], axis=-1), pruned)
+    assert not np.allclose(np.delete(run(model, x), [3, 9], axis=-1), pruned)
