@@ -39,6 +39,14 @@ class Positions:
         self.graph = graph
         self.plan = {i: e for i, e in read_positions(graph).items() if _slices(e)}
         self._produced = {k: c.index for c in graph.calls for k in c.outputs}
+        self._read: dict[Key, list] = {}  # key -> (call index, share of positions it reads)
+        for call in graph.calls:
+            reads = self.plan.get(call.index, (None, [_ALL] * len(call.inputs)))[1]
+            for k, r, shape in zip(call.inputs, reads, call.input_shapes, strict=True):
+                share = 1.0 if r is _ALL else len(r) / shape[1]
+                self._read.setdefault(k, []).append((call.index, share))
+        for k in graph.outputs:
+            self._read.setdefault(k, []).append((len(graph.calls), 1.0))
         self._calls: dict[int, dict] = {}  # run_from -> {index: proxy Call or picked position}
 
     @classmethod
@@ -88,6 +96,10 @@ class Positions:
         """The share of positions call `index`'s outputs hold."""
         held = self.held(index)
         return 1.0 if held is None else len(held) / self.graph.calls[index].output_shapes[0][1]
+
+    def read_share(self, key: Key, start: int) -> float:
+        """The largest share of `key`'s positions that a call from `start` on reads."""
+        return max((s for i, s in self._read.get(key, ()) if i >= start), default=1.0)
 
     def _planned(self, run_from: int) -> dict:
         """Call index -> a copy with slot functions, or the index a GetItem picks."""

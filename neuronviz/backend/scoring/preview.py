@@ -377,11 +377,14 @@ class Previewer:
         return {k: self._arrays[k][lo : lo + rows] for k in self.keys_at(s) if k in self._arrays}
 
     def _rows(self, start: int, stop: int) -> int:
-        """Rows per batch: `batch_size`, or more while the working set stays small."""
-        per_sample = sum(self._sample_bytes[k] for k in self.keys_at(start))
-        share = self.positions.share if self.positions else lambda i: 1.0
-        per_sample += sum(
-            self._sample_bytes[k] * share(c.index)
+        """Rows per batch: `batch_size`, or more while the working set stays small (the
+        frontier arrays are views: calls copy the positions of them they read)."""
+        pos = self.positions
+        per_sample = sum(
+            self._sample_bytes[k] * (pos.read_share(k, start) if pos else 1.0)
+            for k in self.keys_at(start)
+        ) + sum(
+            self._sample_bytes[k] * (pos.share(c.index) if pos else 1.0)
             for c in self.graph.calls[start:stop]
             for k in c.outputs
         )
