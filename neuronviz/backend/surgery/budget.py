@@ -5,8 +5,9 @@ group and normalised within it, so groups of different scale compete fairly. A p
 searched by bisection on how many of the ranked units go (scope="global") or on one
 fraction of every group (scope="layer"); each candidate is counted exactly with
 `count_after` (no rebuild). With `round_to` N, every group that loses units keeps a
-multiple of N (remove fewer, or a few more of the least important), so oneDNN's SIMD
-blocks stay full and the latency follows the MACs.
+multiple of N, and a group at least 16N wide a multiple of 2N (remove fewer, or a few
+more of the least important), so oneDNN's SIMD blocks stay full and the latency follows
+the MACs.
 """
 
 from __future__ import annotations
@@ -131,13 +132,21 @@ def _sensitivity_weights(sweep) -> dict[str, float]:
 
 
 # ---- rounding ----------------------------------------------------------------------------
+def group_step(size: int, round_to: int) -> int:
+    """The rounding step of a group `size` units wide: `round_to`, or twice it from
+    16 x `round_to` units on (at least 8 steps still, and oneDNN's 16-float blocks stay
+    full: measured on ResNet50, see README, "Channel rounding")."""
+    return 2 * round_to if round_to > 1 and size >= 16 * round_to else round_to
+
+
 def rounded_keep(size: int, keep: int, round_to: int) -> int:
-    """`keep` moved to the nearest multiple of `round_to` in [round_to, size]; a group
-    that loses nothing keeps its width."""
-    if round_to <= 1 or keep >= size:
+    """`keep` moved to the nearest multiple of the group's step (`group_step`) in
+    [step, size]; a group that loses nothing keeps its width."""
+    step = group_step(size, round_to)
+    if step <= 1 or keep >= size:
         return keep
-    k = int(round(keep / round_to)) * round_to
-    k = max(round_to, min(k, (size // round_to) * round_to))
+    k = int(round(keep / step)) * step
+    k = max(step, min(k, (size // step) * step))
     return size if k >= size else k
 
 
@@ -235,11 +244,14 @@ def _plan_for(ranked: list[Ranked], counts: np.ndarray, round_to: int) -> Plan:
 
 
 def _caps(ranked: list[Ranked], round_to: int) -> np.ndarray:
-    """The most units each group may lose: all but one (all but `round_to` when rounding;
-    a group narrower than 2 x round_to is left alone)."""
+    """The most units each group may lose: all but one (all but one step when rounding;
+    a group narrower than two steps is left alone)."""
     if round_to <= 1:
         return np.array([r.size - 1 for r in ranked], np.int64)
-    return np.array([r.size - round_to if r.size >= 2 * round_to else 0 for r in ranked], np.int64)
+    steps = [group_step(r.size, round_to) for r in ranked]
+    return np.array(
+        [r.size - s if r.size >= 2 * s else 0 for r, s in zip(ranked, steps, strict=True)], np.int64
+    )
 
 
 def _counts_at(ranked, caps, scope: str, t: float, flat) -> np.ndarray:
@@ -327,7 +339,6 @@ def _refill(trace, before, ranked, best, limit, kind, round_to, tries: int = 64)
     """Give back one rounding step at a time to the groups whose next unit scores
     highest, while the budget still holds (a coarse step may overshoot it)."""
     plan, after, value = best
-    step = max(1, round_to)
     by_layer = {r.layer: r for r in ranked}
     for _ in range(tries):
         if value >= 0.99 * limit:
@@ -335,7 +346,7 @@ def _refill(trace, before, ranked, best, limit, kind, round_to, tries: int = 64)
         options = []
         for layer, idx in plan.remove.items():
             r = by_layer[layer]
-            n = len(idx) - step
+            n = len(idx) - max(1, group_step(r.size, round_to))
             options.append((-float(r.scores[n]) if n >= 0 else np.inf, layer, max(n, 0)))
         improved = False
         for _, layer, n in sorted(options):
