@@ -114,6 +114,21 @@ def test_taylor_one_tape_equals_per_unit_finite_differences(with_labels):
         np.testing.assert_allclose(scores[layer], want, rtol=1e-4, atol=1e-9)
 
 
+def test_taylor_compiled_pass_equals_closed_form():
+    """Dense(relu) -> Dense, L = sum of outputs: dL/dh = the head's kernel rows summed,
+    dL/dout = 1, so Taylor is mean |h * v| and mean |out| (numpy, no tape)."""
+    keras.utils.set_random_seed(5)
+    model = keras.Sequential(
+        [keras.Input((5,)), L.Dense(4, activation="relu", name="h"), L.Dense(3, name="out")]
+    )
+    x = np.random.default_rng(2).standard_normal((11, 5)).astype("float32")  # 3 batches of 4
+    (k, b), (v, c) = model.get_layer("h").get_weights(), model.get_layer("out").get_weights()
+    h = np.maximum(x @ k + b, 0.0)
+    scores = taylor_importance(model, trace(flatten(model)), x, batch_size=4)
+    np.testing.assert_allclose(scores["h"], np.abs(h * v.sum(1)).mean(0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scores["out"], np.abs(h @ v + c).mean(0), rtol=1e-5, atol=1e-7)
+
+
 def test_taylor_is_batch_size_independent(demo_model, demo_val):
     x, y = demo_val[0][:40], demo_val[1][:40]
     tr = trace(flatten(demo_model))

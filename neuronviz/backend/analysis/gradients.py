@@ -215,52 +215,79 @@ def taylor_importance(
     Per unit: |mean over positions of a * dL/da| per sample, then the mean over samples,
     with `a` the layer's output. L is the sum of per-sample compiled losses when `y` is
     given, else the sum of all model outputs. One tape per batch watches every layer's
-    output; there is no loop over units."""
+    output, in one compiled function per batch shape (only (units,) sums leave the
+    graph); there is no loop over units."""
     fg = trace.graph
     paths = (
         [p for p in trace.layer_units if not trace.inner(p)]  # heads are inside their layer
         if layers is None
         else [layer_path(fg, p) for p in layers]
     )
-    keys = {p: fg.first_call(p).outputs[0] for p in paths}
-    watched = {fg.first_call(p).index for p in paths}
     loss = per_sample_loss(model) if y is not None else None
     if loss is not None and len(fg.outputs) != 1:
         raise NeuronvizError(
             f"Expected a single-output model to score units with labels. Received: {len(fg.outputs)} outputs."
         )
-    acc = {p: np.zeros(len(trace.map(keys[p])), np.float64) for p in paths}
+    step = _TaylorStep(trace, paths, loss)
+    acc = {p: np.zeros(step.units[p], np.float64) for p in paths}
     n = 0
     for s, batch in _batches(fg, x, batch_size):
+        if loss is not None:
+            batch = [*batch, ops.convert_to_tensor(np.asarray(y[s : s + batch_size]))]
+        for p, v in zip(paths, step(batch), strict=True):
+            acc[p] += ops.convert_to_numpy(v)
+        n += len(batch[0])
+    return {p: (v / max(n, 1)).astype(np.float32) for p, v in acc.items()}
+
+
+class _TaylorStep:
+    """One batch of Taylor importance, compiled: per layer, the sum over samples of
+    |mean over positions of a * dL/da| (zeros where L does not depend on the layer)."""
+
+    def __init__(self, trace: Trace, paths: list[str], loss):
+        fg = trace.graph
+        self.trace, self.paths, self.loss = trace, paths, loss
+        self.keys = {p: fg.first_call(p).outputs[0] for p in paths}
+        self.watched = {fg.first_call(p).index for p in paths}
+        self.units = {p: len(trace.map(self.keys[p])) for p in paths}
+        self._fn = None
+
+    def __call__(self, batch: list) -> list:
+        if self._fn is None:
+            spec = [tf.TensorSpec((None, *t.shape[1:]), t.dtype) for t in batch]
+            self._fn = tf.function(self._step, input_signature=spec)
+        return self._fn(*batch)
+
+    def _step(self, *args) -> list:
+        fg = self.trace.graph
+        batch = list(args[: len(fg.inputs)])
         with tf.GradientTape() as tape:
 
             def hook(call, values):
                 call.run(values)
-                if call.index in watched:
+                if call.index in self.watched:
                     tape.watch(values[call.outputs[0]])
                 return True
 
             values = fg.run(batch, hook=hook)
             outs = [values[k] for k in fg.outputs]
-            if loss is None:
+            if self.loss is None:
                 target = sum(ops.sum(ops.cast(o, "float32")) for o in outs)
             else:
-                yb = ops.convert_to_tensor(np.asarray(y[s : s + batch_size]))
-                target = ops.sum(ops.cast(loss(yb, outs[0]), "float32"))
-        acts = [values[keys[p]] for p in paths]
-        grads = tape.gradient(target, acts)
-        for p, a, g in zip(paths, acts, grads, strict=True):
+                target = ops.sum(ops.cast(self.loss(args[-1], outs[0]), "float32"))
+        acts = [values[self.keys[p]] for p in self.paths]
+        out = []
+        for p, a, g in zip(self.paths, acts, tape.gradient(target, acts), strict=True):
             if g is None:
+                out.append(tf.zeros((self.units[p],), tf.float32))
                 continue
             prod = ops.cast(a, "float32") * ops.cast(g, "float32")
-            axis = trace.axis(keys[p])
+            axis = self.trace.axis(self.keys[p])
             if axis < len(prod.shape) - 1:
                 prod = ops.moveaxis(prod, axis, -1)
-            b, c = int(prod.shape[0]), int(prod.shape[-1])
-            per_sample = ops.abs(ops.mean(ops.reshape(prod, (b, -1, c)), axis=1))
-            acc[p] += ops.convert_to_numpy(ops.sum(per_sample, axis=0))
-        n += len(batch[0])
-    return {p: (v / max(n, 1)).astype(np.float32) for p, v in acc.items()}
+            prod = tf.reshape(prod, (tf.shape(prod)[0], -1, self.units[p]))
+            out.append(tf.reduce_sum(tf.abs(tf.reduce_mean(prod, axis=1)), axis=0))
+        return out
 
 
 def unit_top_inputs(trace: Trace, layer: str, unit: int, k: int = 10) -> list[tuple[int, float]]:
