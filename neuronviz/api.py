@@ -185,8 +185,9 @@ def finetune(model: keras.Model, train, val, **kw) -> FinetuneJob:
 
 
 def round_plan(model: keras.Model, plan: Plan | dict, round_to: int, criterion="l2", trace=None):
-    """`plan` adjusted so that every group it touches keeps a multiple of `round_to` units
-    (fewer removed, or a few more of the least important by `criterion`)."""
+    """`plan` adjusted so that every group it touches keeps a multiple of `round_to` units,
+    of 2 x `round_to` from 16 x `round_to` units wide (fewer removed, or a few more of
+    the least important by `criterion`)."""
     plan = plan if isinstance(plan, Plan) else Plan(plan)
     tr = trace if trace is not None else analyze(model)
     return _round_plan(tr, plan, int(round_to), importance(model, criterion, trace=tr))
@@ -231,8 +232,9 @@ def plan_to_budget(
     share of every group) until `target` is met: "macs=0.5", "params=0.5" (fraction or
     count), "size=5" (MB of float32 weights) or "latency=20" (ms per batch of
     `batch_size`, measured: the plan is refined until the pruned model meets it).
-    Every group keeps a multiple of `round_to` units. `sensitivity` (a sweep) makes the
-    groups that hurt most lose fewest units. scope="auto" (the default) is "global"
+    Every group keeps a multiple of `round_to` units (of 2 x `round_to` from 16 x
+    `round_to` units wide). `sensitivity` (a sweep) makes the groups that hurt most lose
+    fewest units. scope="auto" (the default) is "global"
     without `data`; with it, both scopes are planned and the one whose exact (masked)
     accuracy on `data` is higher is returned. `progress(fraction)` is called as the
     search goes (it may raise to stop)."""

@@ -136,6 +136,9 @@ def test_round_plan_keeps_multiples_and_the_users_units(demo_model):
     assert norms[extra].max() <= norms[rest].min()
     with pytest.raises(nv.NeuronvizError, match=r"Expected `round_to` <= 32"):
         nv.round_plan(demo_model, {"conv2d": [1]}, 64)
+    # a group at least 16 x 8 wide steps by 16: the Dense(512) keeps 496 of 502, not 504
+    wide = nv.round_plan(demo_model, {"dense": range(10)}, 8)
+    assert len(wide.remove["dense"]) == 16 and set(range(10)) <= set(wide.remove["dense"])
 
 
 def test_unreachable_and_unknown_targets_refused(residual):

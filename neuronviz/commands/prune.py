@@ -43,8 +43,9 @@ def add_budget_arguments(p) -> None:
         type=int,
         default=None,
         metavar="N",
-        help="every group that loses units keeps a multiple of N (budget plans: 8 by "
-        "default, 1 turns it off; other plans: off by default)",
+        help="every group that loses units keeps a multiple of N, and one at least 16N wide "
+        "a multiple of 2N (budget plans: 8 by default, 1 turns it off; other plans: off by "
+        "default)",
     )
     b.add_argument("--save-plan", metavar="PLAN.json", help="write the plan used (replayable)")
     b.add_argument("--data", help="score the plan on this data (exact, from the masked model)")
