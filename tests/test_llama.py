@@ -110,6 +110,18 @@ def test_rotary_attention_heads(models, x, kind, removed, kv):
     assert (after.params, after.macs) == (result.after.params, result.after.macs)
 
 
+def test_scaled_rope_is_refused_in_one_line(x):
+    """Llama 3.1-style RoPE scaling has no equal CachedMistralAttention: refused, and the
+    model is unchanged."""
+    inp = keras.Input((6, 16))
+    att = LlamaAttention(4, 2, rope_position_scaling_factor=2.0, name="attn")
+    model = keras.Model(inp, att(L.Dense(16, name="embed")(inp)))
+    before = [w.copy() for w in model.get_weights()]
+    with pytest.raises(nv.NeuronvizError, match=r"Expected plain rotary embeddings in layer"):
+        nv.masked_predict(model, nv.Plan({"attn": [0, 1]}), x)
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights(), strict=True))
+
+
 def test_hidden_units_through_rms_norms_and_attention(models, x):
     """Stream units removed at the embedding: every RMS norm, the attention's projections
     and the SwiGLU lose them, as in the smaller block built by hand (numpy slices)."""

@@ -258,7 +258,7 @@ class RotaryAttention(ProjectedAttention):
             from neuronviz.errors import NeuronvizError
 
             raise NeuronvizError(
-                f"Expected plain rotary embeddings in layer '{layer.name}' to remove its heads. "
+                f"Expected plain rotary embeddings in layer '{layer.name}' to prune it. "
                 f"Received: rope_position_scaling_factor={layer.rope_position_scaling_factor}, "
                 f"rope_low_freq_factor={layer.rope_low_freq_factor}."
             )
