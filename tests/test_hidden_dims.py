@@ -145,7 +145,7 @@ def test_gpt2_causal_lm_tied_embedding_hidden_dims():
     model = randomized(gpt2_lm())
     tr = nv.analyze(model)
     plan = heads_plan("self_attention", 1)
-    plan = nv.Plan({"gpt2_backbone/" + k: v for k, v in plan.remove.items()})
+    plan = nv.Plan({f"{model.backbone.name}/{k}": v for k, v in plan.remove.items()})
     result = nv.prune(model, plan, tr)
     oracle = small_copy(model, gpt2_lm)
     for length in (10, 6):
