@@ -83,3 +83,39 @@ def test_preview_equals_pruned_model(pool, full_mask, data):
         if name == "last head":  # a subtraction: the attention layer does not run again
             assert pv.calls_run[mha_1] == 0 and pv.calls_run[mha_1 + 1] > 0
     assert tight.cached_bytes == 0
+
+
+def test_keras_hub_bert_classifier_reads_its_cls_token():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(1)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+    )
+    model = keras_hub.models.BertTextClassifier(backbone, 3, preprocessor=None, activation=None)
+    rng = np.random.default_rng(0)
+    model.set_weights(
+        [(rng.standard_normal(w.shape) * 0.5).astype(w.dtype) for w in model.get_weights()]
+    )
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pad = (np.arange(T)[None] < rng.integers(2, T + 1, N)[:, None]).astype("int32")
+    x = {"token_ids": rng.integers(1, VOCAB, (N, T)).astype("int32"), "padding_mask": pad}
+    x["segment_ids"] = np.zeros_like(pad)
+    tr = nv.analyze(model, input_shape=[(T,)] * 3)
+    data = Dataset([x[name] for name in tr.graph.input_names], rng.integers(0, 3, N), 3)
+    pv = Previewer(model, tr, data)
+    last = "bert_backbone/transformer_layer_1/self_attention_layer"
+    assert pv.positions.plan[pv.graph.first_call(last).index][0].tolist() == [0]
+    plan = nv.Plan({last: [1]})
+    pruned = nv.prune(model, plan, tr).model
+    logits = keras.ops.convert_to_numpy(pruned(x)).astype(np.float64)
+    logp = logits - logits.max(1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(1, keepdims=True))
+    got = pv.score(plan)
+    assert got.loss == pytest.approx(-np.mean(logp[np.arange(N), data.y]), rel=1e-4)
+    assert got.accuracy == pytest.approx(np.mean(logits.argmax(1) == data.y), abs=0.5 / N)
+    assert got.loss != pytest.approx(pv.baseline().loss, rel=1e-4)
