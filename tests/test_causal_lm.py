@@ -6,6 +6,7 @@ CLI, the sweep, and one-line refusals for bad token data."""
 import json
 import math
 
+import hub_models
 import keras
 import numpy as np
 import pytest
@@ -222,33 +223,11 @@ def test_token_ids_for_a_classifier_are_refused(tmp_path):
 
 def hub_lm(kind):
     """A keras-hub causal LM from a tiny random backbone, no preprocessor (no download)."""
-    keras_hub = pytest.importorskip("keras_hub")
-    m = keras_hub.models
     if kind == "gpt2":
-        backbone = m.GPT2Backbone(
-            vocabulary_size=V,
-            num_layers=1,
-            num_heads=2,
-            hidden_dim=8,
-            intermediate_dim=16,
-            max_sequence_length=16,
-        )
-        model = m.GPT2CausalLM(backbone=backbone, preprocessor=None)
+        backbone = hub_models.gpt2(layers=1, vocab=V)
     else:
-        backbone = m.LlamaBackbone(
-            vocabulary_size=V,
-            num_layers=1,
-            num_query_heads=4,
-            num_key_value_heads=2,
-            hidden_dim=8,
-            intermediate_dim=16,
-        )
-        model = m.LlamaCausalLM(backbone=backbone, preprocessor=None)
-    rng = np.random.default_rng(1)
-    model.set_weights(
-        [(rng.standard_normal(w.shape) * 0.5).astype(w.dtype) for w in model.get_weights()]
-    )
-    return model
+        backbone = hub_models.llama(hidden=8, layers=1, intermediate=16, vocab=V)
+    return randomize(hub_models.causal_lm(backbone), 1)
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
@@ -272,7 +251,8 @@ def test_keras_hub_causal_lm_scores(kind, tokens, tmp_path):
     kernel[1] = 0  # (heads, head_dim, hidden)
     out.kernel.assign(kernel)
     _, loss, ppl, n = numpy_next_token(keras.ops.convert_to_numpy(oracle(x)), ids, mask)
-    got = previewer.score(nv.Plan({f"{kind}_backbone/transformer_layer_0/self_attention": [1]}))
+    head = f"{model.backbone.name}/transformer_layer_0/self_attention"  # numbered per process
+    got = previewer.score(nv.Plan({head: [1]}))
     assert got.n == n
     assert got.loss == pytest.approx(loss, rel=1e-5)
     assert got.perplexity == pytest.approx(ppl, rel=1e-5)

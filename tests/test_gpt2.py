@@ -12,22 +12,13 @@ import pytest
 
 keras_hub = pytest.importorskip("keras_hub")
 
+from hub_models import gpt2  # noqa: E402
+
 import neuronviz.api as nv  # noqa: E402
 
 HEADS = "transformer_layer_1/self_attention"
 FFN = "transformer_layer_0/feedforward_intermediate_dense"
 REMOVED_FFN = [1, 5, 7]
-
-
-def gpt2():
-    return keras_hub.models.GPT2Backbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
 
 
 def tokens(rng, length):
@@ -39,11 +30,7 @@ def tokens(rng, length):
 
 @pytest.fixture(scope="module")
 def pruned():
-    model = gpt2()
-    rng = np.random.default_rng(0)
-    model.set_weights(
-        [(rng.standard_normal(w.shape) * 0.5).astype(w.dtype) for w in model.get_weights()]
-    )
+    model = gpt2(seed=0)
     tr = nv.analyze(model)
     plan = nv.Plan({HEADS: [0], FFN: REMOVED_FFN})
     return model, tr, plan, nv.prune(model, plan, tr), oracle_of(model)

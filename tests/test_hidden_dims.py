@@ -11,6 +11,9 @@ import pytest
 
 keras_hub = pytest.importorskip("keras_hub")
 
+import hub_models  # noqa: E402
+from engine_models import randomize  # noqa: E402
+
 import neuronviz.api as nv  # noqa: E402
 
 HIDDEN = [0, 2, 5, 7]  # of 8: leaves 4, with one head of size 4 per block
@@ -19,34 +22,11 @@ HEAD = np.array([True, False])  # head 1 goes in every block
 
 
 def bert(hidden=8, heads=2):
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=1,
-        num_heads=heads,
-        hidden_dim=hidden,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
+    return hub_models.bert(hidden, heads, layers=1)
 
 
 def gpt2_lm(hidden=8, heads=2):
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=50,
-        num_layers=1,
-        num_heads=heads,
-        hidden_dim=hidden,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
-    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
-
-
-def randomized(model):
-    rng = np.random.default_rng(0)
-    model.set_weights(
-        [(rng.standard_normal(w.shape) * 0.5).astype(w.dtype) for w in model.get_weights()]
-    )
-    return model
+    return hub_models.causal_lm(hub_models.gpt2(hidden, heads, layers=1))
 
 
 def sliced(path, w):
@@ -93,7 +73,7 @@ def heads_plan(name, n_layers, extra=None):
 
 @pytest.fixture(scope="module")
 def bert_model():
-    model = randomized(bert())
+    model = randomize(bert())
     return model, nv.analyze(model)
 
 
@@ -142,7 +122,7 @@ def test_bert_hidden_dims_pruned_equal_masked_and_reload(bert_model, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:The selection removes output units")
 def test_gpt2_causal_lm_tied_embedding_hidden_dims():
-    model = randomized(gpt2_lm())
+    model = randomize(gpt2_lm())
     tr = nv.analyze(model)
     plan = heads_plan("self_attention", 1)
     plan = nv.Plan({f"{model.backbone.name}/{k}": v for k, v in plan.remove.items()})

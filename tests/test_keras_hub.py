@@ -8,29 +8,17 @@ import pytest
 
 keras_hub = pytest.importorskip("keras_hub")
 
+from hub_models import bert  # noqa: E402
+
 import neuronviz.api as nv  # noqa: E402
 
 HEADS = "transformer_layer_1/self_attention_layer"
 FFN = "transformer_layer_0/feedforward_intermediate_dense"
 
 
-def bert():
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
-
-
 def test_bert_backbone_heads_and_ffn_neurons(tmp_path):
-    model = bert()
+    model = bert(seed=0)
     rng = np.random.default_rng(0)
-    model.set_weights(
-        [(rng.standard_normal(w.shape) * 0.5).astype(w.dtype) for w in model.get_weights()]
-    )
     tr = nv.analyze(model)
     assert tr.unit_kind(HEADS) == "head" and len(tr.layer_units[HEADS]) == 2
     assert tr.unit_kind(FFN) == "neuron" and len(tr.layer_units[FFN]) == 16

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from conftest import assert_same_outputs
 from engine_models import randomize
+from hub_models import llama
 
 keras_hub = pytest.importorskip("keras_hub")
 
@@ -160,20 +161,9 @@ def tokens():
     }
 
 
-def llama_backbone():
-    return keras_hub.models.LlamaBackbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_query_heads=4,
-        num_key_value_heads=2,
-        hidden_dim=16,
-        intermediate_dim=32,
-    )
-
-
 @pytest.fixture(scope="module")
 def backbone():
-    model = randomize(llama_backbone())
+    model = randomize(llama())
     return model, nv.analyze(model)
 
 
@@ -187,7 +177,7 @@ def test_llama_backbone_heads_and_gated_neurons(backbone, tmp_path):
     assert tr.unit_kind(up) == "neuron" and tr.group_of(gate) == tr.group_of(up)
     plan = nv.Plan({heads: [0, 1], gate: [1, 5, 7]})
     result = nv.prune(model, plan, tr)
-    hand = llama_backbone()  # the backbone with those output rows and gate/up columns zeroed
+    hand = llama()  # the backbone with those output rows and gate/up columns zeroed
     hand.set_weights(model.get_weights())
     out = hand.get_layer("transformer_layer_1")._self_attention_layer._output_dense.kernel
     w = np.array(out.numpy())

@@ -2,9 +2,11 @@
 and still scores exactly what the physically pruned model scores (padding masks, heads of
 the last and of an earlier block, FFN neurons; mean pooling reads every position)."""
 
+import hub_models
 import keras
 import numpy as np
 import pytest
+from engine_models import randomize
 
 import neuronviz.api as nv
 from neuronviz.backend.model.data import Dataset
@@ -88,19 +90,10 @@ def test_preview_equals_pruned_model(pool, full_mask, data):
 def test_keras_hub_bert_classifier_reads_its_cls_token():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(1)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCAB,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
+    backbone = hub_models.bert(vocab=VOCAB)
     model = keras_hub.models.BertTextClassifier(backbone, 3, preprocessor=None, activation=None)
+    randomize(model)
     rng = np.random.default_rng(0)
-    model.set_weights(
-        [(rng.standard_normal(w.shape) * 0.5).astype(w.dtype) for w in model.get_weights()]
-    )
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     pad = (np.arange(T)[None] < rng.integers(2, T + 1, N)[:, None]).astype("int32")
     x = {"token_ids": rng.integers(1, VOCAB, (N, T)).astype("int32"), "padding_mask": pad}
@@ -108,7 +101,7 @@ def test_keras_hub_bert_classifier_reads_its_cls_token():
     tr = nv.analyze(model, input_shape=[(T,)] * 3)
     data = Dataset([x[name] for name in tr.graph.input_names], rng.integers(0, 3, N), 3)
     pv = Previewer(model, tr, data)
-    last = "bert_backbone/transformer_layer_1/self_attention_layer"
+    last = f"{backbone.name}/transformer_layer_1/self_attention_layer"
     assert pv.positions.plan[pv.graph.first_call(last).index][0].tolist() == [0]
     plan = nv.Plan({last: [1]})
     pruned = nv.prune(model, plan, tr).model
