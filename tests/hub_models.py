@@ -11,8 +11,8 @@ def _models():
     return pytest.importorskip("keras_hub").models
 
 
-def bert(hidden=8, heads=2, layers=2, vocab=VOCAB, seed=None):
-    model = _models().BertBackbone(
+def _bert_like(cls, hidden, heads, layers, vocab, seed):
+    model = getattr(_models(), cls)(
         vocabulary_size=vocab,
         num_layers=layers,
         num_heads=heads,
@@ -21,18 +21,14 @@ def bert(hidden=8, heads=2, layers=2, vocab=VOCAB, seed=None):
         max_sequence_length=16,
     )
     return model if seed is None else randomize(model, seed)
+
+
+def bert(hidden=8, heads=2, layers=2, vocab=VOCAB, seed=None):
+    return _bert_like("BertBackbone", hidden, heads, layers, vocab, seed)
 
 
 def gpt2(hidden=8, heads=2, layers=2, vocab=VOCAB, seed=None):
-    model = _models().GPT2Backbone(
-        vocabulary_size=vocab,
-        num_layers=layers,
-        num_heads=heads,
-        hidden_dim=hidden,
-        intermediate_dim=16,
-        max_sequence_length=16,
-    )
-    return model if seed is None else randomize(model, seed)
+    return _bert_like("GPT2Backbone", hidden, heads, layers, vocab, seed)
 
 
 def llama(hidden=16, layers=2, intermediate=32, vocab=VOCAB, seed=None):
