@@ -283,7 +283,10 @@ class Probe(Rule):
             codes = np.broadcast_to(codes.reshape((-1,) + (1,) * (len(shape) - 1 - in_axis)), shape)
         else:
             codes = np.ones(shape, np.float32)
-        args, kwargs = call.node.arguments.fill_in({id(call.node.input_tensors[0]): codes})
+        if call.node.operation is call.layer:  # the node's own arguments (GetItem's index)
+            args, kwargs = call.node.arguments.fill_in({id(call.node.input_tensors[0]): codes})
+        else:  # a wrapped layer at one step: the wrapper's arguments are not its own
+            args, kwargs = (codes,), {}
         out = keras.ops.convert_to_numpy(call.layer(*args, **kwargs))
         rank = out.ndim
         for axis in [rank - 1] + list(range(1, rank - 1)):
