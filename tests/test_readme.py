@@ -83,22 +83,24 @@ def test_readme_has_examples_of_every_checked_subcommand():
     assert used == set(CHECKED)
 
 
-def test_readme_cli_examples_run(tmp_path):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+def test_readme_cli_examples_run(tmp_path, monkeypatch, capsys):
+    """In one process (each example's own process start is test_cli_*'s business)."""
+    from neuronviz.cli import main
+
+    monkeypatch.chdir(tmp_path)
     failures = []
     for words in _examples():
         if words[0] == "echo":
             (tmp_path / words[3]).write_text(words[1] + "\n")
             continue
         args = [str(ROOT / w) if w.startswith("neuronviz/demo/") else w for w in words[1:]]
-        cmd = [sys.executable, "-m", "neuronviz.cli", *args]
-        log = tmp_path / f"out{len(failures)}.txt"
-        with open(log, "w") as out:
-            rc = subprocess.run(
-                cmd, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, env=env, timeout=600
-            ).returncode
+        try:
+            rc = main(args)
+        except SystemExit as e:
+            rc = e.code
+        out = capsys.readouterr()
         if rc != 0:
-            failures.append(f"{shlex.join(words)} -> exit {rc}: {log.read_text()[-500:]}")
+            failures.append(f"{shlex.join(words)} -> exit {rc}: {(out.out + out.err)[-500:]}")
     assert not failures, "\n".join(failures)
 
 
