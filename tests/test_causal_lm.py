@@ -232,8 +232,8 @@ def hub_lm(kind):
 
 @pytest.mark.parametrize("kind", ["gpt2", "llama"])
 def test_keras_hub_causal_lm_scores(kind, tokens, tmp_path):
-    """Baseline, and head 1 of the block masked in the preview against a copy with that
-    head's output-projection rows zeroed by hand (what removing it computes)."""
+    """Baseline, and head 1 of the block masked in the preview and removed by nv.prune,
+    against a copy with that head's output-projection rows zeroed by hand."""
     model = hub_lm(kind)
     ids, mask = tokens
     np.savez(tmp_path / "t.npz", token_ids=ids, padding_mask=mask)
@@ -257,3 +257,15 @@ def test_keras_hub_causal_lm_scores(kind, tokens, tmp_path):
     assert got.loss == pytest.approx(loss, rel=1e-5)
     assert got.perplexity == pytest.approx(ppl, rel=1e-5)
     assert abs(got.loss - previewer.baseline().loss) > 1e-4  # the head mattered
+    result = nv.prune(model, nv.Plan({head: [1]}))
+    pruned = result.model  # one token embedding (tied or not), called twice as before
+    assert sorted(v.path for v in pruned.weights if "embed" in v.path) == sorted(
+        v.path for v in model.weights if "embed" in v.path
+    )
+    # GPT-2: query, key, value (8x4 + 4 each) and output (4x8) of the head go; Llama (head
+    # size 2): the query and output rows go, but keeping [1, 2] query heads per KV group
+    # repeats the KV heads to 3 (see repeated_kv), so the model is no bigger but not smaller
+    shrink = {"gpt2": 3 * (8 * 4 + 4) + 4 * 8, "llama": 2 * 8 + 2 * 8 - 2 * (8 * 2)}[kind]
+    assert pruned.count_params() == result.after.params == model.count_params() - shrink
+    _, p_loss, p_ppl, _ = numpy_next_token(keras.ops.convert_to_numpy(pruned(x)), ids, mask)
+    assert p_loss == pytest.approx(loss, rel=1e-5) and p_ppl == pytest.approx(ppl, rel=1e-5)

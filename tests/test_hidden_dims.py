@@ -6,6 +6,7 @@ weights are sliced by hand here; LayerNorm renormalises over the hidden dimensio
 `x * mask` copy would not be an oracle. GPT2CausalLM's tied token embedding turns hidden
 states into logits with the same (sliced) table."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -121,7 +122,7 @@ def test_bert_hidden_dims_pruned_equal_masked_and_reload(bert_model, tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:The selection removes output units")
-def test_gpt2_causal_lm_tied_embedding_hidden_dims():
+def test_gpt2_causal_lm_tied_embedding_hidden_dims(tmp_path):
     model = randomize(gpt2_lm())
     tr = nv.analyze(model)
     plan = heads_plan("self_attention", 1)
@@ -136,7 +137,19 @@ def test_gpt2_causal_lm_tied_embedding_hidden_dims():
         np.testing.assert_allclose(got, want, atol=1e-4)
         masked = nv.masked_predict(model, plan, [x[n] for n in tr.graph.input_names], tr=tr)
         np.testing.assert_allclose(masked, want, atol=1e-4)
-    assert any("two equal copies" in n for n in result.capture_summary())
+    assert any("kept as one layer" in n for n in result.capture_summary())
+    # the tied table is one variable, saved and reloaded as one: a change to it reaches both
+    # uses (embedding and logits), as in the oracle, whose class ties them
+    assert result.model.count_params() == result.after.params == oracle.count_params()
+    path = nv.save_pruned(result, tmp_path / "lm.keras", model, plan)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert reloaded.count_params() == oracle.count_params()
+    (table,) = [v for v in reloaded.weights if "token_embedding" in v.path]
+    for emb in (table, oracle.backbone.token_embedding.embeddings):
+        emb.assign(np.asarray(emb) * 2)
+    np.testing.assert_allclose(
+        reloaded.predict(x, verbose=0), oracle.predict(x, verbose=0), atol=1e-4
+    )
 
 
 def test_latency_of_a_model_with_named_inputs(bert_model):

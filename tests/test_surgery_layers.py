@@ -1,9 +1,11 @@
 """The central promise, per layer type: pruned(x) == masked(x), numerically."""
 
+import keras
 import numpy as np
 import pytest
 from conftest import assert_same_outputs
 from engine_models import BUILDERS, inputs_for, random_plan, randomize
+from keras import layers as L
 
 import neuronviz.api as nv
 
@@ -119,6 +121,41 @@ def test_nested_and_shared_layers():
     assert result.model.get_layer("seq").get_layer("in1").units == 3
     assert result.model.get_layer("func").get_layer("fin1").units == 6
     assert result.model.get_layer("shared").units == 5
+    assert result.model.count_params() == result.after.params  # 'shared' counted once
+    assert sum(v.path == "shared/kernel" for v in result.model.weights) == 1
+
+
+def test_layer_shared_by_a_nested_model_and_its_caller_stays_one(tmp_path):
+    """'shared' is called inside model 'inner' and again by the outer model: one layer,
+    in the pruned model (one Functional model: 'inner' is inlined, its 'pre' renamed) and in
+    its file."""
+    shared = L.Dense(6, activation="relu", name="shared")
+    i = keras.Input((6,))
+    inner = keras.Model(i, L.Dense(6, name="pre")(shared(i)), name="inner")
+    x = keras.Input((6,))
+    h = L.Dense(6, activation="relu", name="pre")(inner(x))
+    model = randomize(keras.Model(x, L.Dense(3, name="out")(shared(h))))
+    tr = nv.analyze(model)
+    assert tr.graph.same_as == {"shared": "inner/shared"}  # one layer: "shared" names it
+    # its second call ties 'pre' to the input channels its first call reads
+    with pytest.raises(nv.NeuronvizError, match="fixed channels"):
+        tr.select(nv.Plan({"pre": [3]}))
+    xs = inputs_for(model)
+    result, _ = check_pruned_equals_masked(model, nv.Plan({"shared": [0, 4], "inner/pre": [1]}), xs)
+    pruned = result.model
+    # shared: 2 units (12 + 2); inner/pre: 2 kernel rows (12) and 1 unit (4 + 1); pre: 1 row (6);
+    # out: 2 rows (6)
+    assert pruned.count_params() == result.after.params == model.count_params() - 43
+    assert [v.path for v in pruned.weights].count("shared/kernel") == 1
+    assert [x.name for x in pruned.layers[1:]] == ["shared", "inner_pre", "pre", "out"]
+    path = tmp_path / "shared.keras"
+    pruned.save(path)
+    reloaded = keras.saving.load_model(path, safe_mode=True)
+    assert reloaded.count_params() == pruned.count_params()
+    kernel = reloaded.get_layer("shared").kernel  # zeroed: both calls now give relu(bias)
+    kernel.assign(np.zeros(kernel.shape))
+    pruned.get_layer("shared").kernel.assign(np.zeros(kernel.shape))
+    assert_same_outputs(pruned.predict(xs, verbose=0), reloaded.predict(xs, verbose=0))
 
 
 def test_softmax_and_layernorm_are_exact_on_kept_channels():

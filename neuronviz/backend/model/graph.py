@@ -1,7 +1,8 @@
 """A Keras model as a flat list of layer calls, with nested models inlined.
 
 Nested models (Sequential or Functional used as a layer) are walked into, so every call
-is a leaf layer; shared layers appear once per call. Tensors are identified by keys;
+is a leaf layer; shared layers appear once per call, under one path (the first) even
+when two models call them. Tensors are identified by keys;
 a nested model's inputs and outputs are aliases of the outer tensors.
 """
 
@@ -105,6 +106,12 @@ class FlatGraph:
     declared_shapes: list[tuple] = field(default_factory=list)  # with the model's None dims
     input_dtypes: list[str] = field(default_factory=list)
     example_note: str = ""  # which example shapes were used for None dims, and why
+    same_as: dict = field(default_factory=dict)  # path of a layer called again from another
+    # model (a keras-hub tied embedding's `reverse=True` call) -> its first path: one layer
+
+    def paths_of(self, path: str) -> list[str]:
+        """`path` and the paths other models call the same layer under."""
+        return [path] + [a for a, p in self.same_as.items() if p == path]
 
     def first_call(self, path: str) -> Call:
         return next(c for c in self.calls if c.path == path)
@@ -201,6 +208,7 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
         return k
 
     counter = [0]
+    first_paths: dict[int, str] = {}  # id(layer) -> its first path
 
     def inline(inner, node, in_keys, scope, path) -> None:
         counter[0] += 1
@@ -237,6 +245,9 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
                         g.nested_models.setdefault(path, op)
                         inline(inner, node, in_keys, scope, path)
                         continue
+                first = first_paths.setdefault(id(op), path)
+                if first != path:  # the same layer, called from another model
+                    g.same_as[path], path = first, first
                 g.layers.setdefault(path, op)
                 g.calls.append(
                     Call(

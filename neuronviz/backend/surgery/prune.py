@@ -2,7 +2,8 @@
 
 The new model is rebuilt from the original's config with the widths changed, then
 every layer gets its weights, sliced where units went and copied bit for bit
-elsewhere. Nested models and shared layers keep their structure.
+elsewhere. Nested models and shared layers keep their structure, except that a nested
+model sharing a layer with its caller is inlined (sharing.py): the layer stays one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from neuronviz.backend.surgery.counting import Counts, count
 from neuronviz.backend.surgery.masking import masked_predict
 from neuronviz.backend.surgery.registry import is_layer, weights_of
 from neuronviz.backend.surgery.rules import Rule, with_width
+from neuronviz.backend.surgery.sharing import unshared
 from neuronviz.core.plan import Plan
 from neuronviz.core.units import Selection
 from neuronviz.errors import NeuronvizError
@@ -141,6 +143,10 @@ def prune(
         captured.assign_by_position(
             captured.calls_under(fg, k), captured.calls_under(new_graph, k), weights
         )
+    new, merged = unshared(new, fg)
+    if merged:
+        notes.update(merged)
+        new_graph = flatten(new, [s[1:] for s in fg.input_shapes])
     compile_like(new, model)
     order = sorted(notes, key=lambda p: (p.count("/") if p else -1, p))
     return PruneResult(
@@ -242,15 +248,6 @@ def _plain_nested(cfg: dict, fg, changes: dict) -> dict:
         for key in ("module", "class_name", "registered_name", "config"):
             entry[key] = copy.deepcopy(serialized.get(key))
         notes[path] = captured.functional_note(obj)
-        for inner, layer in fg.layers.items():  # a layer the outer graph calls too (tied)
-            outside = [
-                p for p, v in fg.layers.items() if v is layer and not captured.under(p, path)
-            ]
-            if captured.under(inner, path) and outside and inner in changes:
-                notes[outside[0]] = (
-                    f"{type(layer).__name__} shared with '{inner}': the file holds two equal "
-                    "copies of its weights (one variable no more)"
-                )
     return notes
 
 
@@ -271,8 +268,10 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
     configs = _layer_configs(cfg)
     for path, ch in changes.items():
         if not any(captured.under(path, k) for k in kept):
-            configs[path].update(ch)
-            _swap_class(cfg, path, fg.layers[path], tr.rule(path), ch)
+            for p in fg.paths_of(path):  # a shared layer's other entries (it is merged later)
+                if p in configs:
+                    configs[p].update(ch)
+                    _swap_class(cfg, p, fg.layers[path], tr.rule(path), ch)
     for ni in fg.nested_inputs:
         keep = sel.keep(tr.map(ni.key))
         if not keep.all() and not any(
