@@ -269,3 +269,6 @@ def test_keras_hub_causal_lm_scores(kind, tokens, tmp_path):
     assert pruned.count_params() == result.after.params == model.count_params() - shrink
     _, p_loss, p_ppl, _ = numpy_next_token(keras.ops.convert_to_numpy(pruned(x)), ids, mask)
     assert p_loss == pytest.approx(loss, rel=1e-5) and p_ppl == pytest.approx(ppl, rel=1e-5)
+    same = nv.prune(model, nv.Plan({})).model  # an empty plan rebuilds the LM unchanged
+    assert same.count_params() == model.count_params()
+    np.testing.assert_allclose(same(x), model(x), atol=1e-5)

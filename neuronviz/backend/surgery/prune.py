@@ -262,6 +262,8 @@ def _rebuilt_graph(model, fg, sel, tr, changes, kept, safe_mode, dead=frozenset(
         notes[""] = captured.functional_note(model)
     drop_from_config(cfg, dead)
     for path, (_, new_cfg) in kept.items():
+        if not any(captured.under(c, path) for c in changes):
+            continue  # nothing inside changed: its entry already holds it (or its parent does)
         entry = captured.find_entry(cfg, path)
         entry["config"] = copy.deepcopy(new_cfg)
         entry.pop("build_config", None)
