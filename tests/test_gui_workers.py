@@ -124,3 +124,21 @@ def test_errors_are_one_line(qtbot, tasks):
     with qtbot.waitSignal(tasks.finished, timeout=10000):
         tasks.submit("b", worse, on_error=msgs.append)
     assert msgs == ["Expected a thing. Received: another", "ValueError: line one"]
+
+
+def test_a_job_ending_after_its_window_closed_is_dropped_quietly(qtbot):
+    """Closing the window deletes the tasks' Qt bridge; the worker's last message has
+    nobody to wake, and must not end in a thread traceback."""
+    import shiboken6
+
+    tasks, go, errors = Tasks(), threading.Event(), []
+    tasks.submit("slow", lambda: go.wait(10))
+    ((_, thread),) = tasks._threads
+    shiboken6.delete(tasks)
+    hook, threading.excepthook = threading.excepthook, errors.append
+    try:
+        go.set()
+        thread.join(10)
+    finally:
+        threading.excepthook = hook
+    assert not thread.is_alive() and errors == []

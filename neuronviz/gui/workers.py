@@ -183,7 +183,10 @@ class Tasks(QObject):
 
     def _post(self, message) -> None:  # any thread
         self._queue.put(message)
-        self._bridge.wake.emit()
+        try:
+            self._bridge.wake.emit()
+        except RuntimeError:  # the window (and its bridge) closed while the job ran
+            pass  # nobody is left to tell
 
     def _start(self, name, t: _Task, gen: int, job, handlers) -> None:
         flag = CancelFlag()
