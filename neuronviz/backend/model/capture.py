@@ -32,6 +32,14 @@ def has_graph(model) -> bool:
     return isinstance(model, keras.Model) and fn is not None and hasattr(fn, "_nodes_by_depth")
 
 
+def called_nodes(graph):
+    """The nodes of a Functional graph that call an operation, in call order."""
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if not node.is_input and node.operation is not None:
+                yield node
+
+
 def is_custom(op) -> bool:
     """A layer class defined outside Keras (so no rule knows it)."""
     return isinstance(op, keras.Layer) and type(op).__module__.split(".")[0] != "keras"
@@ -72,20 +80,19 @@ def _name_ops(graph: keras.Model) -> None:
 
     taken = {layer.name for layer in graph.layers}
     counts: dict[str, int] = {}
-    for depth in sorted(graph._nodes_by_depth, reverse=True):
-        for node in graph._nodes_by_depth[depth]:
-            op = node.operation
-            if op is None or isinstance(op, keras.Layer):
-                continue
-            base = to_snake_case(type(op).__name__)
-            while True:
-                n = counts.get(base, 0)
-                counts[base] = n + 1
-                name = base if n == 0 else f"{base}_{n}"
-                if name not in taken:
-                    break
-            taken.add(name)
-            op.name = name
+    for node in called_nodes(graph):
+        op = node.operation
+        if isinstance(op, keras.Layer):
+            continue
+        base = to_snake_case(type(op).__name__)
+        while True:
+            n = counts.get(base, 0)
+            counts[base] = n + 1
+            name = base if n == 0 else f"{base}_{n}"
+            if name not in taken:
+                break
+        taken.add(name)
+        op.name = name
 
 
 def _check_own_variables(op, graph: keras.Model, label: str) -> None:
@@ -137,7 +144,7 @@ def _capture_sized(op, node, label: str, shapes, size: int) -> keras.Model:
         for b, n in ((1, size), (2, other))
     ]
     first, second = (_capture_node(op, node, label, s) for s in sized)
-    nodes_a, nodes_b = _nodes(first), _nodes(second)
+    nodes_a, nodes_b = list(called_nodes(first)), list(called_nodes(second))
     if [type(n.operation) for n in nodes_a] != [type(n.operation) for n in nodes_b]:
         raise CaptureError(
             f"Could not capture a graph of {label}: its call() builds a different graph "
@@ -160,11 +167,6 @@ def _capture_sized(op, node, label: str, shapes, size: int) -> keras.Model:
                 )
             replace[id(x)] = kind
     return _replay(first, op, label, shapes, source, replace)
-
-
-def _nodes(graph) -> list:
-    by_depth = graph._nodes_by_depth
-    return [n for d in sorted(by_depth, reverse=True) for n in by_depth[d] if not n.is_input]
 
 
 def _constants(node) -> list:
@@ -238,7 +240,7 @@ def _replay(graph, op, label: str, shapes, source, replace: dict) -> keras.Model
         return masks[key]
 
     try:
-        for node in _nodes(graph):
+        for node in called_nodes(graph):
             args, kwargs = node.arguments.fill_in(values)
             args, kwargs = tree.map_structure(swap, (args, kwargs))
             out = node.operation(*args, **kwargs)

@@ -16,6 +16,7 @@ from keras import tree
 from neuronviz.backend.model import keras_fixes
 from neuronviz.backend.model.capture import (
     CaptureError,
+    called_nodes,
     capture_call,
     capture_model,
     has_graph,
@@ -221,46 +222,43 @@ def flatten(model: keras.Model, input_shapes=None) -> FlatGraph:
             alias[(scope, id(t_out))] = canon((sub, id(t_in)))
 
     def walk(fmodel, scope: tuple, prefix: str) -> None:
-        for depth in sorted(fmodel._nodes_by_depth, reverse=True):
-            for node in fmodel._nodes_by_depth[depth]:
-                op = node.operation
-                if node.is_input or op is None:
-                    continue
-                in_keys = [canon((scope, id(t))) for t in node.input_tensors]
-                path = prefix + op.name
-                if _is_graph_model(op):
-                    g.nested_models.setdefault(path, op)
-                    inline(_functional_of(op), node, in_keys, scope, path)
-                    continue
-                if is_custom(op) and path not in g.refused and hub_rule(op) is None:
-                    try:
-                        inner = g.captured.get(path) or capture_call(
-                            op, node, f"layer '{path}' ({type(op).__name__})", size
-                        )
-                    except CaptureError as e:
-                        g.refused[path] = str(e)
-                    else:
-                        g.captured[path] = inner
-                        g.capture_nodes.setdefault(path, node)
-                        g.nested_models.setdefault(path, op)
-                        inline(inner, node, in_keys, scope, path)
-                        continue
-                first = first_paths.setdefault(id(op), path)
-                if first != path:  # the same layer, called from another model
-                    g.same_as[path], path = first, first
-                g.layers.setdefault(path, op)
-                g.calls.append(
-                    Call(
-                        index=len(g.calls),
-                        layer=op,
-                        path=path,
-                        node=node,
-                        inputs=in_keys,
-                        outputs=[(scope, id(t)) for t in node.outputs],
-                        input_shapes=[tuple(t.shape) for t in node.input_tensors],
-                        output_shapes=[tuple(t.shape) for t in node.outputs],
+        for node in called_nodes(fmodel):
+            op = node.operation
+            in_keys = [canon((scope, id(t))) for t in node.input_tensors]
+            path = prefix + op.name
+            if _is_graph_model(op):
+                g.nested_models.setdefault(path, op)
+                inline(_functional_of(op), node, in_keys, scope, path)
+                continue
+            if is_custom(op) and path not in g.refused and hub_rule(op) is None:
+                try:
+                    inner = g.captured.get(path) or capture_call(
+                        op, node, f"layer '{path}' ({type(op).__name__})", size
                     )
+                except CaptureError as e:
+                    g.refused[path] = str(e)
+                else:
+                    g.captured[path] = inner
+                    g.capture_nodes.setdefault(path, node)
+                    g.nested_models.setdefault(path, op)
+                    inline(inner, node, in_keys, scope, path)
+                    continue
+            first = first_paths.setdefault(id(op), path)
+            if first != path:  # the same layer, called from another model
+                g.same_as[path], path = first, first
+            g.layers.setdefault(path, op)
+            g.calls.append(
+                Call(
+                    index=len(g.calls),
+                    layer=op,
+                    path=path,
+                    node=node,
+                    inputs=in_keys,
+                    outputs=[(scope, id(t)) for t in node.outputs],
+                    input_shapes=[tuple(t.shape) for t in node.input_tensors],
+                    output_shapes=[tuple(t.shape) for t in node.outputs],
                 )
+            )
 
     model_inputs = tree.flatten(top.inputs)
     g.input_names = input_names(top)

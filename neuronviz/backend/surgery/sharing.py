@@ -12,21 +12,18 @@ from __future__ import annotations
 import keras
 from keras import tree
 
-from neuronviz.backend.model.capture import has_graph
+from neuronviz.backend.model.capture import called_nodes, has_graph
 from neuronviz.backend.model.graph import FlatGraph, graph_model, input_names
 
 
 def _leaf_nodes(fmodel, prefix: str = ""):
     """(path, node) of every call in `fmodel`, nested graph models walked into."""
-    for depth in sorted(fmodel._nodes_by_depth, reverse=True):
-        for node in fmodel._nodes_by_depth[depth]:
-            op = node.operation
-            if node.is_input or op is None:
-                continue
-            if has_graph(op):
-                yield from _leaf_nodes(graph_model(op), prefix + op.name + "/")
-            else:
-                yield prefix + op.name, node
+    for node in called_nodes(fmodel):
+        op = node.operation
+        if has_graph(op):
+            yield from _leaf_nodes(graph_model(op), prefix + op.name + "/")
+        else:
+            yield prefix + op.name, node
 
 
 def unshared(new: keras.Model, fg: FlatGraph) -> tuple[keras.Model, dict]:
@@ -75,24 +72,21 @@ def _replay(fmodel, xs: list, prefix: str, canonical: dict, names: dict) -> list
     """`fmodel`'s outputs, its calls made again on `xs` (nested graph models inlined).
     `names`: name -> the layer holding it in the new model, so far."""
     values = {id(t): x for t, x in zip(tree.flatten(fmodel.inputs), xs, strict=True)}
-    for depth in sorted(fmodel._nodes_by_depth, reverse=True):
-        for node in fmodel._nodes_by_depth[depth]:
-            op = node.operation
-            if node.is_input or op is None:
-                continue
-            if has_graph(op):
-                ins = [values[id(t)] for t in node.input_tensors]
-                outs = _replay(graph_model(op), ins, prefix + op.name + "/", canonical, names)
-            else:
-                layer = canonical.get(prefix + op.name, op)
-                if names.get(layer.name, layer) is not layer:  # two inlined models' names
-                    layer.name = _unique((prefix + op.name).replace("/", "_"), names)
-                names[layer.name] = layer
-                fill = {id(t): values[id(t)] for t in node.input_tensors}
-                args, kwargs = node.arguments.fill_in(fill)
-                outs = tree.flatten(layer(*args, **kwargs))
-            for t, y in zip(node.outputs, outs, strict=True):
-                values[id(t)] = y
+    for node in called_nodes(fmodel):
+        op = node.operation
+        if has_graph(op):
+            ins = [values[id(t)] for t in node.input_tensors]
+            outs = _replay(graph_model(op), ins, prefix + op.name + "/", canonical, names)
+        else:
+            layer = canonical.get(prefix + op.name, op)
+            if names.get(layer.name, layer) is not layer:  # two inlined models' names
+                layer.name = _unique((prefix + op.name).replace("/", "_"), names)
+            names[layer.name] = layer
+            fill = {id(t): values[id(t)] for t in node.input_tensors}
+            args, kwargs = node.arguments.fill_in(fill)
+            outs = tree.flatten(layer(*args, **kwargs))
+        for t, y in zip(node.outputs, outs, strict=True):
+            values[id(t)] = y
     return [values[id(t)] for t in tree.flatten(fmodel.outputs)]
 
 
