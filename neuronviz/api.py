@@ -17,6 +17,8 @@ from __future__ import annotations
 import numbers
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from neuronviz.backend.analysis.gradients import (
     saliency,
     taylor_importance,
@@ -60,6 +62,7 @@ from neuronviz.backend.scoring.preview import Previewer
 from neuronviz.backend.surgery.attention import attention_heads
 from neuronviz.backend.surgery.budget import DEFAULT_ROUND_TO, SCOPES, BudgetPlan, Target
 from neuronviz.backend.surgery.budget import plan_to_budget as _plan_to_budget
+from neuronviz.backend.surgery.budget import rank_groups as _rank_groups
 from neuronviz.backend.surgery.budget import round_plan as _round_plan
 from neuronviz.backend.surgery.counting import Counts, count, count_after
 from neuronviz.backend.surgery.masking import masked_model, masked_predict
@@ -207,11 +210,37 @@ def budget_schedule(
     model: keras.Model, budget: BudgetPlan, train, val, steps: int = 3, trace=None, **kw
 ) -> PruneSchedule:
     """A PruneSchedule that reaches `budget`'s widths in `steps` prune -> fine-tune steps
-    (`train`, `val`: Datasets or (x, y); `kw`: PruneSchedule's options)."""
+    (`train`, `val`: Datasets or (x, y); `kw`: PruneSchedule's options). Every step ranks
+    the current model's units by `budget.criterion` (data-driven ones on `val`)."""
     tr = trace if trace is not None else analyze(model)
     fractions = {k: len(v) / len(tr.layer_units[k]) for k, v in budget.plan.remove.items()}
+    if "scores" not in kw:  # every step ranks by the budget's own criterion
+        kw["scores"] = _criterion_ranking(budget.criterion, val)
     xy = [(d.x, d.y) if isinstance(d, Dataset) else d for d in (train, val)]
     return PruneSchedule(model, fractions, steps=steps, train=xy[0], val=xy[1], **kw)
+
+
+def _criterion_ranking(criterion: str, data):
+    """(model, layer) -> one score per current unit: `criterion` reduced over the unit's
+    group as a budget plan ranks it (`rank_groups`), measured on the current model."""
+    if isinstance(data, tuple):  # (x, y)
+        y = np.asarray(data[1])
+        data = Dataset(data[0], y, int(y.max()) + 1 if y.size else 0, "(x, y)")
+    latest: dict = {}
+
+    def scores(model, layer: str):
+        if latest.get("model") is not model:  # once per schedule step
+            tr = analyze(model)
+            per_layer = importance(model, criterion, data=data, trace=tr)
+            latest.update(model=model, per_layer=per_layer, ranked=_rank_groups(tr, per_layer))
+        for r in latest["ranked"]:
+            if r.layer == layer:
+                s = np.empty(r.size)
+                s[r.order] = r.scores
+                return s
+        return latest["per_layer"][layer]
+
+    return scores
 
 
 def plan_to_budget(

@@ -231,3 +231,32 @@ def test_plan_to_budget_reports_progress_and_stops_when_the_callback_raises(resi
 
     with pytest.raises(Stop):  # how the app cancels a search (workers.report raises)
         nv.plan_to_budget(residual, "macs=0.5", scope="layer", progress=stop)
+
+
+def test_schedule_ranks_every_step_by_the_budgets_criterion(demo_model, demo_val):
+    """A budget planned with a criterion is reached through steps that rank units by that
+    criterion too (here 1 / L2: the largest-norm Dense units go first), not by L2."""
+    from neuronviz.backend.analysis import importance as imp
+
+    def inverse_l2(ctx, path):
+        k = imp.unit_kernel(ctx.trace, path)
+        return None if k is None else 1.0 / np.sqrt((k.reshape(-1, k.shape[-1]) ** 2).sum(0))
+
+    nv.register_importance("test_inverse_l2", inverse_l2)
+    try:
+        budget = nv.plan_to_budget(
+            demo_model, "macs=0.5", criterion="test_inverse_l2", scope="layer"
+        )
+        sched = nv.budget_schedule(demo_model, budget, None, demo_val, steps=2)
+        steps = list(sched.run())
+    finally:
+        imp.IMPORTANCES.pop("test_inverse_l2")
+    kernel = demo_model.get_layer("dense").get_weights()[0]
+    largest_first = np.argsort(-np.sqrt((kernel**2).sum(0)), kind="stable")
+    first = steps[1].removed["dense"]
+    assert 0 < len(first) < len(budget.plan.remove["dense"])
+    assert sorted(first) == sorted(largest_first[: len(first)].tolist())
+    assert {k: b for k, (_, b) in steps[-1].widths.items()} == {
+        k: len(demo_model.get_layer(k.rsplit("/", 1)[-1]).get_weights()[1]) - len(v)
+        for k, v in budget.plan.remove.items()
+    }
