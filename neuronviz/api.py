@@ -220,6 +220,16 @@ def budget_schedule(
     return PruneSchedule(model, fractions, steps=steps, train=xy[0], val=xy[1], **kw)
 
 
+def _merit(score: Score, data: Dataset) -> tuple:
+    """Higher is better: accuracy, then loss, for classes; loss alone for token data
+    (a causal LM's next-token accuracy hides most of what perplexity shows)."""
+    loss = -float(score.loss) if score.loss is not None else float("nan")
+    loss = loss if np.isfinite(loss) else float("-inf")
+    if data.task == "next_token":
+        return (loss,)
+    return (score.accuracy, loss)
+
+
 def _criterion_ranking(criterion: str, data):
     """(model, layer) -> one score per current unit: `criterion` reduced over the unit's
     group as a budget plan ranks it (`rank_groups`), measured on the current model."""
@@ -264,8 +274,9 @@ def plan_to_budget(
     Every group keeps a multiple of `round_to` units (of 2 x `round_to` from 16 x
     `round_to` units wide). `sensitivity` (a sweep) makes the groups that hurt most lose
     fewest units. scope="auto" (the default) is "global"
-    without `data`; with it, both scopes are planned and the one whose exact (masked)
-    accuracy on `data` is higher is returned. `progress(fraction)` is called as the
+    without `data`; with it, both scopes are planned and the one that scores better on
+    `data`, exactly (masked), is returned: higher accuracy, then lower loss (lower loss
+    alone for a causal LM's token data). `progress(fraction)` is called as the
     search goes (it may raise to stop)."""
     tr = trace if trace is not None else analyze(model)
     target = target if isinstance(target, Target) else Target.parse(target, batch_size)
@@ -280,7 +291,12 @@ def plan_to_budget(
             _plan_to_budget(tr, target, sensitivity=sensitivity, scope=s, **kw) for s in SCOPES
         ]
         previewer = Previewer(model, tr, data)
-        return max(plans, key=lambda bp: previewer.score(bp.plan).accuracy)
+        ranked = []
+        for i, bp in enumerate(plans):
+            if progress is not None:  # may raise to stop between the scorings
+                progress(0.96 + 0.02 * i)
+            ranked.append((_merit(previewer.score(bp.plan), data), -i, bp))
+        return max(ranked, key=lambda r: r[:2])[2]
     kw["scope"] = scope
     if target.kind != "latency":
         return _plan_to_budget(tr, target, sensitivity=sensitivity, **kw)

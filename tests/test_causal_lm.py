@@ -272,3 +272,17 @@ def test_keras_hub_causal_lm_scores(kind, tokens, tmp_path):
     same = nv.prune(model, nv.Plan({})).model  # an empty plan rebuilds the LM unchanged
     assert same.count_params() == model.count_params()
     np.testing.assert_allclose(same(x), model(x), atol=1e-5)
+
+
+def test_auto_budget_on_token_data_keeps_the_lower_loss_plan(lm, tokens):
+    """scope="auto" compares the two scopes' plans by next-token loss (accuracy hides most
+    of an LM's damage); the losses here come from the pruned models' own logits."""
+    ids, mask = tokens
+    data = nv.next_token_data(lm, ids, mask)
+    loss = {}
+    for scope in ("global", "layer"):
+        plan = nv.plan_to_budget(lm, "params=0.7", scope=scope, round_to=1).plan
+        loss[scope] = numpy_next_token(logits_of(nv.prune(lm, plan).model, ids), ids, mask)[1]
+    assert loss["global"] != pytest.approx(loss["layer"])
+    auto = nv.plan_to_budget(lm, "params=0.7", data=data, round_to=1)
+    assert auto.scope == min(loss, key=loss.get)
