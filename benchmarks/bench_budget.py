@@ -1,5 +1,6 @@
 """Budget plans: the demo at --target macs=0.5 against uniform smallest-L2 pruning at the
-same MACs, and the planning time on ResNet50 (224x224, random weights, no statistics).
+same MACs (with the budget's rounding, and without rounding on either side or only on the
+uniform side), and the planning time on ResNet50 (224x224, random weights, no statistics).
 
 Run: .venv/bin/python benchmarks/bench_budget.py [--target macs=0.5] [--criterion l2]
 Prints figures measured in this one run (machines are shared and noisy).
@@ -33,19 +34,40 @@ def main():
     bp = nv.plan_to_budget(model, a.target, criterion=a.criterion, data=data, trace=tr)
     ratio = bp.after.macs / bp.before.macs
     acc = nv.evaluate(model, data, bp.plan, trace=tr).accuracy
-    # uniform: the same share of every group, smallest L2 first, no rounding, same MACs or fewer
+    # uniform: the same share of every group, smallest L2 first, without rounding and with
+    # the budget's rounding, at the budget plan's MACs or fewer
     uni = nv.plan_to_budget(model, f"macs={ratio}", scope="layer", round_to=1, trace=tr)
     uni_acc = nv.evaluate(model, data, uni.plan, trace=tr).accuracy
-    print(f"demo: baseline accuracy {base.accuracy:.4f}")
+    same = nv.plan_to_budget(model, a.target, scope="layer", round_to=bp.round_to, trace=tr)
+    same_acc = nv.evaluate(model, data, same.plan, trace=tr).accuracy
+    fine = nv.plan_to_budget(
+        model, a.target, criterion=a.criterion, data=data, round_to=1, trace=tr
+    )
+    fine_ratio = fine.after.macs / fine.before.macs
+    fine_acc = nv.evaluate(model, data, fine.plan, trace=tr).accuracy
+    fine_uni = nv.plan_to_budget(model, f"macs={fine_ratio}", scope="layer", round_to=1, trace=tr)
+    fine_uni_acc = nv.evaluate(model, data, fine_uni.plan, trace=tr).accuracy
+    print(f"demo: baseline accuracy {base.accuracy:.4f} on {data.n} samples")
     print(
         f"  budget {a.target} ({a.criterion}, scope {bp.scope}, round_to {bp.round_to}): MACs ratio "
         f"{ratio:.4f}, accuracy {acc:.4f}; widths {_widths(model, bp.plan, tr)}"
     )
     print(
-        f"  uniform smallest-L2 at MACs ratio {uni.after.macs / uni.before.macs:.4f}: "
+        f"  uniform smallest-L2, round_to {bp.round_to}, at MACs ratio "
+        f"{same.after.macs / same.before.macs:.4f}: accuracy {same_acc:.4f}; widths "
+        f"{_widths(model, same.plan, tr)}"
+    )
+    print(
+        f"  uniform smallest-L2, no rounding, at MACs ratio {uni.after.macs / uni.before.macs:.4f}: "
         f"accuracy {uni_acc:.4f}; widths {_widths(model, uni.plan, tr)}"
     )
-    print(f"  budget - uniform accuracy: {acc - uni_acc:+.4f}   (target >= 0)")
+    print(f"  budget - uniform at the same rounding: {acc - same_acc:+.4f}   (target >= 0)")
+    print(f"  budget - uniform without rounding:     {acc - uni_acc:+.4f}")
+    print(
+        f"  without rounding on both sides: budget (scope {fine.scope}) at MACs {fine_ratio:.4f}: "
+        f"{fine_acc:.4f}, uniform at MACs {fine_uni.after.macs / fine_uni.before.macs:.4f}: "
+        f"{fine_uni_acc:.4f}, difference {fine_acc - fine_uni_acc:+.4f}   (target >= 0)"
+    )
     if a.skip_resnet:
         return
     resnet = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=1000)
