@@ -67,8 +67,10 @@ def test_head_map_selects_heads_and_follows_the_plan(make, qtbot, files):
     model, path, val, data = files
     win = make(model=path, data=val)
     testing.wait_ready(qtbot, win)
-    win.menus.actions["head_map"].trigger()
     view = win.head_map
+    qtbot.waitUntil(view.isVisible, timeout=5000)  # opened for a model with heads
+    win.head_dock.close()
+    win.menus.actions["head_map"].trigger()
     qtbot.waitUntil(view.isVisible, timeout=5000)
     s = win.state.session
     qtbot.waitUntil(lambda: s.head_scores("head_norm") is not None, timeout=60000)
@@ -182,3 +184,17 @@ def test_head_map_of_a_model_without_heads(qtbot):
     assert not s.set_unit_data(nv.UnitData(), keras.Model(x, x), s.dataset)  # another model's
     assert s.unit_data is None
     view.cleanup()
+
+
+def test_head_map_opens_for_models_with_heads_only(make, qtbot, files):
+    from neuronviz.resources import demo_model
+
+    _, path, val, _ = files
+    win = make(model=path, data=val)
+    testing.wait_model(qtbot, win)
+    qtbot.waitUntil(win.head_dock.isVisible, timeout=5000)
+    win.open_model(demo_model())  # a CNN: no heads, no empty dock
+    qtbot.waitUntil(lambda: win.state.session.model_path == demo_model(), timeout=60000)
+    qtbot.waitUntil(lambda: not win.head_dock.isVisible(), timeout=5000)
+    win.open_model(path)
+    qtbot.waitUntil(win.head_dock.isVisible, timeout=60000)

@@ -147,7 +147,7 @@ class MainWindow(QMainWindow):
         self.head_dock.setFeatures(
             self.head_dock.features() | QDockWidget.DockWidgetFeature.DockWidgetClosable
         )
-        self.head_dock.hide()  # View ▸ Head Map (Ctrl+Shift+H)
+        self.head_dock.hide()  # shown for models with heads; View ▸ Head Map (Ctrl+Shift+H)
         self.progress = TaskProgress()
         self.statusBar().addPermanentWidget(self.progress)
         self.views = [self.norms, self.heatmap, self.stats, self.sensitivity, self.unit]
@@ -261,7 +261,9 @@ class MainWindow(QMainWindow):
         self.nav_dock.setVisible(has)
         self.side_dock.setVisible(has)
         self.graph_dock.setVisible(has)
-        if not has:
+        if has and self.state.session.head_layers():
+            self.show_head_map()  # a model with attention heads: its heads at a glance
+        else:
             self.head_dock.hide()
         if has and not self._docks_sized:  # first time the workspace shows, no saved layout
             self._docks_sized = True
