@@ -3,7 +3,8 @@
 
 For every prunable group (not blocked, not reaching the model output, at least two
 units) and every fraction f, the round(f * size) lowest-importance units are masked
-(never all of them: at most size - 1) and the model is scored with a Previewer.
+(never all of them: at most size - 1) and the model is scored with a Previewer (compiled
+where the rerun is big enough: a group's fractions share one trace).
 
     run = sweep(previewer, trace)
     for progress in run:          # floats in (0, 1]
@@ -164,7 +165,7 @@ class Sweep:
             s = base
             if k > 0:
                 try:
-                    s = self.previewer.score(_plan_for(self.trace, classes))
+                    s = self.previewer.score(_plan_for(self.trace, classes), compiled=True)
                 except NeuronvizError:  # e.g. a member layer would lose all its units
                     nan = float("nan")
                     s = Score(nan, nan, base.n, None if base.perplexity is None else nan)
