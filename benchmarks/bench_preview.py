@@ -1,6 +1,11 @@
 """Preview latency against `model.evaluate` on the same data, and a full sensitivity sweep.
 
     .venv/bin/python benchmarks/bench_preview.py [--skip-resnet] [--repeats 5]
+    .venv/bin/python benchmarks/bench_preview.py --sweep-groups 6
+
+`--sweep-groups N` runs only a sensitivity sweep of N ResNet50 groups (evenly spread,
+two fractions, 500 samples), eagerly and then compiled (`Previewer.compile_min_macs`),
+each from a fresh preview, against `model.evaluate` timed before, between and after.
 
 Every figure comes from this one run: the preview is warmed first (as the app does in
 the background), then each selection is a new plan, so a figure includes resolving the
@@ -114,15 +119,56 @@ def bench_demo(repeats: int) -> None:
     )
 
 
-def bench_resnet(repeats: int) -> None:
+def bench_sweep(count: int) -> None:
+    """Seconds per sweep score, eager and compiled, against `model.evaluate`."""
+    model, data, tr = _resnet(500)
+    model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0)  # trace once
+    probe = Previewer(model, tr, data, batch_size=BATCH)
+    names = [c.name for c in sweep(probe, tr, fractions=(0.0,)).run().curves]
+    names = names[:: max(1, len(names) // count)][:count]
+    evaluate, runs = [], {}
+
+    def timed_evaluate():
+        evaluate.append(_timed(lambda: model.evaluate(data.x, data.y, batch_size=BATCH, verbose=0)))
+
+    timed_evaluate()
+    for mode in ("eager", "compiled"):
+        pv = Previewer(model, tr, data, batch_size=BATCH)
+        if mode == "eager":
+            pv.compile_min_macs = float("inf")
+        pv.baseline()
+        t = time.perf_counter()
+        runs[mode] = sweep(pv, tr, fractions=(0.25, 0.5), groups=names).run()
+        took = time.perf_counter() - t
+        traced = f", {pv._segments.traced} segments traced" if pv._segments else ""
+        points = sum(1 for c in runs[mode].curves for k in c.removed if k > 0)
+        timed_evaluate()
+        ev = statistics.median(evaluate)
+        print(
+            f"ResNet50 64x64 sweep, {mode:<8} {len(names)} groups, {points} scores on {data.n} samples: "
+            f"{took:.1f} s, {took / points:.2f} s per score = {took / points / ev:.2f}x evaluate "
+            f"({ev:.2f} s){traced}"
+        )
+    loss = [
+        np.subtract(a.loss, b.loss) for a, b in zip(*(r.curves for r in runs.values()), strict=True)
+    ]
+    print(f"  (largest loss difference, compiled - eager: {np.abs(loss).max():.1e})")
+
+
+def _resnet(n: int):
+    """ResNet50 at 64x64 with 10 classes, compiled, on `n` random samples; its trace."""
     keras.utils.set_random_seed(0)
     model = keras.applications.ResNet50(weights=None, input_shape=(64, 64, 3), classes=10)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     rng = np.random.default_rng(0)
     data = Dataset(
-        rng.random((1000, 64, 64, 3), dtype=np.float32), rng.integers(0, 10, 1000), 10, "random"
+        rng.random((n, 64, 64, 3), dtype=np.float32), rng.integers(0, 10, n), 10, "random"
     )
-    tr = trace(flatten(model))
+    return model, data, trace(flatten(model))
+
+
+def bench_resnet(repeats: int) -> None:
+    model, data, tr = _resnet(1000)
     pv = Previewer(model, tr, data, batch_size=BATCH)
     t = time.perf_counter()
     pv.warm()
@@ -141,7 +187,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--skip-resnet", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--sweep-groups", type=int, default=0)
     args = p.parse_args()
+    if args.sweep_groups:
+        bench_sweep(args.sweep_groups)
+        return
     print(
         f"{'':<47} {'---------- wall clock ----------':>30} {'---- CPU time (all threads) ----':>30}"
     )

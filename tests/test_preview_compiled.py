@@ -131,3 +131,12 @@ def test_attention_heads_keep_the_eager_path_and_ffn_units_compile(mean_pooled):
     accuracy, loss = pruned_score(model, ffn, data)
     assert got.loss == pytest.approx(loss, rel=1e-4, abs=1e-6)
     assert got.accuracy == pytest.approx(accuracy, abs=1.01 / data.n)
+
+
+def test_a_sweep_of_chosen_groups_scores_only_those(sweeps, resnet):
+    model, tr, data = resnet
+    pv, full = sweeps[False]
+    name = full.curves[1].name
+    part = sweep(pv, tr, fractions=FRACTIONS, groups=[name]).run()
+    assert [c.name for c in part.curves] == [name] and not part.skipped
+    assert part.curves[0].loss == full.curves[1].loss

@@ -121,8 +121,10 @@ class Sweep:
         trace: Trace,
         importance: Mapping[str, np.ndarray] | None,
         fractions=DEFAULT_FRACTIONS,
+        groups=None,
     ):
         self.previewer, self.trace = previewer, trace
+        self.groups = None if groups is None else set(groups)
         self.fractions = _checked_fractions(fractions)
         self.importance = _importance(trace, importance)
         self.result: SweepResult | None = None
@@ -145,6 +147,8 @@ class Sweep:
         curves, skipped, orders = [], {}, {}
         jobs = []
         for g in self.trace.units.groups:
+            if self.groups is not None and g.name not in self.groups:
+                continue
             why = _why_skipped(g, self.trace, self.importance)
             if why:
                 skipped[g.name] = why
@@ -189,10 +193,12 @@ def sweep(
     trace: Trace,
     importance: Mapping[str, np.ndarray] | None = None,
     fractions=DEFAULT_FRACTIONS,
+    groups=None,
 ) -> Sweep:
     """A sensitivity sweep (see the module docstring). `importance`: layer -> one value
-    per unit (higher = more important); layers left out get the "l2" importance."""
-    return Sweep(previewer, trace, importance, fractions)
+    per unit (higher = more important); layers left out get the "l2" importance.
+    `groups`: the names of the groups to sweep (default: all)."""
+    return Sweep(previewer, trace, importance, fractions, groups)
 
 
 # ---- helpers --------------------------------------------------------------------------
