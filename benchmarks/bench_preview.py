@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_preview.py --sweep-groups 6
 
 `--sweep-groups N` runs only a sensitivity sweep of N ResNet50 groups (evenly spread,
-two fractions, 500 samples), eagerly and then compiled (`Previewer.compile_min_macs`),
+the sweep's nine fractions, 500 samples), eagerly and then compiled (`Previewer.compile_min_macs`),
 each from a fresh preview, against `model.evaluate` timed before, between and after.
 
 Every figure comes from this one run: the preview is warmed first (as the app does in
@@ -138,7 +138,7 @@ def bench_sweep(count: int) -> None:
             pv.compile_min_macs = float("inf")
         pv.baseline()
         t = time.perf_counter()
-        runs[mode] = sweep(pv, tr, fractions=(0.25, 0.5), groups=names).run()
+        runs[mode] = sweep(pv, tr, groups=names).run()
         took = time.perf_counter() - t
         traced = f", {pv._segments.traced} segments traced" if pv._segments else ""
         points = sum(1 for c in runs[mode].curves for k in c.removed if k > 0)

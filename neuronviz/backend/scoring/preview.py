@@ -330,7 +330,7 @@ class Previewer:
     def _compiles(self, masker: Masker, t: int, heads) -> bool:
         """Whether the rerun from `t` runs compiled: masks only (no positions, head terms
         or local copies), and enough work to pay for tracing."""
-        if self.positions or masker.local or heads is not None:
+        if self.positions or masker.local or heads is not None or t == len(self.graph.calls):
             return False
         macs = sum(self.trace.rule(c.path).macs(c) for c in self.graph.calls[t:])
         return macs * self.n >= self.compile_min_macs
