@@ -113,6 +113,25 @@ def test_unreachable_budget_is_one_line_and_changes_nothing(win, qtbot, demo_mod
     dlg.reject()
 
 
+def test_refine_on_the_data_shows_its_phase_and_cancels(win, qtbot):
+    """Refining is slow (exact previews): the dialog says so while it runs, and Cancel
+    stops it mid-way with nothing changed (the refinement itself: test_refine.py)."""
+    s = win.state.session
+    dlg = open_dialog(win)
+    assert dlg.refine.isEnabled() and not dlg.options()["refine"]  # off by default
+    dlg.refine.setChecked(True)
+    assert dlg.options()["refine"]
+    qtbot.mouseClick(dlg.run_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dlg.status.text() == "Refining the units on the data…", timeout=60000)
+    assert not dlg.refine.isEnabled()  # locked while running
+    qtbot.mouseClick(dlg.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: dlg.run_button.isEnabled(), timeout=30000)
+    assert dlg.status.text() == "Cancelled: nothing changed."
+    testing.wait_idle(qtbot, win)
+    assert s.plan == HAND and win.selection.stack.count() == 0
+    dlg.reject()
+
+
 def test_round_selection_is_a_setting_and_one_undo_step(win, qtbot, demo_model):
     s = win.state.session
     win.menus.actions["round_to_16"].trigger()

@@ -1,5 +1,5 @@
 """`neuronviz prune MODEL -o OUT (--remove LAYER:SPEC ... | --plan PLAN.json | --target macs=0.5)
-[--criterion l2] [--scope global|layer] [--round-to N] [--save-plan PLAN.json] [--data DATA] [--json]`"""
+[--criterion l2] [--scope global|layer] [--round-to N] [--refine] [--save-plan PLAN.json] [--data DATA] [--json]`"""
 
 from __future__ import annotations
 
@@ -46,6 +46,13 @@ def add_budget_arguments(p) -> None:
         help="every group that loses units keeps a multiple of N, and one at least 16N wide "
         "a multiple of 2N (budget plans: 8 by default, 1 turns it off; other plans: off by "
         "default)",
+    )
+    b.add_argument(
+        "--refine",
+        action="store_true",
+        help="with --target and --data: keep the widths found and choose each layer's units "
+        "again by exact loss on the data (block-greedy; slower: about 4 previews per unit "
+        "of every layer that loses units)",
     )
     b.add_argument("--save-plan", metavar="PLAN.json", help="write the plan used (replayable)")
     b.add_argument("--data", help="score the plan on this data (exact, from the masked model)")
@@ -109,6 +116,11 @@ def run(args) -> int:
             "Expected --steps N >= 1 with --target, --finetune-data TRAIN and --data VAL. "
             f"Received: --steps {args.steps}"
         )
+    if args.refine and (not args.target or not args.data):
+        raise NeuronvizError(
+            "Expected --refine with --target and --data (it chooses units by their loss on "
+            f"the data). Received: --target {args.target or 'none'}, --data {args.data or 'none'}"
+        )
     if args.round_to is not None and args.round_to < 1:
         raise NeuronvizError(f"Expected --round-to >= 1. Received: {args.round_to}")
     if args.data:
@@ -135,6 +147,8 @@ def run(args) -> int:
             data=args.data,
             batch_size=args.latency_batch,
             trace=trace,
+            refine=args.refine,
+            progress=_progress("refining with data") if args.refine and not args.json else None,
         )
         plan = budget.plan
         if not plan:
@@ -165,6 +179,7 @@ def run(args) -> int:
             data["target"] = str(budget.target)
             data["round_to"] = budget.round_to
             data["scope"] = budget.scope
+            data["refined"] = budget.refined
         if predicted is not None:
             data["predicted"] = predicted.to_dict()
         if args.save_plan:
@@ -193,7 +208,8 @@ def run(args) -> int:
     )
     if budget is not None:
         print(
-            f"target {budget.target} met (criterion {budget.criterion}, scope {budget.scope}, round_to {budget.round_to})"
+            f"target {budget.target} met (criterion {budget.criterion}, scope {budget.scope}, "
+            f"round_to {budget.round_to}{_refined(args, budget)})"
         )
     if predicted is not None:
         ppl, what = "", "samples"
@@ -276,6 +292,27 @@ def _parse_target(args):
     if args.latency_batch < 1:
         raise NeuronvizError(f"Expected --latency-batch >= 1. Received: {args.latency_batch}")
     return f"{kind.strip().lower()}={v:g}"
+
+
+def _refined(args, budget) -> str:
+    if not args.refine:
+        return ""
+    return ", units refined with data" if budget.refined else ", refining found no lower loss"
+
+
+def _progress(label: str):
+    """Percent done on stderr, in place, when it is a terminal."""
+    import sys
+
+    if not sys.stderr.isatty():
+        return None
+
+    def report(fraction: float) -> None:
+        end = "\n" if fraction >= 1.0 else ""
+        sys.stderr.write(f"\r{label}… {100 * fraction:3.0f}%{end}")
+        sys.stderr.flush()
+
+    return report
 
 
 def _pct(a: int, b: int) -> str:

@@ -26,12 +26,14 @@ class Budgets:
         scope: str = "auto",
         round_to: int = 8,
         batch_size: int = 32,
+        refine: bool = False,
         report=None,
     ):
         """A generator job: `nv.plan_to_budget` on the open model and data (the data ranks
-        units for data-driven criteria, and scope "auto" scores both scopes on it).
-        Returns the BudgetPlan; applies nothing. `report(fraction, text)` reports from
-        inside the search (and may raise to stop it)."""
+        units for data-driven criteria, scope "auto" scores both scopes on it, and
+        `refine` re-chooses the units by exact loss on it). Returns the BudgetPlan;
+        applies nothing. `report(fraction, text)` reports from inside the search (and may
+        raise to stop it)."""
         import neuronviz.api as api
 
         if self.model is None:
@@ -39,8 +41,12 @@ class Budgets:
         api.Target.parse(target, batch_size)  # a bad target is refused here, at once
         model, trace, data = self.model, self.trace, self.dataset
 
+        if refine and data is None:
+            raise NeuronvizError("Open validation data to refine the units with (Ctrl+D).")
         text = f"Planning to {target}…"
-        progress = (lambda f: report(f, text)) if report is not None else None
+
+        def progress(f: float) -> None:  # the search is the first tenth of a refined plan
+            report(f, text if not refine or f < 0.1 else "Refining the units on the data…")
 
         def job():
             yield 0.0, text
@@ -53,7 +59,8 @@ class Budgets:
                 data=data,
                 batch_size=int(batch_size),
                 trace=trace,
-                progress=progress,
+                progress=progress if report is not None else None,
+                refine=bool(refine),
             )
 
         return job

@@ -216,6 +216,7 @@ class BudgetPlan:
     scope: str
     criterion: str
     latency_ms: tuple[float, float] | None = None  # (original, pruned) when measured
+    refined: bool = False  # units re-chosen by exact loss on data (analysis/refine.py)
 
     def to_dict(self) -> dict:
         d = {
@@ -223,6 +224,7 @@ class BudgetPlan:
             "criterion": self.criterion,
             "scope": self.scope,
             "round_to": self.round_to,
+            "refined": self.refined,
             "params_before": self.before.params,
             "params_after": self.after.params,
             "macs_before": self.before.macs,
