@@ -6,13 +6,15 @@ alone on top of the plan so far and scored exactly with the Previewer, and the u
 whose removal costs least loss go, a share of what is left to remove per round. Scores
 of single units alone are not enough: near-copies each look free to remove, but not
 together (on the demo, leave-one-out choice fell to 0.77 accuracy); rescoring after each
-block sees that. Cost: about `rounds` x width previews per layer. The refined plan is
+block sees that. Cost: about `rounds` x width previews per layer, each on a model pruned
+of the plan's other units, so that it reruns from that layer on. The refined plan is
 kept only where its loss on the data is lower than the plan's.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -48,6 +50,7 @@ def refine_plan(
     done = 0
     current = {p: list(v) for p, v in plan.remove.items()}
     for layer in layers:
+        loss_of = _loss_with_the_rest_removed(previewer, current, layer)
         removed: list[int] = []
         for r, take in enumerate(takes[layer]):
             gone = set(removed)
@@ -56,7 +59,7 @@ def refine_plan(
                 kept = kept[: _window(sum(takes[layer][r:]))]
             losses = []
             for u in kept:
-                losses.append(_loss(previewer, {**current, layer: sorted(removed + [u])}))
+                losses.append(loss_of(sorted(removed + [u])))
                 done += 1
                 if progress is not None:
                     progress(done / total)
@@ -65,6 +68,36 @@ def refine_plan(
         current[layer] = sorted(removed)
     refined = Plan(current)
     return refined if _loss(previewer, current) < _loss(previewer, plan.remove) else plan
+
+
+def _loss_with_the_rest_removed(previewer, current: dict, layer: str) -> Callable:
+    """units of `layer` -> the loss with them and the other layers' units of `current`
+    removed. Scored on a model pruned of the others, so that a preview reruns from
+    `layer` only (exact: pruned == masked); masked on the full model where that model
+    cannot be made or names `layer` differently."""
+    others = {p: v for p, v in current.items() if p != layer and len(v)}
+
+    def masked(units: list[int]) -> float:
+        return _loss(previewer, {**others, layer: units})
+
+    if not others or not hasattr(previewer, "dataset"):
+        return masked
+    from neuronviz.backend.model.graph import flatten
+    from neuronviz.backend.model.trace import trace as trace_of
+    from neuronviz.backend.scoring.preview import Previewer
+    from neuronviz.backend.surgery.prune import prune
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. repeated KV heads: said once by `prune`
+            small = prune(previewer.model, Plan(others), previewer.trace).model
+        tr = trace_of(flatten(small))
+        if len(tr.layer_units.get(layer, ())) != len(previewer.trace.layer_units[layer]):
+            return masked
+        pv = Previewer(small, tr, previewer.dataset, previewer.budget_bytes, previewer.batch_size)
+    except NeuronvizError:
+        return masked
+    return lambda units: _loss(pv, {layer: units})
 
 
 def _takes(k: int, rounds: int) -> list[int]:
