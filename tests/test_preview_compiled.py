@@ -140,3 +140,34 @@ def test_a_sweep_of_chosen_groups_scores_only_those(sweeps, resnet):
     part = sweep(pv, tr, fractions=FRACTIONS, groups=[name]).run()
     assert [c.name for c in part.curves] == [name] and not part.skipped
     assert part.curves[0].loss == full.curves[1].loss
+
+
+class EagerOnly(L.Layer):
+    """A layer that needs eager tensors (NumPy in call): it cannot run in a tf.function."""
+
+    def call(self, x):
+        return x * float(np.asarray(x).std() >= 0)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+
+def test_a_graph_that_cannot_be_traced_stays_eager():
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((6,))
+    h = L.Dense(5, name="b")(L.Dense(8, activation="relu", name="a")(inp))
+    model = keras.Model(inp, L.Dense(3, name="out")(EagerOnly(name="eager")(h)))
+    rng = np.random.default_rng(2)
+    data = Dataset(rng.normal(size=(30, 6)).astype("float32"), rng.integers(0, 3, 30), 3)
+    tr = trace(flatten(model))
+    pv = _previewer(model, tr, data, compiled=True)
+    plan = Plan({"a": [1, 2]})
+    got = pv.score(plan, compiled=True)
+    assert pv.compile_min_macs == float("inf")  # this previewer stays eager from now on
+    assert got == pv.score(plan)
+    zeroed = keras.models.clone_model(model)  # oracle: b's input rows 1 and 2 zeroed
+    zeroed.set_weights(model.get_weights())
+    kernel, bias = zeroed.get_layer("b").get_weights()
+    kernel[[1, 2]] = 0
+    zeroed.get_layer("b").set_weights([kernel, bias])
+    np.testing.assert_allclose(pv.predict(plan), zeroed(data.x), rtol=1e-5, atol=1e-6)

@@ -37,7 +37,7 @@ from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.scoring.evaluation import scorer
 from neuronviz.backend.scoring.heads import HeadTerms, has_heads, removed_heads
 from neuronviz.backend.scoring.positions import Positions
-from neuronviz.backend.scoring.segments import Segments
+from neuronviz.backend.scoring.segments import Segments, Uncompilable
 from neuronviz.backend.surgery.masking import Masker, pruned_layer
 from neuronviz.backend.surgery.sources import ConvRule, ConvTransposeRule, DenseRule, SeparableRule
 from neuronviz.core.metrics import Score
@@ -294,30 +294,40 @@ class Previewer:
         the list of its results per batch instead."""
         t, stop = masker.first_affected(), len(self.graph.calls)
         heads = removed_heads(self.trace, masker, t)
-        terms = self._head_terms(t) if heads is not None else None
         if compiled and self._compiles(masker, t, heads):
-            s = self._ensure_frontier(t, compiled=True)
-            rows = self._rows(s, stop, self.compiled_rows)
+            try:
+                s = self._ensure_frontier(t, compiled=True)
+                return self._batches(
+                    s,
+                    self._rows(s, stop, self.compiled_rows),
+                    lambda values, lo: self._compiled_run(values, s, stop, masker),
+                    masker,
+                    reduce,
+                )
+            except Uncompilable:  # a layer that cannot run in a tf.function: stay eager
+                self.compile_min_macs = float("inf")
+        terms = self._head_terms(t) if heads is not None else None
+        if terms is None:
+            s = run_from = self._ensure_frontier(t)
+        else:  # the attention output without those heads, by subtraction
+            s, run_from = t + 1, t
+            out = self.graph.calls[t].outputs[0]
+        rows = self._rows(s, stop)
+        hook = self._slicing_hook(masker)
+        if self.positions:  # only the positions the outputs read
+            hook = self.positions.wrap(hook, s, run_from)
+        hook = self._counting(hook)
 
-            def run(values, lo):
-                return self._compiled_run(values, s, stop, masker)
-        else:
-            if terms is None:
-                s = run_from = self._ensure_frontier(t)
-            else:  # the attention output without those heads, by subtraction
-                s, run_from = t + 1, t
-                out = self.graph.calls[t].outputs[0]
-            rows = self._rows(s, stop)
-            hook = self._slicing_hook(masker)
-            if self.positions:  # only the positions the outputs read
-                hook = self.positions.wrap(hook, s, run_from)
-            hook = self._counting(hook)
+        def run(values, lo):
+            if terms is not None:
+                values[out] = terms.without(heads, lo, lo + rows)
+            return self.graph.run(None, start=s, values=values, hook=hook)
 
-            def run(values, lo):
-                if terms is not None:
-                    values[out] = terms.without(heads, lo, lo + rows)
-                return self.graph.run(None, start=s, values=values, hook=hook)
+        return self._batches(s, rows, run, masker, reduce)
 
+    def _batches(self, s: int, rows: int, run, masker: Masker, reduce):
+        """`run(frontier batch, first row)` over all samples from frontier `s`: the masked
+        first output, or the list of `reduce(outputs, first_row)` per batch."""
         chunks = []
         for lo in range(0, self.n, rows):
             values = run(self._batch(s, lo, rows), lo)

@@ -20,6 +20,10 @@ from neuronviz.backend.model.graph import FlatGraph
 from neuronviz.backend.surgery.masking import Masker
 
 
+class Uncompilable(Exception):
+    """A segment could not be traced (a layer that needs eager tensors)."""
+
+
 class Segments:
     """Compiled runs of `graph` from call a to call b (`keys_at(t)`: the tensors that
     cross the point before call t)."""
@@ -78,7 +82,10 @@ class Segments:
         spec = [tf.TensorSpec((None, *x.shape[1:]), x.dtype) for x in args[: len(keys)]]
         spec += [tf.TensorSpec(m.shape, m.dtype) for m in args[len(keys) :]]
         t = time.perf_counter()
-        fn = tf.function(forward, autograph=False).get_concrete_function(*spec)
+        try:
+            fn = tf.function(forward, autograph=False).get_concrete_function(*spec)
+        except Exception as e:  # noqa: BLE001 - whatever a layer raises in a graph
+            raise Uncompilable(f"calls {a}..{b - 1}: {type(e).__name__}") from e
         self.traced += 1
         self.trace_seconds += time.perf_counter() - t
         return fn
