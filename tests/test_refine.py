@@ -95,9 +95,9 @@ def test_a_window_scores_only_the_criterions_first_candidates(demo_model, demo_v
     pv, seen = Previewer(demo_model, tr, data), []
 
     class Spy:  # the previewer, recording which plans were scored
-        def score(self, plan):
+        def score(self, plan, **kw):
             seen.append(plan)
-            return pv.score(plan)
+            return pv.score(plan, **kw)
 
     order = {"dense": np.arange(512)[::-1]}  # a criterion's order: 511 least important
     refined = refine_plan(Spy(), tr, Plan({"dense": [0]}), order, rounds=1)

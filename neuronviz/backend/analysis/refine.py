@@ -127,7 +127,7 @@ def _previews(width: int, takes: list[int], windowed: bool) -> int:
 
 def _loss(previewer, remove: dict) -> float:
     try:
-        loss = previewer.score(Plan(remove)).loss
+        loss = previewer.score(Plan(remove), compiled=True).loss  # compiled where it pays
     except NeuronvizError:  # e.g. a member layer would lose all its units
         return math.inf
     return float(loss) if loss is not None and math.isfinite(loss) else math.inf
