@@ -286,3 +286,24 @@ def test_auto_budget_on_token_data_keeps_the_lower_loss_plan(lm, tokens):
     assert loss["global"] != pytest.approx(loss["layer"])
     auto = nv.plan_to_budget(lm, "params=0.7", data=data, round_to=1)
     assert auto.scope == min(loss, key=loss.get)
+
+
+def test_sensitivity_weights_of_token_data_follow_the_loss(lm, data):
+    """A budget that respects a sweep ranks an LM's groups by how much each raises the
+    next-token loss (its accuracy moves in coarse steps of one token)."""
+    from neuronviz.backend.surgery.budget import _sensitivity_weights
+
+    res = nv.sweep(lm, data, fractions=(0.0, 0.25, 0.5)).run()
+    base = res.baseline.loss
+    rise = {c.name: np.mean([max(v - base, 0.0) for v in c.loss]) for c in res.curves}
+    mean = np.mean(list(rise.values()))
+    assert mean > 0
+    want = {k: 1.0 + v / mean for k, v in rise.items()}
+    got = _sensitivity_weights(res)
+    assert got == pytest.approx(want)
+    drop = {
+        c.name: np.mean([max(res.baseline.accuracy - a, 0.0) for a in c.accuracy])
+        for c in res.curves
+    }
+    by_accuracy = {k: 1.0 + v / np.mean(list(drop.values())) for k, v in drop.items()}
+    assert got != pytest.approx(by_accuracy)

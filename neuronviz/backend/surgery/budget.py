@@ -118,15 +118,22 @@ def _plan_layer(trace: Trace, g) -> str | None:
 
 
 def _sensitivity_weights(sweep) -> dict[str, float]:
-    """Group name -> 1 + its mean accuracy drop over the sweep relative to the mean group's:
-    groups that hurt most rank later and so lose fewest units."""
+    """Group name -> 1 + its mean accuracy drop over the sweep relative to the mean group's
+    (its loss rise, for a causal LM's token data): groups that hurt most rank later and so
+    lose fewest units."""
     if sweep is None:
         return {}
-    base = float(sweep.baseline.accuracy or 0.0)
-    drops = {
-        c.name: float(np.nanmean([max(base - a, 0.0) for a in c.accuracy])) if c.accuracy else 0.0
-        for c in sweep.curves
-    }
+    tokens = sweep.baseline.perplexity is not None
+    base = float((sweep.baseline.loss if tokens else sweep.baseline.accuracy) or 0.0)
+
+    def hurt(c) -> list[float]:
+        return (
+            [max(v - base, 0.0) for v in c.loss]
+            if tokens
+            else [max(base - a, 0.0) for a in c.accuracy]
+        )
+
+    drops = {c.name: float(np.nanmean(hurt(c))) if c.accuracy else 0.0 for c in sweep.curves}
     mean = float(np.mean(list(drops.values()))) if drops else 0.0
     return {k: 1.0 + (v / mean if mean > 0 else 0.0) for k, v in drops.items()}
 
