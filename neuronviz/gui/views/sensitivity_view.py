@@ -1,5 +1,5 @@
-"""Sensitivity: accuracy against the fraction of units removed, one curve per layer
-(group), or a heatmap (groups x fractions, coloured by the accuracy drop) when there are
+"""Sensitivity: accuracy (perplexity, for a causal LM's token data) against the fraction
+of units removed, one curve per layer (group), or a heatmap (groups x fractions, coloured by the accuracy drop) when there are
 more than HEATMAP_ABOVE groups. Clicking a point or a cell selects that many of that
 layer's units by the criterion."""
 
@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 
 from neuronviz.gui import theme
 from neuronviz.gui.views.base import View
-from neuronviz.gui.views.sweep_heatmap import SweepHeatmap
+from neuronviz.gui.views.sweep_heatmap import SweepHeatmap, damage_label, scored
 from neuronviz.gui.workers import error_text
 
 CRITERIA = [("l2", "L2 norm"), ("l1", "L1 norm"), ("taylor", "Taylor importance")]
@@ -111,8 +111,11 @@ class SensitivityView(View):
                 else "The sweep needs validation data."
             )
             return
+        label, baseline, values = scored(res)
+        pi = self.plot.getPlotItem()
+        pi.setLabel("left", label)
         base = pg.InfiniteLine(
-            pos=100 * res.baseline.accuracy,
+            pos=baseline,
             angle=0,
             pen=pg.mkPen((128, 128, 128), style=pg.QtCore.Qt.PenStyle.DashLine),
         )
@@ -125,15 +128,14 @@ class SensitivityView(View):
             self.heatmap.set_result(res)
             self.stack.setCurrentWidget(self.heatmap)
             self.info.setText(
-                f"By smallest {crit}: accuracy drop from the baseline "
-                f"({100 * res.baseline.accuracy:.2f}%) per group. Click a cell to select that "
+                f"By smallest {crit}: {damage_label(res).rsplit(' (', 1)[0]} from the baseline "
+                f"({_value(label, baseline)}) per group. Click a cell to select that "
                 f"fraction of that layer's units.{skipped}"
             )
             return
         self.stack.setCurrentWidget(self.plot)
-        for i, c in enumerate(res.curves):
+        for i, (c, acc) in enumerate(zip(res.curves, values, strict=True)):
             colour = theme.CURVES[i % len(theme.CURVES)]
-            acc = 100 * np.array([a if math.isfinite(a) else np.nan for a in c.accuracy], float)
             xs = 100 * np.asarray(c.fractions, float)
             line = pg.PlotDataItem(
                 xs,
@@ -158,13 +160,14 @@ class SensitivityView(View):
                 self.plot.addItem(it)
                 self.items.append(it)
             self.points[c.layer] = pts
-        finite = [a for c in res.curves for a in c.accuracy if math.isfinite(a)] or [0.0]
-        self.plot.getPlotItem().setYRange(max(0.0, 100 * min(finite) - 5), 100.5, padding=0)
-        self.plot.getPlotItem().setXRange(
-            -3, 100 * max(max(c.fractions) for c in res.curves) + 3, padding=0
-        )
+        finite = [v for r in values for v in r.tolist() if math.isfinite(v)] or [baseline]
+        if label == "perplexity":  # lower is better; a collapsed model must not flatten the rest
+            pi.setYRange(0.95 * min(finite), min(max(finite), 10 * baseline) * 1.05, padding=0)
+        else:
+            pi.setYRange(max(0.0, min(finite) - 5), 100.5, padding=0)
+        pi.setXRange(-3, 100 * max(max(c.fractions) for c in res.curves) + 3, padding=0)
         self.info.setText(
-            f"By smallest {crit}. Baseline accuracy {100 * res.baseline.accuracy:.2f}% (dashed). "
+            f"By smallest {crit}. Baseline {_value(label, baseline)} (dashed). "
             "Click a point to select that many units of that layer." + skipped
         )
 
@@ -191,3 +194,7 @@ class SensitivityView(View):
             s.set_layer(layer)
         crit = s.sweep_criterion or "l2"
         self.selection.apply(plan, f"Select {100 * c.fractions[j]:.0f}% of {layer} by {crit}")
+
+
+def _value(label: str, value: float) -> str:
+    return f"perplexity {value:.4g}" if label == "perplexity" else f"accuracy {value:.2f}%"

@@ -1,5 +1,6 @@
 """The sensitivity sweep as a heatmap: one row per group, one column per fraction
-removed, coloured by the accuracy drop. A click on a cell reports (layer, column)."""
+removed, coloured by the accuracy drop (the perplexity rise, for a causal LM's token
+data). A click on a cell reports (layer, column)."""
 
 from __future__ import annotations
 
@@ -30,16 +31,36 @@ class SweepCells(pg.ImageItem):
             self.sigCellClicked.emit(r, c)
 
 
+def scored(res) -> tuple[str, float, list[np.ndarray]]:
+    """What a sweep is shown by: (label, baseline, per group its values at each fraction,
+    NaN where not scored). Accuracy in %, or perplexity for a causal LM's token data
+    (its next-token accuracy moves in coarse steps)."""
+    if res.baseline.perplexity is not None:
+        label, base, rows = (
+            "perplexity",
+            res.baseline.perplexity,
+            [c.perplexity for c in res.curves],
+        )
+    else:
+        label, base = "accuracy (%)", 100 * res.baseline.accuracy
+        rows = [[None if a is None else 100 * a for a in c.accuracy] for c in res.curves]
+    finite = [
+        np.array([v if v is not None and math.isfinite(v) else np.nan for v in r], float)
+        for r in rows
+    ]
+    return label, float(base), finite
+
+
 def drop_matrix(res) -> np.ndarray:
-    """Accuracy drop in percentage points, groups x fractions (NaN where not scored)."""
-    base = res.baseline.accuracy
-    return np.array(
-        [
-            [100 * (base - a) if a is not None and math.isfinite(a) else np.nan for a in c.accuracy]
-            for c in res.curves
-        ],
-        np.float32,
-    )
+    """Damage, groups x fractions (NaN where not scored): the accuracy drop in percentage
+    points, or the perplexity rise in % of the baseline's."""
+    label, base, rows = scored(res)
+    m = np.array(rows, np.float32)
+    return 100 * (m / base - 1) if label == "perplexity" else base - m
+
+
+def damage_label(res) -> str:
+    return "perplexity rise (%)" if res.baseline.perplexity is not None else "accuracy drop (pt)"
 
 
 class SweepHeatmap(pg.PlotWidget):
@@ -64,6 +85,7 @@ class SweepHeatmap(pg.PlotWidget):
 
     def set_result(self, res) -> None:
         drops = drop_matrix(res)
+        self.colorbar.axis.setLabel(damage_label(res))
         self.layers = [c.layer for c in res.curves]
         finite = drops[np.isfinite(drops)]
         hi = max(float(finite.max()) if len(finite) else 1.0, 0.5)
