@@ -1,9 +1,11 @@
 """Refining a plan with data: the same widths, the units chosen by exact (masked) loss.
 
 For every layer the plan removes units from (in model order), its units are chosen again
-by block-greedy elimination: in each of `rounds` rounds, every unit still kept is masked
-alone on top of the plan so far and scored exactly with the Previewer, and the units
-whose removal costs least loss go, a share of what is left to remove per round. Scores
+by block-greedy elimination: in each of `rounds` rounds, every candidate (a unit still
+kept; with a criterion's order, only its WINDOW x k + 8 least important when k are left
+to remove) is masked alone on top of the plan so far and scored exactly with the
+Previewer, and the units whose removal costs least loss go, a share of what is left to
+remove per round. Scores
 of single units alone are not enough: near-copies each look free to remove, but not
 together (on the demo, leave-one-out choice fell to 0.77 accuracy); rescoring after each
 block sees that. Cost: about `rounds` x width previews per layer, each on a model pruned
@@ -80,7 +82,7 @@ def _loss_with_the_rest_removed(previewer, current: dict, layer: str) -> Callabl
     def masked(units: list[int]) -> float:
         return _loss(previewer, {**others, layer: units})
 
-    if not others or not hasattr(previewer, "dataset"):
+    if not others:
         return masked
     from neuronviz.backend.model.graph import flatten
     from neuronviz.backend.model.trace import trace as trace_of
