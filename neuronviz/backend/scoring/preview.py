@@ -3,10 +3,10 @@
 A selection changes nothing before the first call it affects (`Masker.first_affected`),
 so only calls from there on are rerun. Their inputs, the *frontier* of that call (every
 tensor made before it and used by it or later, or a model output), are computed once
-without masks and kept as NumPy arrays over the whole dataset, within a memory budget
-(least recently used frontiers go first). A missing frontier is computed from the
-nearest earlier cached one, or from the inputs; one too big for the budget is streamed
-batch by batch instead. Scores equal those of the physically pruned model.
+without masks and kept over the whole dataset within a memory budget (frontiers.py).
+A missing frontier is computed from the nearest earlier cached one, or from the inputs;
+one too big for the budget is streamed batch by batch instead. Scores equal those of
+the physically pruned model.
 
 Where zeroed input channels would cost real work (a big Dense or convolution after the
 removed units), that layer runs instead as a copy with those input channels sliced off,
@@ -35,6 +35,7 @@ from neuronviz.backend.model.data import Dataset
 from neuronviz.backend.model.graph import Key
 from neuronviz.backend.model.trace import Trace
 from neuronviz.backend.scoring.evaluation import scorer
+from neuronviz.backend.scoring.frontiers import FrontierCache
 from neuronviz.backend.scoring.heads import HeadTerms, has_heads, removed_heads
 from neuronviz.backend.scoring.positions import Positions
 from neuronviz.backend.scoring.segments import Segments, Uncompilable
@@ -94,7 +95,6 @@ class Previewer:
         self.model, self.trace, self.dataset = model, trace, dataset
         self._select = select or trace.select  # a session passes its one plan cache
         self.graph = trace.graph
-        self.budget_bytes = int(budget_bytes)
         self.batch_size = int(batch_size)
         self.calls_run: Counter = Counter()
         self._score_outputs = scorer(model, self.graph, dataset.task)
@@ -104,13 +104,12 @@ class Previewer:
         self._sliced: weakref.WeakKeyDictionary = (
             weakref.WeakKeyDictionary()
         )  # masker -> {call: ...}
-        self._inputs = dict(zip(self.graph.inputs, dataset.inputs, strict=True))
-        self._arrays: dict[Key, np.ndarray] = dict(self._inputs)  # key -> array over all samples
-        self._frontiers: OrderedDict[int, tuple] = OrderedDict()  # t -> keys (LRU order)
-        self._frontier_keys: dict[int, tuple] = {}
-        self._heads: OrderedDict[int, HeadTerms] = OrderedDict()  # attention call -> terms
+        inputs = dict(zip(self.graph.inputs, dataset.inputs, strict=True))
+        self.cache = FrontierCache(self.graph, inputs, budget_bytes)  # also holds head terms
+        self.keys_at = self.cache.keys_at  # the frontier of call t
+        self._frontiers = self.cache.frontiers  # t -> keys (LRU order)
+        self._heads: OrderedDict[int, HeadTerms] = self.cache.extras  # attention call -> terms
         self._segments: Segments | None = None  # compiled runs, made on first use
-        self._index_graph()
         self.positions = Positions.for_data(self.graph, dataset.inputs)
 
     # ---- public -----------------------------------------------------------------------
@@ -119,9 +118,12 @@ class Previewer:
         return self.dataset.n
 
     @property
+    def budget_bytes(self) -> int:
+        return self.cache.budget_bytes
+
+    @property
     def cached_bytes(self) -> int:
-        arrays = sum(a.nbytes for k, a in self._arrays.items() if k not in self._inputs)
-        return arrays + sum(h.nbytes for h in self._heads.values())
+        return self.cache.nbytes
 
     def baseline(self) -> Score:
         """The score of the unmasked model."""
@@ -183,39 +185,11 @@ class Previewer:
     def clear(self) -> None:
         """Drop every cached frontier and score."""
         with self._lock:
-            self._frontiers.clear()
-            self._arrays = dict(self._inputs)
+            self.cache.clear()
             self._baseline = None
             self._maskers.clear()
-            self._heads.clear()
 
     # ---- graph facts ------------------------------------------------------------------
-    def _index_graph(self) -> None:
-        calls = self.graph.calls
-        self._produced_at: dict[Key, int] = {k: -1 for k in self.graph.inputs}
-        self._sample_bytes: dict[Key, int] = {k: a[:1].nbytes for k, a in self._inputs.items()}
-        for c in calls:
-            for i, k in enumerate(c.outputs):
-                self._produced_at[k] = c.index
-                self._sample_bytes[k] = _sample_bytes(c, i)
-        self._last_use: dict[Key, int] = {}
-        for c in calls:
-            for k in c.inputs:
-                self._last_use[k] = max(self._last_use.get(k, -1), c.index)
-        for k in self.graph.outputs:
-            self._last_use[k] = len(calls)
-        self._order = sorted(self._produced_at, key=lambda k: self._produced_at[k])
-
-    def keys_at(self, t: int) -> tuple:
-        """The frontier of call `t`: tensors made before it and used at or after it."""
-        keys = self._frontier_keys.get(t)
-        if keys is None:
-            keys = tuple(
-                k for k in self._order if self._produced_at[k] < t <= self._last_use.get(k, -2)
-            )
-            self._frontier_keys[t] = keys
-        return keys
-
     def _click_targets(self) -> list[int]:
         """First affected call of a one-unit selection in each selectable group."""
         out = []
@@ -234,59 +208,31 @@ class Previewer:
                 continue
         return out
 
-    # ---- frontier cache ---------------------------------------------------------------
-    def _best_cached(self, t: int) -> int:
-        """The latest cached frontier at or before `t` (0: the inputs)."""
-        return max((s for s in self._frontiers if s <= t), default=0)
-
+    # ---- frontiers ---------------------------------------------------------------------
     def _ensure_frontier(self, t: int, compiled: bool = False) -> int:
         """Cache frontier `t` if the budget allows; return the frontier to start from."""
-        s = self._best_cached(t)
-        if s == t:
-            if t in self._frontiers:
-                self._frontiers.move_to_end(t)
-            return t
-        missing = [k for k in self.keys_at(t) if k not in self._arrays]
-        need = sum(self._sample_bytes[k] for k in missing) * self.n
-        if need > self.budget_bytes or not self._make_room(need, protect=s, keep=self.keys_at(t)):
-            return s
-        self._compute_frontier(s, t, missing, compiled)
-        self._frontiers[t] = self.keys_at(t)
-        return t
+        return self.cache.ensure(
+            t, lambda s, t, missing: self._compute_frontier(s, t, missing, compiled)
+        )
 
-    def _make_room(self, need: int, protect: int, keep: tuple) -> bool:
-        """Evict least recently used frontiers (never `protect`, never arrays in `keep`)
-        until `need` more bytes fit."""
-        while self.cached_bytes + need > self.budget_bytes:
-            victim = next((t for t in self._frontiers if t != protect), None)
-            if victim is None:
-                if not self._heads:
-                    return False
-                self._heads.popitem(last=False)
-                continue
-            del self._frontiers[victim]
-            alive = set(self._inputs).union(keep, *self._frontiers.values())
-            self._arrays = {k: a for k, a in self._arrays.items() if k in alive}
-        return True
-
-    def _compute_frontier(self, s: int, t: int, missing: list, compiled: bool = False) -> None:
-        """Run calls s..t-1 (no masks) over all samples, keeping the `missing` tensors."""
+    def _compute_frontier(self, s: int, t: int, missing: list, compiled: bool = False) -> dict:
+        """Run calls s..t-1 (no masks) over all samples; the `missing` tensors' arrays."""
         rows = self._rows(s, t, self.compiled_rows if compiled else self.batch_size)
         hook = self._counting(None)
         arrays: dict[Key, np.ndarray] = {}
         for lo in range(0, self.n, rows):
             if compiled:
-                values = self._compiled_run(self._batch(s, lo, rows), s, t)
+                values = self._compiled_run(self.cache.batch(s, lo, rows), s, t)
             else:
                 values = self.graph.run(
-                    None, start=s, stop=t, values=self._batch(s, lo, rows), hook=hook
+                    None, start=s, stop=t, values=self.cache.batch(s, lo, rows), hook=hook
                 )
             for k in missing:
                 part = ops.convert_to_numpy(values[k])
                 if k not in arrays:
                     arrays[k] = np.empty((self.n,) + part.shape[1:], dtype=part.dtype)
                 arrays[k][lo : lo + len(part)] = part
-        self._arrays.update(arrays)
+        return arrays
 
     # ---- running ----------------------------------------------------------------------
     def _masked_outputs(self, masker: Masker, reduce=None, compiled: bool = False):
@@ -330,7 +276,7 @@ class Previewer:
         first output, or the list of `reduce(outputs, first_row)` per batch."""
         chunks = []
         for lo in range(0, self.n, rows):
-            values = run(self._batch(s, lo, rows), lo)
+            values = run(self.cache.batch(s, lo, rows), lo)
             part = ops.convert_to_numpy(masker.outputs(values)[0])
             chunks.append(part if reduce is None else reduce(part, lo))
         if reduce is not None:
@@ -365,7 +311,7 @@ class Previewer:
         call = self.graph.calls[t]
         held = self.positions.held(t) if self.positions else None
         need = HeadTerms.nbytes_for(self.trace, call, held) * self.n
-        if need > self.budget_bytes // 8 or not self._make_room(
+        if need > self.budget_bytes // 8 or not self.cache.make_room(
             need, protect=t, keep=self.keys_at(t)
         ):
             return None
@@ -373,7 +319,7 @@ class Previewer:
         run = self.positions.call_at(t) if self.positions else call
         rows = self._rows(t, t + 1)
         for lo in range(0, self.n, rows):
-            terms.add(run, self._batch(t, lo, rows), lo)
+            terms.add(run, self.cache.batch(t, lo, rows), lo)
             self.calls_run[t] += 1
         self._heads[t] = terms
         return terms
@@ -419,20 +365,15 @@ class Previewer:
             out[index] = (clone, key, np.flatnonzero(keep), axes[0])
         return out
 
-    def _batch(self, s: int, lo: int, rows: int) -> dict:
-        """Frontier `s` for samples lo..lo+rows (NumPy views; layers convert them, and
-        masks multiply them in NumPy, which is faster than a TensorFlow op here)."""
-        return {k: self._arrays[k][lo : lo + rows] for k in self.keys_at(s) if k in self._arrays}
-
     def _rows(self, start: int, stop: int, least: int | None = None) -> int:
         """Rows per batch: `least` (default `batch_size`), or more while the working set
         stays small (the frontier arrays are views: calls copy the positions they read)."""
         pos = self.positions
         per_sample = sum(
-            self._sample_bytes[k] * (pos.read_share(k, start) if pos else 1.0)
+            self.cache.sample_bytes[k] * (pos.read_share(k, start) if pos else 1.0)
             for k in self.keys_at(start)
         ) + sum(
-            self._sample_bytes[k] * (pos.share(c.index) if pos else 1.0)
+            self.cache.sample_bytes[k] * (pos.share(c.index) if pos else 1.0)
             for c in self.graph.calls[start:stop]
             for k in c.outputs
         )
@@ -447,13 +388,3 @@ class Previewer:
             return bool(hook(call, values)) if hook is not None else False
 
         return run
-
-
-def _sample_bytes(call, i: int) -> int:
-    """Bytes of one sample of a call's i-th output (unknown sizes count as 1)."""
-    shape = call.output_shapes[i][1:]
-    try:
-        itemsize = np.dtype(str(call.node.outputs[i].dtype)).itemsize
-    except (TypeError, AttributeError, IndexError):
-        itemsize = 4
-    return int(np.prod([d if d is not None else 1 for d in shape], dtype=np.int64)) * itemsize
