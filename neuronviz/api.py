@@ -36,7 +36,7 @@ from neuronviz.backend.analysis.importance import (
     weight_stats,
 )
 from neuronviz.backend.analysis.importance import register as register_importance
-from neuronviz.backend.analysis.refine import refine_plan
+from neuronviz.backend.analysis.refine import refine_plan as _refine_plan
 from neuronviz.backend.analysis.sensitivity import DEFAULT_FRACTIONS, Sweep, SweepResult
 from neuronviz.backend.analysis.sensitivity import sweep as _sweep
 from neuronviz.backend.analysis.stats import StatsJob, UnitStats, activation_stats
@@ -63,6 +63,7 @@ from neuronviz.backend.scoring.latency import compare_latency as _compare_latenc
 from neuronviz.backend.scoring.preview import Previewer
 from neuronviz.backend.surgery.attention import attention_heads
 from neuronviz.backend.surgery.budget import DEFAULT_ROUND_TO, SCOPES, BudgetPlan, Target
+from neuronviz.backend.surgery.budget import one_layer_per_group as _one_layer_per_group
 from neuronviz.backend.surgery.budget import plan_to_budget as _plan_to_budget
 from neuronviz.backend.surgery.budget import rank_groups as _rank_groups
 from neuronviz.backend.surgery.budget import round_plan as _round_plan
@@ -91,7 +92,7 @@ __all__ = [
     "UnitData", "unit_data", "attention_heads",
     "sweep", "Sweep", "SweepResult", "DEFAULT_FRACTIONS",
     # budgets, rounding and speed
-    "plan_to_budget", "BudgetPlan", "Target", "round_plan", "DEFAULT_ROUND_TO",
+    "plan_to_budget", "BudgetPlan", "Target", "round_plan", "refine_plan", "DEFAULT_ROUND_TO",
     "measure_latency", "compare_latency", "Latency", "budget_schedule",
     # recovery
     "finetune", "FinetuneJob", "Progress", "PruneSchedule", "ScheduleStep", "schedule_fractions",
@@ -208,6 +209,29 @@ def compare_latency(
     return _compare_latency(model, pruned, batch_size, runs, shapes=shapes, progress=progress)
 
 
+def refine_plan(
+    model: keras.Model,
+    plan: Plan | dict,
+    data,
+    criterion: str | None = "l2",
+    trace=None,
+    progress=None,
+) -> Plan:
+    """`plan` with each layer's units chosen again by exact loss on `data` (as many per
+    layer; analysis/refine.py). `criterion` (any importance) limits each round to its
+    least important candidates, which is much faster; None scores every unit. Kept
+    only where it lowers the loss. `progress(fraction)` after every preview (it may
+    raise to stop)."""
+    tr = trace if trace is not None else analyze(model)
+    data = data if isinstance(data, Dataset) else load_data(data, model)
+    plan = _one_layer_per_group(tr, plan if isinstance(plan, Plan) else Plan(plan))
+    orders = None
+    if criterion is not None:
+        scores = importance(model, criterion, data=data, trace=tr)
+        orders = {r.layer: r.order for r in _rank_groups(tr, scores)}
+    return _refine_plan(Previewer(model, tr, data), tr, plan, orders, progress=progress)
+
+
 def budget_schedule(
     model: keras.Model, budget: BudgetPlan, train, val, steps: int = 3, trace=None, **kw
 ) -> PruneSchedule:
@@ -300,10 +324,8 @@ def plan_to_budget(
             model, target, criterion=criterion, scope=scope, round_to=round_to, data=data,
             sensitivity=sensitivity, trace=tr, progress=_part(progress, 0.0, 0.1),
         )  # fmt: skip
-        scores = importance(model, criterion, data=data, trace=tr)
-        orders = {r.layer: r.order for r in _rank_groups(tr, scores)}
         plan = refine_plan(
-            Previewer(model, tr, data), tr, found.plan, orders, progress=_part(progress, 0.1, 1.0)
+            model, found.plan, data, criterion, trace=tr, progress=_part(progress, 0.1, 1.0)
         )
         return dataclasses.replace(found, plan=plan, refined=plan is not found.plan)
     scores = importance(model, criterion, data=data, trace=tr)

@@ -132,6 +132,19 @@ def test_refine_on_the_data_shows_its_phase_and_cancels(win, qtbot):
     dlg.reject()
 
 
+def test_refine_selection_on_the_data_is_one_undo_step(win, qtbot, demo_model):
+    s = win.state.session
+    with qtbot.waitSignal(
+        win.tasks.finished, timeout=120_000, check_params_cb=lambda name, _: name == "refine"
+    ):
+        win.menus.actions["refine"].trigger()
+    want = nv.refine_plan(demo_model, HAND, nv.load_data("demo", demo_model))
+    assert want != HAND and len(want.remove["dense"]) == 5  # the same width
+    assert s.plan == want and win.selection.stack.count() == 1
+    win.menus.actions["undo"].trigger()
+    assert s.plan == HAND
+
+
 def test_round_selection_is_a_setting_and_one_undo_step(win, qtbot, demo_model):
     s = win.state.session
     win.menus.actions["round_to_16"].trigger()

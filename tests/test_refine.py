@@ -165,3 +165,18 @@ def test_the_apps_budget_job_refines_on_the_open_data(setup):
     want = nv.plan_to_budget(model, "params=0.7", data=data, round_to=1, trace=tr, refine=True)
     assert got.plan == want.plan and got.refined == want.refined
     assert "Refining the units on the data…" in texts
+
+
+def test_public_refine_states_one_layer_per_group(demo_model, demo_val):
+    x, y = demo_val
+    data = nv.Dataset(x[:64], y[:64], 10)
+    tr = nv.analyze(demo_model)
+    hand = {"max_pooling2d": [1, 2], "dense": [5, 6, 7]}  # a pass-through names conv2d's units
+    got = nv.refine_plan(demo_model, hand, data, trace=tr)
+    assert set(got.remove) == {"conv2d", "dense"}
+    assert len(got.remove["conv2d"]) == 2 and len(got.remove["dense"]) == 3
+    unordered = nv.refine_plan(demo_model, hand, data, criterion=None, trace=tr)
+    direct = refine_plan(
+        Previewer(demo_model, tr, data), tr, Plan({"conv2d": [1, 2], "dense": [5, 6, 7]})
+    )
+    assert unordered == direct

@@ -47,6 +47,7 @@ TASK_LABELS = {
     "heads": "Measuring attention heads…",
     "budget": "Planning to a budget…",
     "speed": "Measuring speed…",
+    "refine": "Refining the selection…",
 }
 
 
@@ -326,6 +327,7 @@ class MainWindow(QMainWindow):
                     "open",
                     "budget",
                     "speed",
+                    "refine",
                 )
                 if self.tasks.is_running(n)
             ]

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 
-from neuronviz.gui import about, files, rounding
+from neuronviz.gui import about, files, refining, rounding
 from neuronviz.gui.budget_dialog import run_budget_dialog
 from neuronviz.gui.criterion_dialog import run_criterion_dialog
 from neuronviz.gui.export import run_export_dialog
@@ -84,6 +84,14 @@ def build_menus(win) -> SimpleNamespace:
     act(e, "criterion", "Select by &Criterion…", lambda: run_criterion_dialog(bench), "Ctrl+K")
     act(e, "budget", "Prune to &Budget…", lambda: run_budget_dialog(bench), "Ctrl+B")
     act(e, "round", "", lambda: rounding.round_selection(bench), "Ctrl+Shift+N")
+    act(
+        e,
+        "refine",
+        "Re&fine Selection on the Data",
+        lambda: refining.refine_selection(bench),
+        "Ctrl+Shift+F",
+        tip="Choose the selected layers' units again by exact loss on the data, as many per layer",
+    )
     _rounding_menu(e.addMenu("Channel R&ounding"), bench, m)
     act(e, "invert", "&Invert Selection in Layer", win.selection.invert, "Ctrl+I")
     act(e, "clear_layer", "Clear Selection in &Layer", win.selection.clear_layer, "Ctrl+Backspace")

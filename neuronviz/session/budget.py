@@ -131,6 +131,29 @@ class Budgets:
         plan = self.plan if plan is None else plan
         return api.round_plan(self.model, plan, int(round_to), criterion, trace=self.trace)
 
+    # ---- refining on the data ------------------------------------------------------------
+    def refine_job(self, criterion: str = "l2", report=None):
+        """A generator job: the current plan with each layer's units chosen again by exact
+        loss on the open data (`nv.refine_plan`; as many per layer). Returns (plan it
+        refined, refined plan) for the caller to apply while the plan is unchanged."""
+        import neuronviz.api as api
+
+        if self.model is None:
+            raise NeuronvizError("Open a model first.")
+        if self.dataset is None:
+            raise NeuronvizError("Open validation data to refine the units with (Ctrl+D).")
+        if not self.plan:
+            raise NeuronvizError("Select units to refine first: nothing is selected.")
+        model, trace, data, plan = self.model, self.trace, self.dataset, self.plan
+        text = "Refining the selection on the data…"
+
+        def job():
+            yield 0.0, text
+            progress = (lambda f: report(f, text)) if report is not None else None
+            return plan, api.refine_plan(model, plan, data, criterion, trace, progress)
+
+        return job
+
     # ---- measured speed ----------------------------------------------------------------
     def latency_job(self, batch_size: int = 32, runs: int = 7, report=None):
         """A generator job: build the current plan's pruned model, then time it against

@@ -117,6 +117,25 @@ def _plan_layer(trace: Trace, g) -> str | None:
     return None
 
 
+def one_layer_per_group(trace: Trace, plan: Plan) -> Plan:
+    """`plan` stated through one layer per group it touches (the layer whose units are
+    exactly the group's, as budget plans state them); a group without one keeps the
+    plan's own entries."""
+    sel = trace.select(plan)
+    flags = trace.units.removed_flags(sel.removed)
+    lu = trace.layer_units
+    out = {}
+    for g in trace.units.groups:
+        if not g.size or not flags[g.classes].any():
+            continue
+        layer = _plan_layer(trace, g)
+        if layer is None:
+            out.update({p: v for p, v in plan.remove.items() if p in g.members})
+        else:
+            out[layer] = np.flatnonzero(~sel.keep(lu[layer])).tolist()
+    return Plan(out)
+
+
 def _sensitivity_weights(sweep) -> dict[str, float]:
     """Group name -> 1 + its mean accuracy drop over the sweep relative to the mean group's
     (its loss rise, for a causal LM's token data): groups that hurt most rank later and so
