@@ -8,14 +8,14 @@ from pathlib import Path
 
 from neuronviz.core.plan import Plan
 from neuronviz.errors import NeuronvizError
+from neuronviz.session.plans import Measured
 
 
 class Budgets:
     """Session methods for budget plans, rounding and latency (mixed into Session)."""
 
     def _init_budgets(self) -> None:
-        self.latency = None  # api.Latency of `latency_plan` (original against pruned)
-        self.latency_plan: Plan | None = None
+        self._latency = Measured()  # api.Latency of one plan (original against pruned)
 
     # ---- budget plans ------------------------------------------------------------------
     def budget_job(
@@ -179,11 +179,15 @@ class Budgets:
         current)."""
         if plan != self.plan:
             return False
-        self.latency, self.latency_plan = latency, plan
+        self._latency = Measured(plan, latency)
         self._emit("latency")
         return True
 
     def latency_for(self, plan: Plan | None = None):
         """The measured Latency of `plan` (default: the current one), or None."""
-        plan = self.plan if plan is None else plan
-        return self.latency if self.latency is not None and self.latency_plan == plan else None
+        return self._latency.for_plan(self.plan if plan is None else plan)
+
+    @property
+    def latency(self):
+        """The latest measured Latency (of any plan), or None."""
+        return self._latency.value

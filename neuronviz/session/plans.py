@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -14,6 +15,18 @@ from neuronviz.core.plan import Plan
 from neuronviz.errors import NeuronvizError
 
 PLANS_KEPT = 300
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A value measured for one plan (a preview score, a latency). `for_plan` gives it for
+    that plan only, so a stale figure never shows."""
+
+    plan: Plan | None = None
+    value: object = None
+
+    def for_plan(self, plan: Plan):
+        return self.value if self.value is not None and self.plan == plan else None
 
 
 class Plans:

@@ -19,7 +19,7 @@ from neuronviz.session.criteria import Criteria
 from neuronviz.session.events import Events
 from neuronviz.session.heads import Heads
 from neuronviz.session.jobs import Jobs, ModelParts, load_model_parts
-from neuronviz.session.plans import Plans
+from neuronviz.session.plans import Measured, Plans
 from neuronviz.session.rows import LayerInfo, layer_rows
 
 
@@ -42,8 +42,7 @@ class Session(Events, Plans, Jobs, Criteria, Heads, Budgets):
         self.act_stats: dict | None = None
         self.previewer = None
         self.baseline = None  # Score of the unmasked model
-        self.score = None  # Score of `score_plan` (see `score_for`)
-        self.score_plan: Plan | None = None
+        self._score = Measured()  # the preview's Score of one plan (see `score_for`)
         self.sweep = None  # SweepResult of the last sensitivity sweep
         self.sweep_criterion: str | None = None
         self.taylor: dict | None = None  # Taylor importance per layer, once computed
@@ -99,7 +98,7 @@ class Session(Events, Plans, Jobs, Criteria, Heads, Budgets):
         self.previewer = previewer
         if previewer is not None and baseline is None:
             baseline = previewer.baseline()
-        self.baseline, self.score, self.score_plan = baseline, None, None
+        self.baseline, self._score = baseline, Measured()
         self._emit("previewer", "score")
 
     def set_analysis(self, result) -> None:
@@ -113,14 +112,22 @@ class Session(Events, Plans, Jobs, Criteria, Heads, Budgets):
         previewer than the current one or the plan is no longer current)."""
         if (previewer is not None and previewer is not self.previewer) or plan != self.plan:
             return False
-        self.score_plan, self.score = plan, score
+        self._score = Measured(plan, score)
         self._emit("score")
         return True
 
     def score_for(self, plan: Plan | None = None):
         """The preview score of `plan` (default: the current plan), or None if there is none yet."""
-        plan = self.plan if plan is None else plan
-        return self.score if self.score is not None and self.score_plan == plan else None
+        return self._score.for_plan(self.plan if plan is None else plan)
+
+    @property
+    def score(self):
+        """The latest preview Score (of `score_plan`), or None."""
+        return self._score.value
+
+    @property
+    def score_plan(self) -> Plan | None:
+        return self._score.plan
 
     def set_taylor(self, taylor: dict) -> None:
         """Taylor importance per layer (from `taylor_scores`), kept until the data changes."""
