@@ -224,11 +224,16 @@ def refine_plan(
     raise to stop)."""
     tr = trace if trace is not None else analyze(model)
     data = data if isinstance(data, Dataset) else load_data(data, model)
-    plan = _one_layer_per_group(tr, plan if isinstance(plan, Plan) else Plan(plan))
-    orders = None
-    if criterion is not None:
-        scores = importance(model, criterion, data=data, trace=tr)
-        orders = {r.layer: r.order for r in _rank_groups(tr, scores)}
+    scores = None if criterion is None else importance(model, criterion, data=data, trace=tr)
+    return _refined(
+        model, tr, plan if isinstance(plan, Plan) else Plan(plan), data, scores, progress
+    )
+
+
+def _refined(model, tr, plan: Plan, data: Dataset, scores, progress) -> Plan:
+    """`refine_plan` with the importance `scores` known (None: every unit a candidate)."""
+    orders = None if scores is None else {r.layer: r.order for r in _rank_groups(tr, scores)}
+    plan = _one_layer_per_group(tr, plan)
     return _refine_plan(Previewer(model, tr, data), tr, plan, orders, progress=progress)
 
 
@@ -317,19 +322,24 @@ def plan_to_budget(
     target = target if isinstance(target, Target) else Target.parse(target, batch_size)
     if data is not None and not isinstance(data, Dataset):
         data = load_data(data, model)
-    if refine:
-        if data is None:
-            raise NeuronvizError("Expected `data` to refine the plan with. Received: data=None")
-        found = plan_to_budget(
-            model, target, criterion=criterion, scope=scope, round_to=round_to, data=data,
-            sensitivity=sensitivity, trace=tr, progress=_part(progress, 0.0, 0.1),
-        )  # fmt: skip
-        plan = refine_plan(
-            model, found.plan, data, criterion, trace=tr, progress=_part(progress, 0.1, 1.0)
-        )
-        return dataclasses.replace(found, plan=plan, refined=plan is not found.plan)
+    if refine and data is None:
+        raise NeuronvizError("Expected `data` to refine the plan with. Received: data=None")
     scores = importance(model, criterion, data=data, trace=tr)
-    kw = dict(scores=scores, criterion=criterion, round_to=int(round_to), progress=progress)
+    search = _part(progress, 0.0, 0.1) if refine else progress
+    found = _search_budget(
+        model, tr, target, data, scores, criterion, scope, int(round_to), sensitivity, search
+    )
+    if not refine:
+        return found
+    plan = _refined(model, tr, found.plan, data, scores, _part(progress, 0.1, 1.0))
+    return dataclasses.replace(found, plan=plan, refined=plan is not found.plan)
+
+
+def _search_budget(
+    model, tr, target, data, scores, criterion, scope, round_to, sensitivity, progress
+) -> BudgetPlan:
+    """`plan_to_budget`'s search, once the importance `scores` are known."""
+    kw = dict(scores=scores, criterion=criterion, round_to=round_to, progress=progress)
     if scope == "auto" and (data is None or target.kind == "latency"):
         scope = "global"
     if target.kind != "latency" and scope == "auto":  # the better of both, scored exactly

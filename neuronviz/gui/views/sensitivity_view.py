@@ -1,7 +1,7 @@
 """Sensitivity: accuracy (perplexity, for a causal LM's token data) against the fraction
-of units removed, one curve per layer (group), or a heatmap (groups x fractions, coloured by the accuracy drop) when there are
-more than HEATMAP_ABOVE groups. Clicking a point or a cell selects that many of that
-layer's units by the criterion."""
+of units removed, one curve per layer (group), or a heatmap (groups x fractions, coloured
+by the accuracy drop or perplexity rise) when there are more than HEATMAP_ABOVE groups.
+Clicking a point or a cell selects that many of that layer's units by the criterion."""
 
 from __future__ import annotations
 
